@@ -1,0 +1,61 @@
+"""Data loaders built by type name from the config's `data_loader` section."""
+import torch
+
+from base import BaseDataLoader
+from data_loader.image_datasets import load_images
+
+__all__ = ["BinarizedImageDataLoader"]
+
+SPLITS = ("train", "valid", "test")
+
+
+class BinarizedImageDataLoader(BaseDataLoader):
+    """Binary images x ~ Bernoulli(intensity).
+
+    Training uses dynamic binarization: a fresh binary image every time an example is seen
+    (the noise depends on seed, epoch and batch, so a resumed run sees the same draws).
+    Validation and test use one fixed binarization drawn once from `seed`, so their numbers are
+    comparable across epochs and runs.
+
+    Split: the last `validation_size` images of the dataset's training set (in a fixed
+    permutation drawn from `seed`) are the validation set; `test` is the dataset's own test set.
+    """
+
+    def __init__(self, data_dir="data/", dataset="fashion_mnist", split="train",
+                 batch_size=128, validation_size=10000, shuffle=True, seed=0,
+                 binarize="dynamic", num_replicas=1, rank=0):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if binarize not in ("dynamic", "fixed"):
+            raise ValueError(f"binarize must be 'dynamic' or 'fixed', got {binarize!r}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        images = select_split(load_images(dataset, data_dir, train=split != "test"),
+                              split, validation_size, seed)
+        self.intensities = images.float().div_(255.0)
+        self.dynamic = split == "train" and binarize == "dynamic"
+        if not self.dynamic:
+            generator = torch.Generator().manual_seed(seed + 1)
+            self.fixed = torch.bernoulli(self.intensities, generator=generator)
+        super().__init__(len(images), batch_size, shuffle=shuffle and split == "train",
+                         seed=seed, drop_last=False, num_replicas=num_replicas, rank=rank)
+
+    @property
+    def input_dim(self):
+        return self.intensities.shape[1]
+
+    def make_batch(self, indices, generator):
+        if self.dynamic:
+            return torch.bernoulli(self.intensities[indices], generator=generator)
+        return self.fixed[indices]
+
+
+def select_split(images, split, validation_size, seed):
+    if split == "test":
+        return images
+    if not 0 < validation_size < len(images):
+        raise ValueError(f"validation_size must be between 1 and {len(images) - 1}, "
+                         f"got {validation_size}")
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    n_train = len(images) - validation_size
+    return images[order[:n_train] if split == "train" else order[n_train:]]

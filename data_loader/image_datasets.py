@@ -1,0 +1,97 @@
+"""Grey-scale image datasets as one uint8 tensor (n, 28*28) of intensities, loaded offline first.
+
+Where the files come from, in order:
+  1. files already in data_dir (torchvision's layout, e.g. <data_dir>/FashionMNIST/raw/),
+  2. for Fashion-MNIST, Debian's `dataset-fashion-mnist` package: its IDX .gz files are
+     decompressed into <data_dir>/FashionMNIST/raw/ (torchvision rejects their checksums as .gz),
+  3. torchvision's download, for users with internet.
+If all fail, a DataError says what to install or where to put the files.
+"""
+import gzip
+import shutil
+from pathlib import Path
+
+import torch
+
+from utils.errors import DataError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def load_images(name, data_dir, train):
+    """Intensities of the train (60k-style) or test split as a (n, 784) uint8 tensor."""
+    loaders = {"mnist": load_mnist_like, "fashion_mnist": load_mnist_like,
+               "omniglot": load_omniglot}
+    if name not in loaders:
+        raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)})")
+    return loaders[name](name, Path(data_dir), train)
+
+
+def load_mnist_like(name, data_dir, train):
+    import torchvision
+    cls = {"mnist": torchvision.datasets.MNIST,
+           "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
+    raw = data_dir / cls.__name__ / "raw"
+    if name == "fashion_mnist" and not has_idx_files(raw):
+        copy_debian_fashion_mnist(raw)
+    if not has_idx_files(raw):
+        download(lambda: cls(data_dir, train=train, download=True), name, raw)
+    dataset = cls(data_dir, train=train, download=False)
+    return dataset.data.reshape(len(dataset.data), -1).contiguous()
+
+
+def has_idx_files(raw):
+    return all((raw / f).is_file() for f in IDX_FILES)
+
+
+def copy_debian_fashion_mnist(raw):
+    """Decompress Debian's Fashion-MNIST IDX files into raw/, if the package is installed."""
+    sources = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in IDX_FILES]
+    if not all(s.is_file() for s in sources):
+        return
+    raw.mkdir(parents=True, exist_ok=True)
+    for source, target in zip(sources, IDX_FILES):
+        partial = raw / f".{target}.part"
+        with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        partial.replace(raw / target)
+
+
+def download(make_dataset, name, raw):
+    try:
+        make_dataset()
+    except Exception as e:  # network errors come in many types; all mean the same here
+        hint = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or "
+                if name == "fashion_mnist" else "")
+        raise DataError(f"{name} files not found in {raw} and the download failed "
+                        f"({type(e).__name__}); {hint}put the IDX files "
+                        f"({', '.join(IDX_FILES)}) in {raw}") from None
+
+
+def load_omniglot(name, data_dir, train):
+    """Omniglot resized to 28x28, strokes as intensity 1.
+
+    Split (choice): torchvision's `background` set (964 characters) is the training set and
+    its `evaluation` set (659 characters) the test set. Resized once and cached as a tensor.
+    """
+    cache = data_dir / f"omniglot28_{'train' if train else 'test'}.pt"
+    if cache.is_file():
+        return torch.load(cache, weights_only=True)
+    import torchvision
+    import torchvision.transforms.functional as TF
+    root = data_dir / "omniglot-py"
+    try:
+        dataset = torchvision.datasets.Omniglot(data_dir, background=train, download=False)
+    except RuntimeError:
+        download(lambda: torchvision.datasets.Omniglot(data_dir, background=train,
+                                                       download=True), name, root)
+        dataset = torchvision.datasets.Omniglot(data_dir, background=train, download=False)
+    images = []
+    for image, _ in dataset:
+        small = TF.resize(TF.pil_to_tensor(image.convert("L")), [28, 28], antialias=True)
+        images.append(255 - small.reshape(-1))  # paper-style: ink is 1, background 0
+    images = torch.stack(images).to(torch.uint8)
+    torch.save(images, cache)
+    return images

@@ -1,0 +1,24 @@
+"""Logging to the console and to <log_dir>/info.log, configured from logger_config.json."""
+import json
+import logging
+import logging.config
+from pathlib import Path
+
+CONFIG = Path(__file__).with_name("logger_config.json")
+LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
+
+def setup_logging(log_dir):
+    config = json.loads(CONFIG.read_text())
+    for handler in config["handlers"].values():
+        if "filename" in handler:
+            handler["filename"] = str(Path(log_dir) / handler["filename"])
+    logging.config.dictConfig(config)
+
+
+def get_logger(name, verbosity=2):
+    if verbosity not in LEVELS:
+        raise ValueError(f"verbosity must be one of {sorted(LEVELS)}, got {verbosity}")
+    logger = logging.getLogger(name)
+    logger.setLevel(LEVELS[verbosity])
+    return logger

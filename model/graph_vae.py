@@ -1,0 +1,144 @@
+"""GraphVAE (method.md §1) and, as configurations of it, the FC-VAE, Ladder VAE and VAE (§2).
+
+Latents: N nodes of d dims; node N-1 is the root, the candidate parents of node i are j > i.
+
+Generative model: p(z_root) = N(0, I); p(z_i | parents) = N(TD_i(concat_j c_ji * z_j));
+p(x | z) from the decoder on concat(z_1..z_N).
+Inference (Ladder-VAE style): the encoder's features give every node a bottom-up estimate
+(mu_hat, var_hat). The root's posterior is that estimate. Going down from N-2 to 0, each node's
+prior is computed from the *posterior samples* of its gated parents with the same TD_i as the
+generative model, fused with the bottom-up estimate by precision weighting, and sampled.
+The KL of every node is taken in closed form given its sampled parents; the root's prior is
+N(0, I), which is the same formula with mu_p = 0, logvar_p = 0.
+"""
+import torch
+from torch import nn
+
+from base import BaseModel
+from model import gaussian
+from model.edge_gates import EdgeGates
+from model.likelihoods import LIKELIHOODS
+from model.networks import GroupedLinear, mlp
+
+
+class GraphVAE(BaseModel):
+    def __init__(self, input_dim=784, n_nodes=5, node_dim=16, structure="learned",
+                 gate_init_prob=0.5, hard_gates=False, encoder_hidden=(512, 512, 512),
+                 feature_dim=256, bottom_up_hidden=256, top_down_hidden=256,
+                 decoder_hidden=(512, 512, 512), likelihood="bernoulli"):
+        super().__init__()
+        check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
+                    feature_dim=feature_dim, bottom_up_hidden=bottom_up_hidden,
+                    top_down_hidden=top_down_hidden)
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {likelihood!r}")
+        self.n_nodes, self.node_dim = n_nodes, node_dim
+        self.latent_dim = n_nodes * node_dim
+        self.log_likelihood = LIKELIHOODS[likelihood]
+
+        self.encoder = mlp([input_dim, *encoder_hidden, feature_dim])
+        # Bottom-up heads of all nodes at once: fc(feature, hidden)-BN-ReLU per node is one wide
+        # fc + BN over N*hidden features; then per-node fc(hidden, d) and the (mean, log-var)
+        # heads fc(d, d) x 2, as grouped layers. (choice: ReLU after fc(hidden, d), so that the
+        # heads are not a redundant linear composition.)
+        self.bottom_up = nn.Sequential(
+            nn.Linear(feature_dim, n_nodes * bottom_up_hidden),
+            nn.BatchNorm1d(n_nodes * bottom_up_hidden), nn.ReLU(),
+            nn.Unflatten(1, (n_nodes, bottom_up_hidden)),
+            GroupedLinear(n_nodes, bottom_up_hidden, node_dim), nn.ReLU(),
+            GroupedLinear(n_nodes, node_dim, 2 * node_dim))
+        # Top-down networks of the non-root nodes; node i sees its N-1-i gated parents.
+        self.top_down = nn.ModuleList(
+            nn.Sequential(mlp([(n_nodes - 1 - i) * node_dim, top_down_hidden, node_dim],
+                              final_activation=True),
+                          nn.Linear(node_dim, 2 * node_dim))
+            for i in range(n_nodes - 1))
+        self.decoder = mlp([self.latent_dim, *decoder_hidden, input_dim])
+        self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates)
+
+    # -- pieces ---------------------------------------------------------------------------
+    def bottom_up_estimates(self, x):
+        """(mu_hat, logvar_hat) of every node, each (B, N, d)."""
+        mu, logvar = self.bottom_up(self.encoder(x)).chunk(2, dim=-1)
+        return mu, gaussian.clamp_logvar(logvar)
+
+    def prior_params(self, node, z, gates):
+        """(mu_p, logvar_p) of a non-root node from the gated samples of its parents.
+
+        z is a list of per-node samples (B, d) with the parents (nodes > node) filled in;
+        gates is (B, n_edges).
+        """
+        parent_gates = self.gates.parent_gates(gates, node).unsqueeze(-1)
+        parents = (parent_gates * torch.stack(z[node + 1:], dim=1)).flatten(1)
+        mu, logvar = self.top_down[node](parents).chunk(2, dim=-1)
+        return mu, gaussian.clamp_logvar(logvar)
+
+    def posterior(self, mu_hat, logvar_hat, gates):
+        """Sample z top-down; return z and the posterior and prior parameters, each (B, N, d)."""
+        n, root = self.n_nodes, self.n_nodes - 1
+        z, mu_q, logvar_q, mu_p, logvar_p = ([None] * n for _ in range(5))
+        mu_q[root], logvar_q[root] = mu_hat[:, root], logvar_hat[:, root]
+        mu_p[root] = logvar_p[root] = torch.zeros_like(mu_hat[:, root])  # root prior N(0, I)
+        z[root] = gaussian.sample(mu_q[root], logvar_q[root])
+        for i in range(root - 1, -1, -1):
+            mu_p[i], logvar_p[i] = self.prior_params(i, z, gates)
+            mu_q[i], logvar_q[i] = gaussian.fuse(mu_hat[:, i], logvar_hat[:, i],
+                                                 mu_p[i], logvar_p[i])
+            z[i] = gaussian.sample(mu_q[i], logvar_q[i])
+        stack = lambda tensors: torch.stack(tensors, dim=1)  # noqa: E731
+        return stack(z), (stack(mu_q), stack(logvar_q)), (stack(mu_p), stack(logvar_p))
+
+    def decode(self, z):
+        """Decoder outputs (e.g. Bernoulli logits) for z of shape (B, N, d)."""
+        return self.decoder(z.flatten(1))
+
+    # -- the model ------------------------------------------------------------------------
+    def forward(self, x):
+        mu_hat, logvar_hat = self.bottom_up_estimates(x)
+        gates = self.gates(x.shape[0])
+        z, q, p = self.posterior(mu_hat, logvar_hat, gates)
+        return {"x_params": self.decode(z), "z": z,
+                "kl": gaussian.kl_divergence(*q, *p)}  # (B, N)
+
+    def log_importance_weights(self, x, n_samples):
+        """log p(x, z_k) - log q(z_k | x) for n_samples z_k ~ q(z|x): shape (n_samples, B).
+
+        The encoder runs once per image; the samples are processed as one batch of n*B rows.
+        """
+        batch = x.shape[0]
+        mu_hat, logvar_hat = (t.repeat(n_samples, 1, 1) for t in self.bottom_up_estimates(x))
+        gates = self.gates(batch * n_samples)
+        z, q, p = self.posterior(mu_hat, logvar_hat, gates)
+        log_px = self.log_likelihood(self.decode(z), x.repeat(n_samples, 1))
+        log_pz = gaussian.log_density(z, *p).sum(-1)
+        log_qz = gaussian.log_density(z, *q).sum(-1)
+        return (log_px + log_pz - log_qz).view(n_samples, batch)
+
+    @torch.no_grad()
+    def sample_prior(self, n, node_overrides=None):
+        """Ancestral samples with the discrete graph; returns (decoder outputs, z).
+
+        node_overrides = {node: (d,) or (n, d) tensor} fixes chosen nodes (for traversals).
+        """
+        overrides = node_overrides or {}
+        device = next(self.parameters()).device
+        z = [None] * self.n_nodes
+        gates = self.gates.discrete().expand(n, -1)
+        for i in range(self.n_nodes - 1, -1, -1):
+            if i in overrides:
+                z[i] = overrides[i].to(device).expand(n, self.node_dim)
+            elif i == self.n_nodes - 1:
+                z[i] = torch.randn(n, self.node_dim, device=device)
+            else:
+                z[i] = gaussian.sample(*self.prior_params(i, z, gates))
+        z = torch.stack(z, dim=1)
+        return self.decode(z), z
+
+    def describe_graph(self):
+        return self.gates.describe(self.node_dim)
+
+
+def check_sizes(**sizes):
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,32 @@
+"""The building blocks of the paper's MLPs (appendix): fc-BN-ReLU stacks and grouped layers."""
+import math
+
+import torch
+from torch import nn
+
+
+def mlp(sizes, final_activation=False):
+    """fc-BN-ReLU for every layer but the last, which is a plain fc unless final_activation."""
+    layers = []
+    for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if k < len(sizes) - 2 or final_activation:
+            layers += [nn.BatchNorm1d(n_out), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class GroupedLinear(nn.Module):
+    """G independent linear layers applied at once: (B, G, n_in) -> (B, G, n_out).
+
+    One batched matmul replaces G small ones (one per latent node), with the same maths and
+    the same initialisation as G separate nn.Linear layers.
+    """
+
+    def __init__(self, groups, n_in, n_out):
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_in)
+        self.weight = nn.Parameter(torch.empty(groups, n_in, n_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(groups, n_out).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias

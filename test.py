@@ -1,0 +1,101 @@
+"""Evaluate a checkpoint on the test set: python test.py --resume checkpoint [-k 1000].
+
+Reports the ELBO, the KL of every node and the importance-sampled log-likelihood (K samples
+per image, discrete graph), prints the learned graph and writes everything as JSON next to
+the checkpoint (<checkpoint>-test.json).
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.loss import elbo_per_example
+from model.metrics import importance_sampled_log_likelihood
+from utils.build import build_loader, build_model, prepare_device
+from utils.checkpoint import restore_model
+from utils.cli import base_parser, load_run_config, run_cli
+from utils.errors import ConfigError
+
+
+def parse_args(argv):
+    parser = base_parser(__doc__)
+    parser.add_argument("-k", "--samples", type=int, default=1000,
+                        help="importance samples per image (paper: 5000; 0 skips IS-LL)")
+    parser.add_argument("--batch-size", type=int, default=100, help="test images per batch")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    return parser.parse_args(argv)
+
+
+@torch.no_grad()
+def evaluate(model, loader, n_samples, device, limit=None):
+    """Sums over the test set of ELBO, KL per node and IS-LL, as means per image."""
+    model.eval()
+    totals = {"elbo": 0.0, "kl_per_node": 0.0, "log_likelihood": 0.0, "n": 0}
+    for x in tqdm(loader, desc="test", leave=False):
+        if limit is not None:
+            x = x[:limit - totals["n"]]
+        x = x.to(device)
+        output = model(x)
+        log_px = model.log_likelihood(output["x_params"], x)
+        totals["elbo"] += (log_px - output["kl"].sum(-1)).sum().item()
+        totals["kl_per_node"] = totals["kl_per_node"] + output["kl"].sum(0).cpu()
+        if n_samples > 0:
+            totals["log_likelihood"] += importance_sampled_log_likelihood(
+                model, x, n_samples).sum().item()
+        totals["n"] += x.shape[0]
+        if limit is not None and totals["n"] >= limit:
+            break
+    n = totals.pop("n")
+    results = {"n_images": n, "elbo": totals["elbo"] / n,
+               "kl_per_node": (totals["kl_per_node"] / n).tolist()}
+    results["kl"] = sum(results["kl_per_node"])
+    results["log_likelihood"] = totals["log_likelihood"] / n if n_samples > 0 else None
+    return results
+
+
+def print_report(results, graph):
+    rows = [("test images", f"{results['n_images']}"),
+            ("ELBO (nats)", f"{results['elbo']:.2f}"),
+            ("KL total (nats)", f"{results['kl']:.2f}")]
+    rows += [(f"KL node z{i}", f"{kl:.2f}") for i, kl in enumerate(results["kl_per_node"])]
+    if results["log_likelihood"] is not None:
+        rows.append((f"log p(x), IS K={results['samples']}", f"{results['log_likelihood']:.2f}"))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>10}")
+    print(f"\nGraph ({graph['structure']}; root z{len(graph['nodes']) - 1}):")
+    for edge in graph["edges"]:
+        status = "kept" if edge["kept"] else "dropped"
+        print(f"  z{edge['src']} -> z{edge['dst']}  p={edge['prob']:.3f}  {status}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not args.resume:
+        raise ConfigError("give the checkpoint to evaluate with --resume")
+    if args.samples < 0 or args.batch_size <= 0:
+        raise ConfigError("--samples must be >= 0 and --batch-size > 0")
+    config, checkpoint = load_run_config(args)
+    torch.manual_seed(config["seed"])
+    loader = build_loader(config, "test", batch_size=args.batch_size)
+    device = prepare_device(config["n_gpu"])
+    model = build_model(config, loader.input_dim)
+    restore_model(model, checkpoint, args.resume)
+    model.to(device)
+
+    start = time.perf_counter()
+    results = evaluate(model, loader, args.samples, device, args.limit)
+    results.update(samples=args.samples, seconds=time.perf_counter() - start,
+                   checkpoint=str(args.resume), epoch=checkpoint["epoch"],
+                   graph=model.describe_graph())
+    print_report(results, results["graph"])
+    out = Path(args.resume).with_name(Path(args.resume).stem + "-test.json")
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nResults written to {out}")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,50 @@
+"""Building the run's objects from a validated config, shared by every entry point."""
+import torch
+
+import data_loader.data_loaders as module_data
+import model as module_arch
+from model.loss import LOSSES
+from utils.errors import ConfigError
+
+
+def prepare_device(n_gpu):
+    """cuda:0 when n_gpu > 0 and a GPU is there, else the CPU (with a warning if asked)."""
+    available = torch.cuda.device_count()
+    if n_gpu > 0 and available == 0:
+        print("warning: n_gpu > 0 but no GPU is available; training on the CPU")
+    return torch.device("cuda:0" if n_gpu > 0 and available > 0 else "cpu")
+
+
+def build_loader(config, split, **overrides):
+    """The data loader of one split; overrides replace config args (e.g. batch_size)."""
+    return config.init_obj("data_loader", module_data, split=split, overrides=overrides)
+
+
+def build_model(config, input_dim):
+    return config.init_obj("arch", module_arch, input_dim=input_dim)
+
+
+def build_loss(config):
+    if config["loss"] not in LOSSES:
+        raise ConfigError(f"unknown loss '{config['loss']}' (choices: {', '.join(LOSSES)})")
+    return LOSSES[config["loss"]]
+
+
+def parameter_groups(model, structure_lr):
+    """Network weights, and the structure logits alpha with their own rate if one is given."""
+    gates = getattr(model, "gates", None)
+    structure = [gates.logits] if gates is not None and gates.learned else []
+    if structure_lr is None or not structure:
+        return [{"params": list(model.parameters())}]
+    ids = {id(p) for p in structure}
+    network = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": network}, {"params": structure, "lr": structure_lr}]
+
+
+def build_optimizer(config, model):
+    params = parameter_groups(model, config["optimizer"]["structure_lr"])
+    optimizer = config.init_obj("optimizer", torch.optim, params)
+    scheduler = None
+    if config["lr_scheduler"] is not None:
+        scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
+    return optimizer, scheduler

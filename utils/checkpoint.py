@@ -1,0 +1,82 @@
+"""Saving and loading checkpoints safely.
+
+Saving is atomic: the checkpoint is written to a temporary file in the same directory,
+flushed to disk (fsync), then renamed over the target, so a crash at any moment leaves either
+the old file or the new one, never a torn one.
+
+Loading uses torch.load(weights_only=True): a checkpoint holds tensors and plain data only
+(the config is a dict), so a shared checkpoint can never execute code when it is opened.
+"""
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from utils.errors import CheckpointError
+
+REQUIRED_KEYS = ("arch", "epoch", "state_dict", "config")
+
+
+def atomic_save(obj, path):
+    """torch.save(obj, path) so that path is always either the old or the complete new file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory):
+    """Make a rename in directory durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path):
+    """The checkpoint at path as plain data on the CPU, or a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path} holds more than tensors and plain data, so it was not "
+                              f"loaded (it could run code): {first_line}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or another "
+                              f"kind of file): {type(e).__name__}") from None
+    if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a graphvae checkpoint (missing "
+                              f"{', '.join(REQUIRED_KEYS)})")
+    return checkpoint
+
+
+def restore_model(model, checkpoint, path):
+    """Load the checkpoint's weights into model, or say why they do not fit."""
+    if checkpoint["arch"] != type(model).__name__:
+        raise CheckpointError(f"{path} holds a {checkpoint['arch']}, but the config builds "
+                              f"a {type(model).__name__}")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        detail = str(e).strip().splitlines()[1].strip() if "\n" in str(e).strip() else ""
+        raise CheckpointError(f"{path} does not fit the configured architecture (resume with "
+                              f"the checkpoint's own config): {first} {detail}".strip()) from None
