@@ -19,19 +19,22 @@ class BinarizedImageDataLoader(BaseDataLoader):
 
     Split: the last `validation_size` images of the dataset's training set (in a fixed
     permutation drawn from `seed`) are the validation set; `test` is the dataset's own test set.
+    `subset` keeps only the first N images of the split (quick experiments and tests).
     """
 
     def __init__(self, data_dir="data/", dataset="fashion_mnist", split="train",
                  batch_size=128, validation_size=10000, shuffle=True, seed=0,
-                 binarize="dynamic", num_replicas=1, rank=0):
+                 binarize="dynamic", subset=None, num_replicas=1, rank=0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if binarize not in ("dynamic", "fixed"):
             raise ValueError(f"binarize must be 'dynamic' or 'fixed', got {binarize!r}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if subset is not None and (not isinstance(subset, int) or subset <= 0):
+            raise ValueError(f"subset must be a positive number of images, got {subset}")
         images = select_split(load_images(dataset, data_dir, train=split != "test"),
-                              split, validation_size, seed)
+                              split, validation_size, seed)[:subset]
         self.intensities = images.float().div_(255.0)
         self.dynamic = split == "train" and binarize == "dynamic"
         if not self.dynamic:

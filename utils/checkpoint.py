@@ -9,6 +9,7 @@ Loading uses torch.load(weights_only=True): a checkpoint holds tensors and plain
 """
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -53,15 +54,20 @@ def load_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; anything else is not one
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or another kind "
+                              f"of file); resume from an intact checkpoint-*.pth")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path} holds more than tensors and plain data, so it was not "
-                              f"loaded (it could run code): {first_line}") from None
+        found = re.search(r"Unsupported global: (\S+ \S+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path} holds objects other than tensors and plain data{what}; "
+                              f"it was not loaded, since loading it could run code") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or another "
-                              f"kind of file): {type(e).__name__}") from None
+                              f"kind of file: {type(e).__name__}); resume from an intact "
+                              f"checkpoint-*.pth") from None
     if not isinstance(checkpoint, dict) or not all(k in checkpoint for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a graphvae checkpoint (missing "
                               f"{', '.join(REQUIRED_KEYS)})")

@@ -1,0 +1,117 @@
+"""Training end to end on real Fashion-MNIST: it learns, it resumes exactly, the CLI works."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import test as test_script
+import train
+from tests.conftest import REPO, write_config
+from utils.build import build_loader, build_model
+from utils.checkpoint import load_checkpoint
+from utils.cli import run_cli
+from utils.config import ConfigParser
+
+
+def run_dir(save_dir):
+    (path,) = (Path(save_dir) / "models").glob("*/*")
+    return path
+
+
+def logged(log_dir_root, key):
+    """The values logged for key, epoch by epoch, from the run's info.log."""
+    (log,) = Path(log_dir_root).glob("log/*/*/info.log")
+    return [float(v) for v in re.findall(rf"    {key} +: ([-0-9.]+)\n", log.read_text())]
+
+
+def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(tiny_config, tmp_path):
+    tiny_config["data_loader"]["args"].update(subset=300 * 64)  # 300 steps of batch 64
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    config = ConfigParser(json.loads(json.dumps(tiny_config)))
+    test_loader = build_loader(config, "test", batch_size=500, subset=2000)
+
+    def test_negative_elbo(model):
+        return -test_script.evaluate(model, test_loader, 0, torch.device("cpu"))["elbo"]
+
+    torch.manual_seed(0)
+    before = test_negative_elbo(build_model(config, 784))
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    model = build_model(config, 784)
+    model.load_state_dict(load_checkpoint(run_dir(tmp_path / "saved") / "model_best.pth")["state_dict"])
+    after = test_negative_elbo(model)
+    assert after < before - 150, (before, after)
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, tmp_path):
+    tiny_config["trainer"].update(deterministic=True, tensorboard=False, epochs=3)
+    tiny_config["optimizer"]["structure_lr"] = 0.01
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    tiny_config["trainer"]["save_dir"] = str(straight)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    tiny_config["trainer"].update(save_dir=str(split), epochs=2)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    checkpoint = run_dir(split) / "checkpoint-latest.pth"
+    assert run_cli(lambda: train.main(["--resume", str(checkpoint), "--epochs", "3"])) == 0
+
+    assert logged(straight, "loss")[2] == logged(split, "loss")[2]
+    assert logged(straight, "val_loss")[2] == logged(split, "val_loss")[2]
+    final = {name: load_checkpoint(run_dir(d) / "checkpoint-latest.pth") for name, d in
+             (("straight", straight), ("split", split))}
+    assert final["split"]["epoch"] == 3
+    for key, value in final["straight"]["state_dict"].items():
+        assert torch.equal(value, final["split"]["state_dict"][key]), key
+
+
+def test_command_line_train_then_test_end_to_end(tiny_config, tmp_path):
+    config_path = write_config(tmp_path, tiny_config)
+    subprocess.run([sys.executable, "train.py", "-c", str(config_path), "--epochs", "1"],
+                   cwd=REPO, check=True, capture_output=True, text=True)
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.pth"
+    assert (checkpoint.parent / "config.json").is_file()
+    assert list((tmp_path / "saved" / "log").glob("*/*/events.out.tfevents.*"))
+    result = subprocess.run([sys.executable, "test.py", "--resume", str(checkpoint), "-k", "20",
+                             "--limit", "200"], cwd=REPO, check=True, capture_output=True,
+                            text=True)
+    assert "log p(x), IS K=20" in result.stdout and "z2 -> z0" in result.stdout
+    results = json.loads(checkpoint.with_name("model_best-test.json").read_text())
+    assert results["n_images"] == 200 and results["samples"] == 20
+    assert results["log_likelihood"] >= results["elbo"] - 1.0
+    assert len(results["kl_per_node"]) == 3 and len(results["graph"]["edges"]) == 3
+
+
+def test_resuming_with_another_architecture_is_a_clear_error(tiny_config, tmp_path, capsys):
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    capsys.readouterr()
+    status = run_cli(lambda: train.main(["--resume", str(checkpoint), "--set",
+                                         "arch.args.node_dim=5"]))
+    err = capsys.readouterr().err
+    assert status == 2 and "does not fit the configured architecture" in err
+    assert err.count("\n") == 1
+
+
+def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "checkpoint.pth"
+    bad.write_bytes(b"not a checkpoint at all")
+    status = run_cli(lambda: test_script.main(["--resume", str(bad)]))
+    err = capsys.readouterr().err
+    assert status == 2 and "is not a readable checkpoint" in err and err.count("\n") == 1
+
+
+def test_a_checkpoint_crafted_to_run_code_is_not_executed(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    crafted = tmp_path / "crafted.pth"
+    torch.save({"arch": "GraphVAE", "epoch": 1, "state_dict": {}, "config": Exploit()}, crafted)
+    status = run_cli(lambda: test_script.main(["--resume", str(crafted)]))
+    err = capsys.readouterr().err
+    assert status == 2 and "could run code" in err and err.count("\n") == 1
+    assert not marker.exists()
