@@ -1,11 +1,31 @@
-"""The epoch loop shared by every trainer: monitoring, early stop, checkpoints and resume."""
+"""The epoch loop shared by every trainer: monitoring, early stop, checkpoints, resume, stops.
+
+A run never loses more than it must:
+  * every checkpoint write is atomic (utils/checkpoint.py), and checkpoint-latest.pth is
+    rewritten at the end of every epoch and, with trainer.checkpoint_every_steps, inside it;
+  * SIGINT/SIGTERM finish the current step, save checkpoint-latest.pth and exit 0 with the
+    command that resumes;
+  * a checkpoint taken inside an epoch stores the position in the epoch, the partial sums of
+    the epoch's metrics and the RNG state, so resuming reproduces the uninterrupted run exactly.
+"""
 import math
+import signal
 
 import torch
 
 from logger import TensorboardWriter, get_logger
 from utils.checkpoint import atomic_save, restore_model
-from utils.errors import CheckpointError, ConfigError
+from utils.errors import CheckpointError, ConfigError, UserError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequested(Exception):
+    """Raised at a step boundary after SIGINT/SIGTERM, once the checkpoint is saved."""
+
+
+class TrainingDiverged(UserError):
+    """Too many non-finite losses; the last good state is saved."""
 
 
 class BaseTrainer:
@@ -21,20 +41,41 @@ class BaseTrainer:
         self.monitor_best = math.inf if self.monitor_mode == "min" else -math.inf
         self.not_improved_count = 0
         self.start_epoch = 1
+        # Position inside the current epoch: batches done and the partial metric sums.
+        self.batches_done, self.partial_sums = 0, None
+        self.nonfinite_steps = 0
+        self.stop_requested = False
         self.writer = None  # opened in train(), once the run directory exists
 
     @property
     def checkpoint_dir(self):
         return self.config.save_dir
 
+    @property
+    def latest_checkpoint(self):
+        return self.checkpoint_dir / "checkpoint-latest.pth"
+
     def _train_epoch(self, epoch):
-        """Train one epoch; return a dict of plain-number metrics for the log."""
+        """Train one epoch (from self.batches_done on); return plain-number metrics."""
         raise NotImplementedError
 
     def train(self):
         self.writer = TensorboardWriter(self.config.log_dir, self.config["trainer"]["tensorboard"])
+        previous_handlers = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS}
+        try:
+            self._epoch_loop()
+        except StopRequested:
+            self.logger.info(f"Stopped on request; checkpoint saved. Resume with:\n"
+                             f"    python train.py --resume {self.latest_checkpoint}")
+        finally:
+            for s, handler in previous_handlers.items():
+                signal.signal(s, handler)
+            self.writer.close()
+
+    def _epoch_loop(self):
         for epoch in range(self.start_epoch, self.epochs + 1):
             log = {"epoch": epoch, **self._train_epoch(epoch)}
+            self.batches_done, self.partial_sums = 0, None
             for key, value in log.items():
                 self.logger.info(f"    {key:24s}: {format_value(value)}")
             best = self._update_monitor(log)
@@ -43,7 +84,14 @@ class BaseTrainer:
                 self.logger.info(f"Validation {self.monitor_metric} did not improve for "
                                  f"{self.early_stop} epochs: training stops.")
                 break
-        self.writer.close()
+
+    def _request_stop(self, signum, frame):
+        if self.stop_requested:  # a second signal: stop now, the usual way
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        self.stop_requested = True
+        self.logger.info(f"\n{signal.Signals(signum).name} received: saving a checkpoint after "
+                         f"this step (send it again to stop at once).")
 
     def _update_monitor(self, log):
         """Whether this epoch is the best so far by the monitored metric."""
@@ -63,12 +111,17 @@ class BaseTrainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint_state(self, epoch):
+        """Everything needed to continue: `epoch` is the last completed epoch and
+        `batches_done` / `partial_sums` the progress inside the next one."""
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "arch": type(self.model).__name__,
             "epoch": epoch,
+            "batches_done": self.batches_done,
+            "partial_sums": self.partial_sums,
+            "nonfinite_steps": self.nonfinite_steps,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
@@ -78,22 +131,34 @@ class BaseTrainer:
             "rng": rng,
         }
 
+    def _write(self, state, path):
+        try:
+            atomic_save(state, path)
+        except OSError as e:
+            raise CheckpointError(f"could not write checkpoint {path}: {e.strerror or e}; "
+                                  f"the previous checkpoint is intact (free space or choose "
+                                  f"another trainer.save_dir, then resume)") from None
+
     def _save_checkpoint(self, epoch, save_best):
         """checkpoint-latest.pth every epoch, checkpoint-epochK.pth every save_period epochs,
         model_best.pth when the monitored metric improves; every write is atomic."""
         state = self._checkpoint_state(epoch)
-        atomic_save(state, self.checkpoint_dir / "checkpoint-latest.pth")
+        self._write(state, self.latest_checkpoint)
         if epoch % self.save_period == 0 or epoch == self.epochs:
             path = self.checkpoint_dir / f"checkpoint-epoch{epoch}.pth"
-            atomic_save(state, path)
+            self._write(state, path)
             self.logger.info(f"Saving checkpoint: {path} ...")
         if save_best:
-            atomic_save(state, self.checkpoint_dir / "model_best.pth")
+            self._write(state, self.checkpoint_dir / "model_best.pth")
             self.logger.info("Saving current best: model_best.pth ...")
+
+    def _save_mid_epoch(self, epoch):
+        """checkpoint-latest.pth at the current step of `epoch` (not yet completed)."""
+        self._write(self._checkpoint_state(epoch - 1), self.latest_checkpoint)
 
     def resume(self, checkpoint, path):
         """Continue the run saved in checkpoint (loaded from path): weights, optimizer,
-        scheduler, epoch, best-so-far and RNG states."""
+        scheduler, epoch and position in it, best-so-far and RNG states."""
         restore_model(self.model, checkpoint, path)
         try:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -103,12 +168,17 @@ class BaseTrainer:
         if self.lr_scheduler and checkpoint["lr_scheduler"]:
             self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         self.start_epoch = checkpoint["epoch"] + 1
+        self.batches_done = checkpoint.get("batches_done", 0)
+        self.partial_sums = checkpoint.get("partial_sums")
+        self.nonfinite_steps = checkpoint.get("nonfinite_steps", 0)
         self.monitor_best = checkpoint["monitor_best"]
         self.not_improved_count = checkpoint["not_improved_count"]
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        self.logger.info(f"Resumed from {path}: training continues at epoch {self.start_epoch}")
+        where = f", batch {self.batches_done}" if self.batches_done else ""
+        self.logger.info(f"Resumed from {path}: training continues at epoch "
+                         f"{self.start_epoch}{where}")
 
 
 def parse_monitor(monitor):

@@ -1,6 +1,7 @@
 """GraphVAE (method.md §1) and, as configurations of it, the FC-VAE, Ladder VAE and VAE (§2).
 
-Latents: N nodes of d dims; node N-1 is the root, the candidate parents of node i are j > i.
+Latents: N nodes of d dims (node_dim, or latent_dim M = N * d); node N-1 is the root, the
+candidate parents of node i are j > i.
 
 Generative model: p(z_root) = N(0, I); p(z_i | parents) = N(TD_i(concat_j c_ji * z_j));
 p(x | z) from the decoder on concat(z_1..z_N).
@@ -22,11 +23,12 @@ from model.networks import GroupedLinear, mlp
 
 
 class GraphVAE(BaseModel):
-    def __init__(self, input_dim=784, n_nodes=5, node_dim=16, structure="learned",
-                 gate_init_prob=0.5, hard_gates=False, encoder_hidden=(512, 512, 512),
-                 feature_dim=256, bottom_up_hidden=256, top_down_hidden=256,
-                 decoder_hidden=(512, 512, 512), likelihood="bernoulli"):
+    def __init__(self, input_dim=784, n_nodes=5, node_dim=16, latent_dim=None,
+                 structure="learned", gate_init_prob=0.5, hard_gates=False,
+                 encoder_hidden=(512, 512, 512), feature_dim=256, bottom_up_hidden=256,
+                 top_down_hidden=256, decoder_hidden=(512, 512, 512), likelihood="bernoulli"):
         super().__init__()
+        node_dim = split_latent_dims(latent_dim, n_nodes, node_dim)
         check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
                     feature_dim=feature_dim, bottom_up_hidden=bottom_up_hidden,
                     top_down_hidden=top_down_hidden)
@@ -136,6 +138,18 @@ class GraphVAE(BaseModel):
 
     def describe_graph(self):
         return self.gates.describe(self.node_dim)
+
+
+def split_latent_dims(latent_dim, n_nodes, node_dim):
+    """node_dim, or latent_dim / n_nodes when the total latent size M is given instead."""
+    if latent_dim is None:
+        return node_dim
+    check_sizes(latent_dim=latent_dim, n_nodes=n_nodes)
+    if latent_dim % n_nodes:
+        divisors = [k for k in range(1, latent_dim + 1) if latent_dim % k == 0]
+        raise ValueError(f"latent_dim {latent_dim} is not divisible by n_nodes {n_nodes}; "
+                         f"use n_nodes in {divisors}")
+    return latent_dim // n_nodes
 
 
 def check_sizes(**sizes):

@@ -33,7 +33,9 @@ def running_sums(terms, batch_size, sums=None):
 
 
 def means(sums):
-    """Plain-number means from running_sums (one device sync)."""
+    """Plain-number means from running_sums (one device sync); {} when nothing was summed."""
+    if not sums:
+        return {}
     n = sums["n"]
     result = {}
     for key, value in sums.items():

@@ -3,6 +3,7 @@ import torch
 from tqdm import tqdm
 
 from base import BaseTrainer
+from base.base_trainer import StopRequested, TrainingDiverged
 from model.loss import means, running_sums
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
@@ -16,6 +17,10 @@ class Trainer(BaseTrainer):
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
         self.temperature = config["trainer"]["temperature"]
         self.freeze_graph_epoch = config["trainer"]["freeze_graph_epoch"]
+        self.checkpoint_every_steps = config["trainer"]["checkpoint_every_steps"]
+        self.max_nonfinite_steps = config["trainer"]["max_nonfinite_steps"]
+        self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
+        self._saved_buffers = [b.detach().clone() for b in self._float_buffers]
 
     def temperature_at(self, epoch):
         """tau = max(floor, init * rate^(epoch-1)): the paper's 0.999^epoch with init 1."""
@@ -30,23 +35,42 @@ class Trainer(BaseTrainer):
             gates.freeze()
             self.logger.info(f"Graph frozen to its discrete value from epoch {epoch} on.")
 
+    def _train_step(self, x):
+        """One optimisation step; returns the loss terms, or None when the loss is not finite.
+        A non-finite step is skipped: parameters and buffers (BatchNorm statistics, which the
+        forward pass already updated) stay as they were before it."""
+        for saved, buffer in zip(self._saved_buffers, self._float_buffers):
+            saved.copy_(buffer)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, terms = self.loss_fn(self.model, self.model(x), x)
+        if not torch.isfinite(loss):
+            for saved, buffer in zip(self._saved_buffers, self._float_buffers):
+                buffer.copy_(saved)
+            return None
+        loss.backward()
+        self.optimizer.step()
+        return terms
+
     def _train_epoch(self, epoch):
         self._prepare_gates(epoch)
         self.model.train()
         self.data_loader.set_epoch(epoch)
-        sums = None
-        progress = tqdm(self.data_loader, desc=f"epoch {epoch}", leave=False,
-                        mininterval=1.0, dynamic_ncols=True)
-        for step, x in enumerate(progress):
+        batches = self.data_loader.iter_from(self.batches_done)
+        progress = tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=1.0,
+                        dynamic_ncols=True, initial=self.batches_done, total=len(self.data_loader))
+        for x in progress:
             x = x.to(self.device, non_blocking=True)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss, terms = self.loss_fn(self.model, self.model(x), x)
-            loss.backward()
-            self.optimizer.step()
-            sums = running_sums(terms, x.shape[0], sums)
-            if step % PROGRESS_EVERY == 0:
-                progress.set_postfix(loss=f"{loss.item():.2f}")
-        log = means(sums)
+            terms = self._train_step(x)
+            if terms is None:
+                self._count_nonfinite(epoch)
+            else:
+                self.partial_sums = running_sums(terms, x.shape[0], self.partial_sums)
+            self.batches_done += 1
+            if self.batches_done % PROGRESS_EVERY == 0 and terms is not None:
+                progress.set_postfix(loss=f"{terms['loss'].item():.2f}")
+            self._checkpoint_inside_epoch(epoch)
+        log = means(self.partial_sums)
+        log["nonfinite_steps"] = self.nonfinite_steps
         log["tau"] = float(self.model.gates.tau)
         log["edge_probs"] = self.model.gates.probs().tolist()
         if self.valid_data_loader is not None:
@@ -55,6 +79,27 @@ class Trainer(BaseTrainer):
             self.lr_scheduler.step()
         self._write_tensorboard(epoch, log)
         return log
+
+    def _checkpoint_inside_epoch(self, epoch):
+        """Save checkpoint-latest.pth every checkpoint_every_steps, or on a stop request."""
+        every = self.checkpoint_every_steps
+        periodic = every and self.batches_done % every == 0 \
+            and self.batches_done < len(self.data_loader)
+        if periodic or self.stop_requested:
+            self._save_mid_epoch(epoch)
+        if self.stop_requested:
+            raise StopRequested
+
+    def _count_nonfinite(self, epoch):
+        self.nonfinite_steps += 1
+        self.logger.warning(f"non-finite loss at epoch {epoch}, batch {self.batches_done}: "
+                            f"step skipped ({self.nonfinite_steps} so far)")
+        if self.nonfinite_steps >= self.max_nonfinite_steps:
+            self._save_mid_epoch(epoch)
+            raise TrainingDiverged(
+                f"training stopped after {self.nonfinite_steps} non-finite losses "
+                f"(trainer.max_nonfinite_steps); the last good state is saved in "
+                f"{self.latest_checkpoint}: lower optimizer.args.lr and resume from it")
 
     @torch.no_grad()
     def evaluate(self, loader):

@@ -38,6 +38,8 @@ TRAINER = {
     "deterministic": ((bool,), False),
     "temperature": ((dict,), {}),
     "freeze_graph_epoch": ((int, type(None)), None),
+    "checkpoint_every_steps": ((int, type(None)), None),
+    "max_nonfinite_steps": ((int,), 10),
 }
 TEMPERATURE = {
     "init": ((float,), 1.0),
@@ -181,7 +183,10 @@ class ConfigParser:
 
     def make_run_dirs(self, resuming=False):
         """Create the run's directories; a new run never reuses an existing one."""
-        if not resuming:
+        if resuming:  # a write killed mid-way leaves its temporary file behind
+            for stale in self.save_dir.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        else:
             base, k = self.save_dir, 1
             while self.save_dir.exists() or self.log_dir.exists():
                 self.save_dir = base.with_name(f"{base.name}_{k}")
