@@ -73,6 +73,9 @@ class BaseTrainer:
             self.writer.close()
 
     def _epoch_loop(self):
+        if self.start_epoch > self.epochs:
+            self.logger.info(f"Nothing to do: the run already finished {self.epochs} epochs "
+                             f"(train longer with --epochs N).")
         for epoch in range(self.start_epoch, self.epochs + 1):
             log = {"epoch": epoch, **self._train_epoch(epoch)}
             self.batches_done, self.partial_sums = 0, None
