@@ -10,6 +10,7 @@ A run never loses more than it must:
 """
 import math
 import signal
+import time
 
 import torch
 
@@ -44,6 +45,7 @@ class BaseTrainer:
         # Position inside the current epoch: batches done and the partial metric sums.
         self.batches_done, self.partial_sums = 0, None
         self.nonfinite_steps = 0
+        self.history = []  # every epoch's log, kept in the checkpoint (curves, reports)
         self.stop_requested = False
         self.writer = None  # opened in train(), once the run directory exists
 
@@ -77,7 +79,10 @@ class BaseTrainer:
             self.logger.info(f"Nothing to do: the run already finished {self.epochs} epochs "
                              f"(train longer with --epochs N).")
         for epoch in range(self.start_epoch, self.epochs + 1):
+            started = time.perf_counter()
             log = {"epoch": epoch, **self._train_epoch(epoch)}
+            log["seconds"] = time.perf_counter() - started
+            self.history.append(log)
             self.batches_done, self.partial_sums = 0, None
             for key, value in log.items():
                 self.logger.info(f"    {key:24s}: {format_value(value)}")
@@ -125,6 +130,7 @@ class BaseTrainer:
             "batches_done": self.batches_done,
             "partial_sums": self.partial_sums,
             "nonfinite_steps": self.nonfinite_steps,
+            "history": self.history,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
@@ -174,6 +180,7 @@ class BaseTrainer:
         self.batches_done = checkpoint.get("batches_done", 0)
         self.partial_sums = checkpoint.get("partial_sums")
         self.nonfinite_steps = checkpoint.get("nonfinite_steps", 0)
+        self.history = checkpoint.get("history", [])
         self.monitor_best = checkpoint["monitor_best"]
         self.not_improved_count = checkpoint["not_improved_count"]
         torch.set_rng_state(checkpoint["rng"]["torch"])

@@ -21,10 +21,12 @@ SHORT_FLAGS = {
 
 
 def base_parser(description):
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="config file (JSON)")
     parser.add_argument("-r", "--resume", help="checkpoint to resume from / evaluate")
     parser.add_argument("-d", "--device", help="GPUs to use, e.g. 0,1 (CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--run-id", help="name of a new run's directory (default: date_time)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. --set trainer.epochs=3 arch.args.n_nodes=4")
     for flag, (key, kind) in SHORT_FLAGS.items():
@@ -55,7 +57,10 @@ def load_run_config(args):
         if value is not None:
             set_by_path(config, key, value)
     config = apply_overrides(config, args.set)
-    return ConfigParser(config, run_dir=run_dir), checkpoint
+    parsed = ConfigParser(config, run_dir=run_dir)
+    if args.run_id and checkpoint is None:
+        parsed.name_run(args.run_id)
+    return parsed, checkpoint
 
 
 def run_cli(main):

@@ -178,6 +178,15 @@ class ConfigParser:
         self.save_dir = Path(run_dir)
         self.log_dir = save_dir / "log" / self.config["name"] / self.save_dir.name
 
+    def name_run(self, run_id):
+        """Use run_id instead of the date and time; an existing run is never reused."""
+        self.save_dir = self.save_dir.with_name(run_id)
+        self.log_dir = self.log_dir.with_name(run_id)
+        if self.save_dir.exists():
+            raise ConfigError(f"run directory {self.save_dir} exists already; continue it with "
+                              f"--resume {self.save_dir / 'checkpoint-latest.pth'} or choose "
+                              f"another --run-id")
+
     def __getitem__(self, key):
         return self.config[key]
 
