@@ -266,3 +266,13 @@ def test_a_new_run_never_reuses_an_existing_directory(tiny_config, tmp_path):
     runs = list((tmp_path / "saved" / "models").glob("*/*"))
     assert len(runs) == 2
     assert all(json.loads((r / "config.json").read_text())["name"] for r in runs)
+
+
+def test_a_named_run_that_exists_is_not_overwritten(tiny_config, tmp_path, capsys):
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    path = write_config(tmp_path, tiny_config)
+    assert train_cli(["-c", str(path), "--run-id", "mine"]) == 0
+    before = files_and_times(tmp_path / "saved")
+    expect_one_line_error(["-c", str(path), "--run-id", "mine"], capsys, "exists already",
+                          "--resume")
+    assert files_and_times(tmp_path / "saved") == before
