@@ -1,4 +1,4 @@
 """Models built by type name from a config's `arch` section."""
-from model.graph_vae import GraphVAE
+from model.graph_vae import GraphLSTMVAE, GraphVAE
 
-__all__ = ["GraphVAE"]
+__all__ = ["GraphVAE", "GraphLSTMVAE"]

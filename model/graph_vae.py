@@ -20,18 +20,22 @@ from model import gaussian
 from model.edge_gates import EdgeGates
 from model.likelihoods import LIKELIHOODS
 from model.networks import GroupedLinear, mlp
+from model.top_down import TOP_DOWN
 
 
 class GraphVAE(BaseModel):
     def __init__(self, input_dim=784, n_nodes=5, node_dim=16, latent_dim=None,
                  structure="learned", gate_init_prob=0.5, hard_gates=False,
                  encoder_hidden=(512, 512, 512), feature_dim=256, bottom_up_hidden=256,
-                 top_down_hidden=256, decoder_hidden=(512, 512, 512), likelihood="bernoulli"):
+                 top_down_hidden=256, decoder_hidden=(512, 512, 512), likelihood="bernoulli",
+                 top_down="mlp", max_nodes=None):
         super().__init__()
         node_dim = split_latent_dims(latent_dim, n_nodes, node_dim)
         check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
                     feature_dim=feature_dim, bottom_up_hidden=bottom_up_hidden,
                     top_down_hidden=top_down_hidden)
+        if top_down not in TOP_DOWN:
+            raise ValueError(f"top_down must be one of {sorted(TOP_DOWN)}, got {top_down!r}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {likelihood!r}")
         self.n_nodes, self.node_dim = n_nodes, node_dim
@@ -50,11 +54,8 @@ class GraphVAE(BaseModel):
             GroupedLinear(n_nodes, bottom_up_hidden, node_dim), nn.ReLU(),
             GroupedLinear(n_nodes, node_dim, 2 * node_dim))
         # Top-down networks of the non-root nodes; node i sees its N-1-i gated parents.
-        self.top_down = nn.ModuleList(
-            nn.Sequential(mlp([(n_nodes - 1 - i) * node_dim, top_down_hidden, node_dim],
-                              final_activation=True),
-                          nn.Linear(node_dim, 2 * node_dim))
-            for i in range(n_nodes - 1))
+        extra = {"max_nodes": max_nodes} if top_down == "lstm" else {}
+        self.top_down = TOP_DOWN[top_down](n_nodes, node_dim, top_down_hidden, **extra)
         self.decoder = mlp([self.latent_dim, *decoder_hidden, input_dim])
         self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates)
 
@@ -64,16 +65,14 @@ class GraphVAE(BaseModel):
         mu, logvar = self.bottom_up(self.encoder(x)).chunk(2, dim=-1)
         return mu, gaussian.clamp_logvar(logvar)
 
-    def prior_params(self, node, z, gates):
-        """(mu_p, logvar_p) of a non-root node from the gated samples of its parents.
+    def prior_params(self, node, z, gates, state=None):
+        """((mu_p, logvar_p), state) of a non-root node from the gated samples of its parents.
 
         z is a list of per-node samples (B, d) with the parents (nodes > node) filled in;
-        gates is (B, n_edges).
+        gates is (B, n_edges); state is the top-down network's, carried root first.
         """
         parent_gates = self.gates.parent_gates(gates, node).unsqueeze(-1)
-        parents = (parent_gates * torch.stack(z[node + 1:], dim=1)).flatten(1)
-        mu, logvar = self.top_down[node](parents).chunk(2, dim=-1)
-        return mu, gaussian.clamp_logvar(logvar)
+        return self.top_down(node, parent_gates * torch.stack(z[node + 1:], dim=1), state)
 
     def posterior(self, mu_hat, logvar_hat, gates):
         """Sample z top-down; return z and the posterior and prior parameters, each (B, N, d)."""
@@ -82,8 +81,9 @@ class GraphVAE(BaseModel):
         mu_q[root], logvar_q[root] = mu_hat[:, root], logvar_hat[:, root]
         mu_p[root] = logvar_p[root] = torch.zeros_like(mu_hat[:, root])  # root prior N(0, I)
         z[root] = gaussian.sample(mu_q[root], logvar_q[root])
+        state = self.top_down.initial_state(mu_hat.shape[0], mu_hat.device)
         for i in range(root - 1, -1, -1):
-            mu_p[i], logvar_p[i] = self.prior_params(i, z, gates)
+            (mu_p[i], logvar_p[i]), state = self.prior_params(i, z, gates, state)
             mu_q[i], logvar_q[i] = gaussian.fuse(mu_hat[:, i], logvar_hat[:, i],
                                                  mu_p[i], logvar_p[i])
             z[i] = gaussian.sample(mu_q[i], logvar_q[i])
@@ -126,18 +126,31 @@ class GraphVAE(BaseModel):
         device = next(self.parameters()).device
         z = [None] * self.n_nodes
         gates = self.gates.discrete().expand(n, -1)
+        state = self.top_down.initial_state(n, device)
         for i in range(self.n_nodes - 1, -1, -1):
-            if i in overrides:
-                z[i] = overrides[i].to(device).expand(n, self.node_dim)
-            elif i == self.n_nodes - 1:
-                z[i] = torch.randn(n, self.node_dim, device=device)
+            if i < self.n_nodes - 1:  # the top-down state walks every node, overridden or not
+                (mu, logvar), state = self.prior_params(i, z, gates, state)
             else:
-                z[i] = gaussian.sample(*self.prior_params(i, z, gates))
+                mu = logvar = torch.zeros(n, self.node_dim, device=device)
+            z[i] = overrides[i].to(device).expand(n, self.node_dim) if i in overrides \
+                else gaussian.sample(mu, logvar)
         z = torch.stack(z, dim=1)
         return self.decode(z), z
 
     def describe_graph(self):
         return self.gates.describe(self.node_dim)
+
+
+class GraphLSTMVAE(GraphVAE):
+    """GraphVAE whose per-node top-down MLPs are one LSTM walking the nodes (method.md §3).
+
+    The same gates, fusion, loss and evaluation: only the top-down network differs
+    (model/top_down.py). top_down_hidden is the LSTM's hidden size; max_nodes fixes the
+    LSTM's input width so one LSTM serves graphs of up to max_nodes nodes.
+    """
+
+    def __init__(self, top_down="lstm", **graph_vae_args):
+        super().__init__(top_down=top_down, **graph_vae_args)
 
 
 def split_latent_dims(latent_dim, n_nodes, node_dim):

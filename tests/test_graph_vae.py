@@ -23,7 +23,7 @@ def binary_batch(n=6, dim=20):
 def record_top_down_inputs(model):
     """{node: input of TD_node} of the next forward pass."""
     seen = {}
-    for i, net in enumerate(model.top_down):
+    for i, net in enumerate(model.top_down.nets):
         net.register_forward_hook(lambda m, inp, out, i=i: seen.__setitem__(i, inp[0].detach()))
     return seen
 
@@ -59,9 +59,9 @@ def test_with_all_gates_off_every_non_root_prior_is_top_down_of_zeros():
     gates = model.gates.discrete().expand(6, -1)
     z_list = list(z.unbind(1))
     for i in range(3):
-        mu, logvar = model.prior_params(i, z_list, gates)
+        (mu, logvar), _ = model.prior_params(i, z_list, gates)
         zeros = torch.zeros(6, (3 - i) * 3)
-        expected_mu, expected_logvar = model.top_down[i](zeros).chunk(2, dim=-1)
+        expected_mu, expected_logvar = model.top_down.nets[i](zeros).chunk(2, dim=-1)
         assert torch.allclose(mu, expected_mu) and torch.allclose(logvar, expected_logvar)
 
 
@@ -123,7 +123,7 @@ def test_fixed_structures():
 
 def test_the_vae_baseline_is_one_node_with_a_standard_normal_prior():
     model = small_model(n_nodes=1, node_dim=12, structure="none")
-    assert len(model.top_down) == 0 and len(model.gates.edges) == 0
+    assert len(model.top_down.nets) == 0 and len(model.gates.edges) == 0
     out = model.eval()(binary_batch())
     mu_hat, logvar_hat = model.bottom_up_estimates(binary_batch())
     assert out["kl"].shape == (6, 1)

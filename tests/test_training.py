@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import test as test_script
@@ -27,7 +28,10 @@ def logged(log_dir_root, key):
     return [float(v) for v in re.findall(rf"    {key} +: ([-0-9.]+)\n", log.read_text())]
 
 
-def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(tiny_config, tmp_path):
+@pytest.mark.parametrize("arch", ["GraphVAE", "GraphLSTMVAE"])
+def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(
+        tiny_config, tmp_path, arch):
+    tiny_config["arch"]["type"] = arch
     tiny_config["data_loader"]["args"].update(subset=300 * 64)  # 300 steps of batch 64
     tiny_config["trainer"].update(epochs=1, tensorboard=False)
     config = ConfigParser(json.loads(json.dumps(tiny_config)))

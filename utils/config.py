@@ -119,6 +119,24 @@ def validate(config):
     return config
 
 
+def accepted_parameters(factory):
+    """({name: Parameter}, takes_any) of a constructor; a subclass's **kwargs that it passes
+    on to its parent are resolved by following the class hierarchy."""
+    classes = factory.__mro__ if inspect.isclass(factory) else [factory]
+    parameters = {}
+    for cls in classes:
+        function = cls.__init__ if inspect.isclass(factory) else cls
+        if function is object.__init__:
+            break
+        own = inspect.signature(function).parameters
+        for name, p in own.items():
+            if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                parameters.setdefault(name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in own.values()):
+            return parameters, False
+    return parameters, True
+
+
 def load_json(path):
     path = Path(path)
     if not path.is_file():
@@ -230,21 +248,19 @@ class ConfigParser:
         config values (e.g. the test batch size)."""
         factory = self.resolve(section, module)
         cfg_args = {**self.config[section]["args"], **(overrides or {})}
-        signature = inspect.signature(factory)
-        accepted = [n for n, p in signature.parameters.items()
-                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+        parameters, takes_any = accepted_parameters(factory)
         for key, value in cfg_args.items():
             if key in kwargs:
                 raise ConfigError(f"'{section}.args.{key}' is set by the program; remove it")
-            if key not in signature.parameters:
+            if key not in parameters:
                 if takes_any:
                     continue
-                raise unknown_key_error(key, f"{section}.args.", accepted)
-            default = signature.parameters[key].default
+                raise unknown_key_error(key, f"{section}.args.", list(parameters))
+            default = parameters[key].default
             if default not in (None, inspect.Parameter.empty) and not type_ok(value, (type(default),)):
                 raise ConfigError(f"'{section}.args.{key}' must be "
                                   f"{describe_type((type(default),))}, got {value!r}")
+        signature = inspect.signature(factory)
         try:
             signature.bind(*args, **cfg_args, **kwargs)
         except TypeError as e:
