@@ -1,15 +1,15 @@
 """Figures drawn with Pillow only: the latent graph, image grids, and training curves.
 
 Pillow already comes with torchvision, so figures need no extra dependency (no matplotlib).
-Everything is drawn at SUPERSAMPLE times the final size and shrunk at the end: Pillow's lines
-and circles are not anti-aliased, and shrinking with a Lanczos filter smooths their edges.
+The graph and the plots are drawn at SUPERSAMPLE times the final size and shrunk at the end:
+Pillow's lines and circles are not anti-aliased, and shrinking with a Lanczos filter smooths
+their edges. Image grids are copied pixel for pixel instead.
 """
 import math
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 SUPERSAMPLE = 3
 
@@ -195,9 +195,11 @@ def draw_graph(graph, size=(480, 480), title="Latent graph"):
     draw.text((width / 2, top / 2), title, font=title_font, fill=INK, anchor="mm")
 
     # Nodes shrink when there are many, so that neighbours on the circle never touch.
-    n_nodes = max(len(graph["nodes"]), 1)
     outer_radius = min(width / 2, (height - top - bottom) / 2) - unit * 0.03
-    node_radius = min(unit * 0.065, outer_radius * math.sin(math.pi / n_nodes) / 1.8)
+    node_radius = unit * 0.065
+    if len(graph["nodes"]) > 1:
+        gap_limit = outer_radius * math.sin(math.pi / len(graph["nodes"])) / 1.8
+        node_radius = min(node_radius, gap_limit)
     centre = (width / 2, (top + height - bottom) / 2)
     circle_radius = outer_radius - node_radius
     positions = _circle_layout([n["id"] for n in graph["nodes"]], centre, circle_radius)
@@ -234,13 +236,22 @@ def image_grid(images, nrow, pad=2, pad_value=0.5):
     The size is (pad + cols*(W+pad), pad + rows*(H+pad)). The grey padding separates
     white-on-black digits, which black padding would merge.
     """
+    # Not torchvision's make_grid: it returns a lone image without padding, and turns grey
+    # images into RGB; the few lines here keep the size formula above true for every batch.
     batch = _as_batch(images)
-    grid = make_grid(batch, nrow=nrow, padding=pad, pad_value=pad_value)
+    count, channels, height, width = batch.shape
+    cols = min(nrow, count)
+    rows = math.ceil(count / cols)
+    grid = torch.full((channels, pad + rows * (height + pad), pad + cols * (width + pad)),
+                      float(pad_value))
+    for index, image in enumerate(batch):
+        y = pad + (index // cols) * (height + pad)
+        x = pad + (index % cols) * (width + pad)
+        grid[:, y:y + height, x:x + width] = image
     pixels = (grid * 255).round().to(torch.uint8)
-    if batch.shape[1] == 1:
-        # make_grid copies one channel into three; keep grey images grey ("L").
-        return Image.fromarray(pixels[0].numpy(), mode="L")
-    return Image.fromarray(pixels.permute(1, 2, 0).numpy(), mode="RGB")
+    if channels == 1:
+        return Image.fromarray(pixels[0].numpy())  # a 2-D uint8 array becomes "L"
+    return Image.fromarray(pixels.permute(1, 2, 0).numpy())  # (H, W, 3) becomes "RGB"
 
 
 def reconstruction_grid(inputs, recons, n, nrow=None, pad=2):
@@ -374,7 +385,8 @@ def draw_curves(curves, title="", xlabel="", ylabel="", size=(640, 420)):
     x_label_y = bottom + 8 * s + line_h + 10 * s
     draw.text(((left + right) / 2, x_label_y), xlabel, font=font, fill=INK, anchor="ma")
     if ylabel:
-        strip = Image.new("RGB", (_text_size(draw, ylabel, font)[0] + 4 * s, line_h + 8 * s), WHITE)
+        strip_size = (_text_size(draw, ylabel, font)[0] + 4 * s, line_h + 8 * s)
+        strip = Image.new("RGB", strip_size, WHITE)
         ImageDraw.Draw(strip).text((2 * s, 0), ylabel, font=font, fill=INK)
         strip = strip.rotate(90, expand=True)
         image.paste(strip, (8 * s, round((top + bottom - strip.height) / 2)))
