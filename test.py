@@ -18,6 +18,7 @@ from utils.build import build_loader, build_model, prepare_device
 from utils.checkpoint import restore_model
 from utils.cli import base_parser, load_run_config, run_cli
 from utils.errors import ConfigError
+from utils.graph_export import write_graph_dot, write_graph_json
 
 
 def parse_args(argv):
@@ -94,7 +95,10 @@ def main(argv=None):
     print_report(results, results["graph"])
     out = Path(args.resume).with_name(Path(args.resume).stem + "-test.json")
     out.write_text(json.dumps(results, indent=2))
-    print(f"\nResults written to {out}")
+    write_graph_json(results["graph"], out.with_name("graph.json"))
+    write_graph_dot(results["graph"], out.with_name("graph.dot"))
+    print(f"\nResults written to {out}; the graph to graph.json and graph.dot beside it "
+          f"(render: dot -Tpng graph.dot -o graph.png)")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ class BaseTrainer:
         previous_handlers = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS}
         try:
             self._epoch_loop()
+            self._write_hparams()
         except StopRequested:
             self.logger.info(f"Stopped on request; checkpoint saved. Resume with:\n"
                              f"    python train.py --resume {self.latest_checkpoint}")
@@ -92,6 +93,23 @@ class BaseTrainer:
                 self.logger.info(f"Validation {self.monitor_metric} did not improve for "
                                  f"{self.early_stop} epochs: training stops.")
                 break
+
+    def _write_hparams(self):
+        """The run's main settings with its final metrics, for TensorBoard's HParams tab."""
+        if not (self.writer.enabled and self.history):
+            return
+        config, last = self.config, self.history[-1]
+        hparams = {"arch": config["arch"]["type"], "seed": config["seed"],
+                   "epochs": last["epoch"], "optimizer": config["optimizer"]["type"]}
+        for section in ("arch", "data_loader", "optimizer"):
+            for key, value in config[section]["args"].items():
+                if isinstance(value, (bool, int, float, str)):
+                    hparams[f"{section}.{key}"] = value
+        metrics = {f"hparam/{k}": v for k, v in last.items()
+                   if isinstance(v, float) and k != "seconds"}
+        if self.monitor_mode != "off":
+            metrics[f"hparam/best_{self.monitor_metric}"] = self.monitor_best
+        self.writer.add_hparams(hparams, metrics, run_name=".")
 
     def _request_stop(self, signum, frame):
         if self.stop_requested:  # a second signal: stop now, the usual way

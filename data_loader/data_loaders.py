@@ -47,6 +47,11 @@ class BinarizedImageDataLoader(BaseDataLoader):
     def input_dim(self):
         return self.intensities.shape[1]
 
+    @property
+    def image_shape(self):
+        side = int(round(self.input_dim ** 0.5))
+        return (1, side, side)
+
     def make_batch(self, indices, generator):
         if self.dynamic:
             return torch.bernoulli(self.intensities[indices], generator=generator)

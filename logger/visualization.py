@@ -6,6 +6,10 @@ class TensorboardWriter:
     def __init__(self, log_dir, enabled):
         self.writer = SummaryWriter(str(log_dir)) if enabled else None
 
+    @property
+    def enabled(self):
+        return self.writer is not None
+
     def __getattr__(self, name):
         """writer.add_scalar(...) etc. when enabled, a no-op otherwise."""
         if self.writer is None:

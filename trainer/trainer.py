@@ -4,6 +4,7 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested, TrainingDiverged
+from logger.figures import log_epoch_figures
 from model.loss import means, running_sums
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
@@ -80,6 +81,15 @@ class Trainer(BaseTrainer):
         self._write_tensorboard(epoch, log)
         return log
 
+    def _log_figures(self, epoch):
+        """Reconstructions, prior samples and the graph picture for TensorBoard."""
+        loader = self.valid_data_loader or self.data_loader
+        x = next(iter(loader)).to(self.device)
+        # Own random numbers, so that switching TensorBoard on does not change training.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            log_epoch_figures(self.writer, self.model, x, getattr(loader, "image_shape", None),
+                              epoch)
+
     def _checkpoint_inside_epoch(self, epoch):
         """Save checkpoint-latest.pth every checkpoint_every_steps, or on a stop request."""
         every = self.checkpoint_every_steps
@@ -113,6 +123,9 @@ class Trainer(BaseTrainer):
         return means(sums)
 
     def _write_tensorboard(self, epoch, log):
+        if not self.writer.enabled:
+            return
+        self._log_figures(epoch)
         for key, value in log.items():
             if isinstance(value, list):
                 names = self._edge_names() if key == "edge_probs" else map(str, range(len(value)))

@@ -1,0 +1,109 @@
+"""What a researcher looks at: TensorBoard figures, graph exports, samples, the comparison."""
+import json
+import re
+
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import reproduce
+import sample
+import test as test_script
+import train
+from tests.conftest import DATA_DIR, write_config
+from tests.test_training import run_dir
+from utils.checkpoint import load_checkpoint
+from utils.cli import run_cli
+
+TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
+             "arch.args.bottom_up_hidden=16", "arch.args.top_down_hidden=16",
+             "arch.args.decoder_hidden=[32]", "arch.args.node_dim=2"]
+
+
+def trained_checkpoint(tiny_config, tmp_path, **trainer):
+    tiny_config["trainer"].update(epochs=1, **trainer)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    return run_dir(tmp_path / "saved") / "model_best.pth"
+
+
+def test_tensorboard_gets_images_edge_probabilities_and_hparams(tiny_config, tmp_path):
+    trained_checkpoint(tiny_config, tmp_path, tensorboard=True)
+    (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert {"graph", "reconstructions", "samples"} <= set(events.Tags()["images"])
+    recon = events.Images("reconstructions")[-1]
+    assert (recon.width, recon.height) == (2 + 16 * 30, 2 + 2 * 30)  # inputs above, recons below
+    edge_runs = {p.name for p in log_dir.glob("edge_probs_*")}
+    assert edge_runs == {"edge_probs_z1->z0", "edge_probs_z2->z0", "edge_probs_z2->z1"}
+    plugins = EventAccumulator(str(log_dir))
+    plugins.Reload()
+    assert plugins.PluginTagToContent("hparams")  # the HParams tab has the run
+
+
+def parse_dot_edges(text):
+    return {(int(a), int(b)): style for a, b, style in
+            re.findall(r"z(\d+) -> z(\d+) \[[^\]]*style=(\w+)", text)}
+
+
+def test_test_script_exports_the_discrete_graph_as_json_and_dot(tiny_config, tmp_path):
+    checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
+    with torch.no_grad():  # make the discrete graph non-trivial: drop one edge
+        state = load_checkpoint(checkpoint)
+        state["state_dict"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
+        torch.save(state, checkpoint)
+    assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "2",
+                                             "--limit", "20"])) == 0
+    graph = json.loads(checkpoint.with_name("graph.json").read_text())
+    kept = {(e["src"], e["dst"]): e["kept"] for e in graph["edges"]}
+    assert kept == {(1, 0): True, (2, 0): False, (2, 1): True}
+    assert [round(e["prob"], 3) for e in graph["edges"]] == [0.881, 0.119, 0.622]
+    dot = parse_dot_edges(checkpoint.with_name("graph.dot").read_text())
+    assert dot == {edge: "solid" if on else "dashed" for edge, on in kept.items()}
+
+
+def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
+    checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
+    out = tmp_path / "samples.png"
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "16",
+                                        "--out", str(out)])) == 0
+    assert Image.open(out).size == (2 + 4 * 30, 2 + 4 * 30)
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "--traverse", "all",
+                                        "--rows", "3", "--steps", "5", "--out", str(out)])) == 0
+    for node in range(3):
+        assert Image.open(tmp_path / f"samples_z{node}.png").size == (2 + 5 * 30, 2 + 3 * 30)
+
+
+def test_a_traversal_changes_only_the_chosen_node():
+    from model import GraphVAE
+    model = GraphVAE(input_dim=16, n_nodes=3, node_dim=2, encoder_hidden=[8], feature_dim=8,
+                     bottom_up_hidden=8, top_down_hidden=8, decoder_hidden=[8]).eval()
+    torch.manual_seed(0)
+    _, base = model.sample_prior(2)
+    fixed = base.repeat_interleave(4, dim=0)
+    _, z = model.sample_prior(8, node_overrides={0: fixed[:, 0], 2: fixed[:, 2]})
+    assert torch.equal(z[:, 0], fixed[:, 0]) and torch.equal(z[:, 2], fixed[:, 2])
+    assert not torch.equal(z[:, 1], fixed[:, 1])
+
+
+def test_reproduce_trains_evaluates_tabulates_and_does_not_retrain(tmp_path, capsys):
+    argv = ["--epochs", "1", "-k", "3", "--test-limit", "40", "--out", str(tmp_path / "out"),
+            "--set", f"data_loader.args.data_dir={DATA_DIR}", "data_loader.args.subset=256",
+            "data_loader.args.validation_size=500", *TINY_ARCH]
+    assert run_cli(lambda: reproduce.main(argv)) == 0
+    out = tmp_path / "out" / "fashion_mnist"
+    table = (out / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # after header
+    assert [r.split("|")[1].strip() for r in rows] == ["VAE", "Ladder VAE", "FC-VAE", "GraphVAE"]
+    results = json.loads((out / "results.json").read_text())
+    for runs in results["runs"].values():
+        assert runs[0]["test"]["n_images"] == 40 and runs[0]["epochs"] == 1
+        assert runs[0]["test"]["log_likelihood"] is not None
+    assert Image.open(out / "curves.png").size[0] > 400
+
+    outputs = lambda: {p: p.stat().st_mtime_ns for p in out.glob("models/*/*/*.*")}  # noqa: E731
+    before = outputs()
+    capsys.readouterr()
+    assert run_cli(lambda: reproduce.main(argv)) == 0
+    assert capsys.readouterr().out.count("finished already: not retrained") == 4
+    assert outputs() == before  # no checkpoint retrained, no evaluation redone
