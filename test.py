@@ -1,8 +1,9 @@
 """Evaluate a checkpoint on the test set: python test.py --resume checkpoint [-k 1000].
 
 Reports the ELBO, the KL of every node and the importance-sampled log-likelihood (K samples
-per image, discrete graph), prints the learned graph and writes everything as JSON next to
-the checkpoint (<checkpoint>-test.json).
+per image or sequence, discrete graph) in nats per image or, for sequences, nats per step;
+prints the learned graph and writes everything as JSON next to the checkpoint
+(<checkpoint>-test.json), the graph as graph.json and graph.dot.
 """
 import json
 import sys
@@ -12,9 +13,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.loss import elbo_per_example
 from model.metrics import importance_sampled_log_likelihood
-from utils.build import build_loader, build_model, prepare_device
+from trainer.trainer import to_device
+from utils.build import build_loader, build_loss, build_model, prepare_device
 from utils.checkpoint import restore_model
 from utils.cli import base_parser, load_run_config, run_cli
 from utils.errors import ConfigError
@@ -31,39 +32,52 @@ def parse_args(argv):
 
 
 @torch.no_grad()
-def evaluate(model, loader, n_samples, device, limit=None):
-    """Sums over the test set of ELBO, KL per node and IS-LL, as means per image."""
+def evaluate(model, loader, loss_fn, n_samples, device, limit=None):
+    """Means over the test set of ELBO, KL per node and IS log-likelihood, per image or, for
+    sequences, per valid step (nats)."""
     model.eval()
-    totals = {"elbo": 0.0, "kl_per_node": 0.0, "log_likelihood": 0.0, "n": 0}
-    for x in tqdm(loader, desc="test", leave=False):
-        if limit is not None:
-            x = x[:limit - totals["n"]]
-        x = x.to(device)
-        output = model(x)
-        log_px = model.log_likelihood(output["x_params"], x)
-        totals["elbo"] += (log_px - output["kl"].sum(-1)).sum().item()
-        totals["kl_per_node"] = totals["kl_per_node"] + output["kl"].sum(0).cpu()
+    totals = {"elbo": 0.0, "kl_per_node": 0.0, "log_likelihood": 0.0, "units": 0.0, "n": 0}
+    for batch in tqdm(loader, desc="test", leave=False):
+        batch = to_device(first(batch, limit - totals["n"]) if limit else batch, device)
+        loss, terms, count = loss_fn(model, model(batch), batch)
+        totals["elbo"] -= (loss * count).item()
+        totals["kl_per_node"] = totals["kl_per_node"] + (terms["kl_per_node"] * count).cpu()
+        totals["units"] += float(count)
         if n_samples > 0:
             totals["log_likelihood"] += importance_sampled_log_likelihood(
-                model, x, n_samples).sum().item()
-        totals["n"] += x.shape[0]
+                model, batch, n_samples).sum().item()
+        totals["n"] += batch_size(batch)
         if limit is not None and totals["n"] >= limit:
             break
-    n = totals.pop("n")
-    results = {"n_images": n, "elbo": totals["elbo"] / n,
-               "kl_per_node": (totals["kl_per_node"] / n).tolist()}
+    units = totals["units"]
+    results = {"n_examples": totals["n"], "per": "step" if units != totals["n"] else "example",
+               "elbo": totals["elbo"] / units,
+               "kl_per_node": (totals["kl_per_node"] / units).tolist()}
     results["kl"] = sum(results["kl_per_node"])
-    results["log_likelihood"] = totals["log_likelihood"] / n if n_samples > 0 else None
+    results["log_likelihood"] = totals["log_likelihood"] / units if n_samples > 0 else None
     return results
 
 
+def batch_size(batch):
+    return (batch["x"] if isinstance(batch, dict) else batch).shape[0]
+
+
+def first(batch, n):
+    """The first n examples of a batch (tensor or dict of tensors)."""
+    if isinstance(batch, dict):
+        return {k: v[:n] for k, v in batch.items()}
+    return batch[:n]
+
+
 def print_report(results, graph):
-    rows = [("test images", f"{results['n_images']}"),
-            ("ELBO (nats)", f"{results['elbo']:.2f}"),
-            ("KL total (nats)", f"{results['kl']:.2f}")]
-    rows += [(f"KL node z{i}", f"{kl:.2f}") for i, kl in enumerate(results["kl_per_node"])]
+    unit = "nats" if results["per"] == "example" else "nats/step"
+    rows = [("test examples", f"{results['n_examples']}"),
+            (f"ELBO ({unit})", f"{results['elbo']:.3f}"),
+            (f"KL total ({unit})", f"{results['kl']:.3f}")]
+    rows += [(f"KL node z{i}", f"{kl:.3f}") for i, kl in enumerate(results["kl_per_node"])]
     if results["log_likelihood"] is not None:
-        rows.append((f"log p(x), IS K={results['samples']}", f"{results['log_likelihood']:.2f}"))
+        rows.append((f"log p(x) ({unit}), IS K={results['samples']}",
+                     f"{results['log_likelihood']:.3f}"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value:>10}")
@@ -71,6 +85,9 @@ def print_report(results, graph):
     for edge in graph["edges"]:
         status = "kept" if edge["kept"] else "dropped"
         print(f"  z{edge['src']} -> z{edge['dst']}  p={edge['prob']:.3f}  {status}")
+    for edge in graph.get("cross_edges", []):
+        status = "kept" if edge["kept"] else "dropped"
+        print(f"  z{edge['src']}(t-1) -> z{edge['dst']}(t)  p={edge['prob']:.3f}  {status}")
 
 
 def main(argv=None):
@@ -84,11 +101,12 @@ def main(argv=None):
     loader = build_loader(config, "test", batch_size=args.batch_size)
     device = prepare_device(config["n_gpu"])
     model = build_model(config, loader.input_dim)
+    loss_fn = build_loss(config)
     restore_model(model, checkpoint, args.resume)
     model.to(device)
 
     start = time.perf_counter()
-    results = evaluate(model, loader, args.samples, device, args.limit)
+    results = evaluate(model, loader, loss_fn, args.samples, device, args.limit)
     results.update(samples=args.samples, seconds=time.perf_counter() - start,
                    checkpoint=str(args.resume), epoch=checkpoint["epoch"],
                    graph=model.describe_graph())

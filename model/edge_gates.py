@@ -4,11 +4,15 @@ Nodes are ordered topologically: node N-1 is the root, the candidate parents of 
 nodes j > i. Edges are stored grouped by child (all parents of node 0, then of node 1, ...) so
 the gates of one node's parents are a contiguous slice, ordered j = i+1, ..., N-1.
 
+Other edge sets (e.g. the cross-step edges of RecurrentGraphVAE, z_{t-1}^j -> z_t^i for all
+j, i) are given as `edges`, a list of (parent, child) grouped by child in the same way.
+
 Structures (method.md §1-2):
   learned  c_ji ~ Bernoulli(sigmoid(alpha_ji)), relaxed in training by a binary-concrete sample
            at temperature tau; discrete 1[sigmoid(alpha) > 0.5] in evaluation or once frozen.
   full     every gate fixed to 1 (FC-VAE).
   chain    only i+1 -> i fixed to 1 (Ladder VAE).
+  identity only j -> i with j == i fixed to 1 (for cross-step edges: each node from itself).
   none     every gate fixed to 0 (independent nodes).
 """
 import math
@@ -16,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-STRUCTURES = ("learned", "full", "chain", "none")
+STRUCTURES = ("learned", "full", "chain", "identity", "none")
 
 # Uniform noise is kept inside (EPS, 1 - EPS) so that log(u) - log(1 - u) stays finite.
 EPS = 1e-6
@@ -28,7 +32,7 @@ def candidate_edges(n_nodes):
 
 
 class EdgeGates(nn.Module):
-    def __init__(self, n_nodes, structure="learned", init_prob=0.5, hard=False):
+    def __init__(self, n_nodes, structure="learned", init_prob=0.5, hard=False, edges=None):
         super().__init__()
         if structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
@@ -37,10 +41,13 @@ class EdgeGates(nn.Module):
         self.n_nodes = n_nodes
         self.structure = structure
         self.hard = hard
-        self.edges = candidate_edges(n_nodes)
-        # parent_slices[i] = (start, end): the gates of node i's parents i+1..N-1.
-        starts = [sum(n_nodes - 1 - k for k in range(i)) for i in range(n_nodes)]
-        self.parent_slices = [(s, s + n_nodes - 1 - i) for i, s in enumerate(starts)]
+        self.edges = candidate_edges(n_nodes) if edges is None else list(edges)
+        # parent_slices[i] = (start, end): the gates of node i's parents (i+1..N-1 by default).
+        children = [i for _, i in self.edges]
+        if children != sorted(children):
+            raise ValueError("edges must be grouped by child node, in increasing order")
+        self.parent_slices = [(children.index(i), len(children) - children[::-1].index(i))
+                              if i in children else (0, 0) for i in range(n_nodes)]
         self.register_buffer("tau", torch.tensor(1.0))
         self.register_buffer("frozen", torch.tensor(False))
         if structure == "learned":
@@ -52,8 +59,9 @@ class EdgeGates(nn.Module):
     def _fixed_mask(self, structure):
         if structure == "full":
             return torch.ones(len(self.edges))
-        if structure == "chain":
-            return torch.tensor([float(j == i + 1) for j, i in self.edges])
+        if structure in ("chain", "identity"):
+            offset = 1 if structure == "chain" else 0
+            return torch.tensor([float(j == i + offset) for j, i in self.edges])
         return torch.zeros(len(self.edges))
 
     @property
@@ -88,7 +96,7 @@ class EdgeGates(nn.Module):
         return (soft > 0.5).float() + soft - soft.detach()
 
     def parent_gates(self, gates, node):
-        """The gates of node's parents i+1..N-1, shape (batch, N-1-node)."""
+        """The gates of node's parents (by default i+1..N-1), shape (batch, n_parents)."""
         start, end = self.parent_slices[node]
         return gates[:, start:end]
 

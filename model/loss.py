@@ -3,32 +3,42 @@ import torch
 
 
 def negative_elbo(model, output, x):
-    """Return the loss to minimise and its terms, each averaged over the batch.
+    """-ELBO of a batch of images: (loss, terms, count), everything per image.
 
-    terms: loss (-ELBO), recon (-log p(x|z)), kl (sum over nodes), kl_per_node (N,).
+    terms: loss (-ELBO), recon (-log p(x|z)), kl (sum over nodes), kl_per_node (N,);
+    count: how many images the means are over (the weight for running sums).
     """
-    log_px = model.log_likelihood(output["x_params"], x)
-    kl = output["kl"]
-    loss = (kl.sum(-1) - log_px).mean()
-    return loss, {"loss": loss.detach(), "recon": -log_px.mean().detach(),
-                  "kl": kl.sum(-1).mean().detach(), "kl_per_node": kl.mean(0).detach()}
+    return elbo_terms(model.log_likelihood(output["x_params"], x), output["kl"], x.shape[0])
+
+
+def sequence_negative_elbo(model, output, batch):
+    """-ELBO of a batch of sequences, in nats per valid step (padding excluded)."""
+    return elbo_terms(output["log_px"], output["kl"], output["n_steps"].sum())
+
+
+def elbo_terms(log_px, kl, count):
+    """log_px (B,) and kl (B, N) summed per example, averaged over count units."""
+    loss = (kl.sum() - log_px.sum()) / count
+    return loss, {"loss": loss.detach(), "recon": -log_px.sum().detach() / count,
+                  "kl": kl.sum().detach() / count,
+                  "kl_per_node": kl.sum(0).detach() / count}, count
 
 
 def elbo_per_example(model, x):
-    """ELBO of each example in x (one posterior sample), shape (B,)."""
+    """ELBO of each image in x (one posterior sample), shape (B,)."""
     output = model(x)
     return model.log_likelihood(output["x_params"], x) - output["kl"].sum(-1)
 
 
-LOSSES = {"negative_elbo": negative_elbo}
+LOSSES = {"negative_elbo": negative_elbo, "sequence_negative_elbo": sequence_negative_elbo}
 
 
-def running_sums(terms, batch_size, sums=None):
-    """Add batch-weighted terms to sums without synchronising with the device."""
+def running_sums(terms, count, sums=None):
+    """Add count-weighted terms to sums without synchronising with the device."""
     sums = {} if sums is None else sums
     for key, value in terms.items():
-        sums[key] = sums.get(key, 0) + value * batch_size
-    sums["n"] = sums.get("n", 0) + batch_size
+        sums[key] = sums.get(key, 0) + value * count
+    sums["n"] = sums.get("n", 0) + count
     return sums
 
 

@@ -10,9 +10,10 @@ def importance_sampled_log_likelihood(model, x, n_samples, max_rows=16384):
 
     Uses the model in its current mode (eval: discrete graph). Samples are processed in chunks
     of at most max_rows rows (chunk * batch), so memory stays bounded for any K.
-    Returns the estimate for each example, shape (B,).
+    x is an image batch or a sequence batch dict; returns the estimate for each example, (B,).
     """
-    chunk = max(1, min(n_samples, max_rows // x.shape[0]))
+    batch_size = (x["x"] if isinstance(x, dict) else x).shape[0]
+    chunk = max(1, min(n_samples, max_rows // batch_size))
     log_weights = []
     for start in range(0, n_samples, chunk):
         log_weights.append(model.log_importance_weights(x, min(chunk, n_samples - start)))

@@ -5,13 +5,14 @@ import torch
 from torch import nn
 
 
-def mlp(sizes, final_activation=False):
-    """fc-BN-ReLU for every layer but the last, which is a plain fc unless final_activation."""
+def mlp(sizes, final_activation=False, batch_norm=True):
+    """fc-BN-ReLU for every layer but the last, which is a plain fc unless final_activation.
+    Without batch_norm (e.g. inside recurrences over padded batches): fc-ReLU."""
     layers = []
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if k < len(sizes) - 2 or final_activation:
-            layers += [nn.BatchNorm1d(n_out), nn.ReLU()]
+            layers += [nn.BatchNorm1d(n_out), nn.ReLU()] if batch_norm else [nn.ReLU()]
     return nn.Sequential(*layers)
 
 

@@ -11,6 +11,7 @@ import torch
 import test as test_script
 import train
 from tests.conftest import REPO, write_config
+from model.loss import negative_elbo
 from utils.build import build_loader, build_model
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
@@ -38,7 +39,8 @@ def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(
     test_loader = build_loader(config, "test", batch_size=500, subset=2000)
 
     def test_negative_elbo(model):
-        return -test_script.evaluate(model, test_loader, 0, torch.device("cpu"))["elbo"]
+        return -test_script.evaluate(model, test_loader, negative_elbo, 0,
+                                     torch.device("cpu"))["elbo"]
 
     torch.manual_seed(0)
     before = test_negative_elbo(build_model(config, 784))
@@ -79,9 +81,9 @@ def test_command_line_train_then_test_end_to_end(tiny_config, tmp_path):
     result = subprocess.run([sys.executable, "test.py", "--resume", str(checkpoint), "-k", "20",
                              "--limit", "200"], cwd=REPO, check=True, capture_output=True,
                             text=True)
-    assert "log p(x), IS K=20" in result.stdout and "z2 -> z0" in result.stdout
+    assert "log p(x) (nats), IS K=20" in result.stdout and "z2 -> z0" in result.stdout
     results = json.loads(checkpoint.with_name("model_best-test.json").read_text())
-    assert results["n_images"] == 200 and results["samples"] == 20
+    assert results["n_examples"] == 200 and results["samples"] == 20
     assert results["log_likelihood"] >= results["elbo"] - 1.0
     assert len(results["kl_per_node"]) == 3 and len(results["graph"]["edges"]) == 3
 

@@ -97,7 +97,7 @@ def test_reproduce_trains_evaluates_tabulates_and_does_not_retrain(tmp_path, cap
     assert [r.split("|")[1].strip() for r in rows] == ["VAE", "Ladder VAE", "FC-VAE", "GraphVAE"]
     results = json.loads((out / "results.json").read_text())
     for runs in results["runs"].values():
-        assert runs[0]["test"]["n_images"] == 40 and runs[0]["epochs"] == 1
+        assert runs[0]["test"]["n_examples"] == 40 and runs[0]["epochs"] == 1
         assert runs[0]["test"]["log_likelihood"] is not None
     assert Image.open(out / "curves.png").size[0] > 400
 

@@ -1,10 +1,16 @@
-"""The training loop of every model: one ELBO step per batch, validation, gate schedule."""
+"""The training loop of every model: one ELBO step per batch, validation, gate schedule.
+
+Batches are image tensors (B, D) or sequence dicts {"x", "mask"}; with trainer.tbptt_steps a
+sequence batch is cut into chunks of that many steps, one optimisation step each, the
+recurrent state carried (detached) from chunk to chunk: truncated backpropagation in time.
+"""
 import torch
 from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested, TrainingDiverged
 from logger.figures import log_epoch_figures
+from model.edge_gates import EdgeGates
 from model.loss import means, running_sums
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
@@ -20,6 +26,9 @@ class Trainer(BaseTrainer):
         self.freeze_graph_epoch = config["trainer"]["freeze_graph_epoch"]
         self.checkpoint_every_steps = config["trainer"]["checkpoint_every_steps"]
         self.max_nonfinite_steps = config["trainer"]["max_nonfinite_steps"]
+        self.tbptt_steps = config["trainer"]["tbptt_steps"]
+        # Every set of edge gates in the model, e.g. {"gates": ..., "cross_gates": ...}.
+        self.gate_sets = {name: m for name, m in model.named_modules() if isinstance(m, EdgeGates)}
         self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
         self._saved_buffers = [b.detach().clone() for b in self._float_buffers]
 
@@ -29,28 +38,36 @@ class Trainer(BaseTrainer):
         return max(t["floor"], t["init"] * t["rate"] ** (epoch - 1))
 
     def _prepare_gates(self, epoch):
-        gates = self.model.gates
-        gates.set_temperature(self.temperature_at(epoch))
-        if self.freeze_graph_epoch is not None and epoch > self.freeze_graph_epoch \
-                and gates.learned and not gates.frozen:
-            gates.freeze()
-            self.logger.info(f"Graph frozen to its discrete value from epoch {epoch} on.")
+        freeze = self.freeze_graph_epoch is not None and epoch > self.freeze_graph_epoch
+        for name, gates in self.gate_sets.items():
+            gates.set_temperature(self.temperature_at(epoch))
+            if freeze and gates.learned and not gates.frozen:
+                gates.freeze()
+                self.logger.info(f"{name}: graph frozen to its discrete value from epoch {epoch} on.")
 
-    def _train_step(self, x):
-        """One optimisation step; returns the loss terms, or None when the loss is not finite.
-        A non-finite step is skipped: parameters and buffers (BatchNorm statistics, which the
-        forward pass already updated) stay as they were before it."""
+    def _train_step(self, batch):
+        """Optimisation step(s) on one batch; returns [(terms, count)] (one per TBPTT chunk),
+        or None when a loss is not finite. A non-finite step is skipped: parameters and
+        buffers (BatchNorm statistics, which the forward pass already updated) stay as they
+        were before it (with TBPTT, the chunks before it keep their updates)."""
         for saved, buffer in zip(self._saved_buffers, self._float_buffers):
             saved.copy_(buffer)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, terms = self.loss_fn(self.model, self.model(x), x)
-        if not torch.isfinite(loss):
-            for saved, buffer in zip(self._saved_buffers, self._float_buffers):
-                buffer.copy_(saved)
-            return None
-        loss.backward()
-        self.optimizer.step()
-        return terms
+        results, state = [], None
+        for chunk in time_chunks(batch, self.tbptt_steps):
+            if state is not None:
+                chunk["state"] = tuple(s.detach() for s in state)
+            self.optimizer.zero_grad(set_to_none=True)
+            output = self.model(chunk)
+            loss, terms, count = self.loss_fn(self.model, output, chunk)
+            if not torch.isfinite(loss):
+                for saved, buffer in zip(self._saved_buffers, self._float_buffers):
+                    buffer.copy_(saved)
+                return None
+            loss.backward()
+            self.optimizer.step()
+            results.append((terms, count))
+            state = output.get("state")
+        return results
 
     def _train_epoch(self, epoch):
         self._prepare_gates(epoch)
@@ -59,21 +76,21 @@ class Trainer(BaseTrainer):
         batches = self.data_loader.iter_from(self.batches_done)
         progress = tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=1.0,
                         dynamic_ncols=True, initial=self.batches_done, total=len(self.data_loader))
-        for x in progress:
-            x = x.to(self.device, non_blocking=True)
-            terms = self._train_step(x)
-            if terms is None:
+        for batch in progress:
+            results = self._train_step(to_device(batch, self.device))
+            if results is None:
                 self._count_nonfinite(epoch)
-            else:
-                self.partial_sums = running_sums(terms, x.shape[0], self.partial_sums)
+            for terms, count in results or []:
+                self.partial_sums = running_sums(terms, count, self.partial_sums)
             self.batches_done += 1
-            if self.batches_done % PROGRESS_EVERY == 0 and terms is not None:
-                progress.set_postfix(loss=f"{terms['loss'].item():.2f}")
+            if self.batches_done % PROGRESS_EVERY == 0 and results:
+                progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
             self._checkpoint_inside_epoch(epoch)
         log = means(self.partial_sums)
         log["nonfinite_steps"] = self.nonfinite_steps
-        log["tau"] = float(self.model.gates.tau)
-        log["edge_probs"] = self.model.gates.probs().tolist()
+        log["tau"] = self.temperature_at(epoch)
+        for name, gates in self.gate_sets.items():
+            log[f"{name.replace('gates', 'edge')}_probs"] = gates.probs().tolist()
         if self.valid_data_loader is not None:
             log.update({f"val_{k}": v for k, v in self.evaluate(self.valid_data_loader).items()})
         if self.lr_scheduler is not None:
@@ -84,7 +101,7 @@ class Trainer(BaseTrainer):
     def _log_figures(self, epoch):
         """Reconstructions, prior samples and the graph picture for TensorBoard."""
         loader = self.valid_data_loader or self.data_loader
-        x = next(iter(loader)).to(self.device)
+        x = to_device(next(iter(loader)), self.device)
         # Own random numbers, so that switching TensorBoard on does not change training.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             log_epoch_figures(self.writer, self.model, x, getattr(loader, "image_shape", None),
@@ -116,10 +133,10 @@ class Trainer(BaseTrainer):
         """Mean -ELBO and its terms over loader, with the discrete graph (model.eval())."""
         self.model.eval()
         sums = None
-        for x in loader:
-            x = x.to(self.device, non_blocking=True)
-            _, terms = self.loss_fn(self.model, self.model(x), x)
-            sums = running_sums(terms, x.shape[0], sums)
+        for batch in loader:
+            batch = to_device(batch, self.device)
+            _, terms, count = self.loss_fn(self.model, self.model(batch), batch)
+            sums = running_sums(terms, count, sums)
         return means(sums)
 
     def _write_tensorboard(self, epoch, log):
@@ -128,10 +145,30 @@ class Trainer(BaseTrainer):
         self._log_figures(epoch)
         for key, value in log.items():
             if isinstance(value, list):
-                names = self._edge_names() if key == "edge_probs" else map(str, range(len(value)))
+                names = self._edge_names(key) if key.endswith("edge_probs") \
+                    else map(str, range(len(value)))
                 self.writer.add_scalars(key, dict(zip(names, value)), epoch)
             else:
                 self.writer.add_scalar(key, value, epoch)
 
-    def _edge_names(self):
-        return [f"z{j}->z{i}" for j, i in self.model.gates.edges]
+    def _edge_names(self, key):
+        gates = self.gate_sets[key.replace("edge", "gates").replace("_probs", "")]
+        return [f"z{j}->z{i}" for j, i in gates.edges]
+
+
+def to_device(batch, device):
+    """A tensor or a dict of tensors (sequence batches) on device."""
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True)
+
+
+def time_chunks(batch, length):
+    """The batch itself, or for sequence batches with a TBPTT length, chunks of that many
+    steps (those with at least one valid step)."""
+    if not isinstance(batch, dict) or not length:
+        return [dict(batch) if isinstance(batch, dict) else batch]
+    total = batch["x"].shape[1]
+    chunks = [{"x": batch["x"][:, t:t + length], "mask": batch["mask"][:, t:t + length]}
+              for t in range(0, total, length)]
+    return [c for c in chunks if c["mask"].any()]

@@ -40,6 +40,7 @@ TRAINER = {
     "freeze_graph_epoch": ((int, type(None)), None),
     "checkpoint_every_steps": ((int, type(None)), None),
     "max_nonfinite_steps": ((int,), 10),
+    "tbptt_steps": ((int, type(None)), None),
 }
 TEMPERATURE = {
     "init": ((float,), 1.0),

@@ -1,0 +1,164 @@
+"""RecurrentGraphVAE (method.md §4): a VRNN whose latent at every step is a Graph VAE.
+
+At step t the nodes z_t^0..z_t^{N-1} (node N-1 the root) have two kinds of gated parents:
+  * within-step: the higher nodes of the same step, gates c_ji shared across time
+    (the same EdgeGates as GraphVAE);
+  * cross-step: every node of step t-1, gates c'_ji (an EdgeGates over N x N edges).
+A deterministic state h_t = GRU(h_{t-1}, [phi_x(x_t), phi_z(z_t)]) conditions prior,
+encoder and decoder, as in the VRNN (choice: a GRU cell).
+
+  prior     p(z_t^i | .) = N(P_i([h_{t-1}, gated z_t^{>i}, gated z_{t-1}]))  for every node
+  encoder   bottom-up estimates (mu_hat, var_hat) of every node from [phi_x(x_t), h_{t-1}];
+            the root's posterior is its estimate, every other node's is the precision-weighted
+            fusion with its prior, computed top-down from the posterior samples (as GraphVAE)
+  decoder   p(x_t | z_t, h_{t-1}) from [phi_z(z_t), h_{t-1}]
+
+The ELBO is summed over the valid steps of each sequence (masks for padding); the loss is
+reported in nats per step. With N = 1 and cross_structure "none" it is the VRNN.
+A batch is {"x": (B, T, D), "mask": (B, T)} plus, for truncated BPTT, the "state" that the
+previous chunk returned.
+"""
+import torch
+from torch import nn
+
+from base import BaseModel
+from model import gaussian
+from model.edge_gates import EdgeGates
+from model.graph_vae import check_sizes
+from model.likelihoods import SEQUENCE_LIKELIHOODS
+from model.networks import mlp
+from model.top_down import split_params
+
+
+class RecurrentGraphVAE(BaseModel):
+    def __init__(self, input_dim=3, n_nodes=3, node_dim=8, structure="learned",
+                 cross_structure="learned", gate_init_prob=0.5, hard_gates=False,
+                 rnn_hidden=256, hidden=256, feature_dim=128, likelihood="strokes",
+                 n_mixtures=5):
+        super().__init__()
+        check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
+                    rnn_hidden=rnn_hidden, hidden=hidden, feature_dim=feature_dim,
+                    n_mixtures=n_mixtures)
+        if likelihood not in SEQUENCE_LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {sorted(SEQUENCE_LIKELIHOODS)}, "
+                             f"got {likelihood!r}")
+        if cross_structure == "chain":
+            raise ValueError("cross_structure must be learned, full, identity or none")
+        self.n_nodes, self.node_dim, self.rnn_hidden = n_nodes, node_dim, rnn_hidden
+        n_outputs, self.step_log_prob, self.step_sample = SEQUENCE_LIKELIHOODS[likelihood]
+
+        self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates)
+        cross_edges = [(j, i) for i in range(n_nodes) for j in range(n_nodes)]
+        self.cross_gates = EdgeGates(n_nodes, cross_structure, gate_init_prob, hard_gates,
+                                     edges=cross_edges)
+        # No BatchNorm: padded steps would enter its statistics.
+        self.phi_x = mlp([input_dim, hidden, feature_dim], True, batch_norm=False)
+        self.phi_z = mlp([n_nodes * node_dim, hidden, feature_dim], True, batch_norm=False)
+        self.rnn = nn.GRUCell(2 * feature_dim, rnn_hidden)
+        self.bottom_up = mlp([feature_dim + rnn_hidden, hidden, n_nodes * 2 * node_dim],
+                             batch_norm=False)
+        self.priors = nn.ModuleList(
+            mlp([rnn_hidden + (n_nodes - 1 - i) * node_dim + n_nodes * node_dim, hidden,
+                 2 * node_dim], batch_norm=False) for i in range(n_nodes))
+        self.decoder = mlp([feature_dim + rnn_hidden, hidden, n_outputs(input_dim, n_mixtures)],
+                           batch_norm=False)
+
+    # -- one step ---------------------------------------------------------------------------
+    def initial_state(self, batch, device):
+        return (torch.zeros(batch, self.rnn_hidden, device=device),
+                torch.zeros(batch, self.n_nodes, self.node_dim, device=device))
+
+    def prior_params(self, node, h, z, z_prev, gates, cross_gates):
+        """(mu_p, logvar_p) of one node from h_{t-1}, its gated same-step and previous-step
+        parents; z is the list of this step's samples with the nodes above filled in."""
+        inputs = [h]
+        if node < self.n_nodes - 1:
+            within = self.gates.parent_gates(gates, node).unsqueeze(-1)
+            inputs.append((within * torch.stack(z[node + 1:], dim=1)).flatten(1))
+        cross = self.cross_gates.parent_gates(cross_gates, node).unsqueeze(-1)
+        inputs.append((cross * z_prev).flatten(1))
+        return split_params(self.priors[node](torch.cat(inputs, dim=1)))
+
+    def latent_step(self, h, z_prev, gates, cross_gates, estimates=None):
+        """Sample z_t root first. With bottom-up estimates: from the posterior (root: its
+        estimate; others: fused with the prior); without: from the prior.
+        Returns z (B, N, d), KL (B, N) and log p(z_t) - log q(z_t) (B,) (zeros for the prior)."""
+        n = self.n_nodes
+        z, kl, log_ratio = [None] * n, [None] * n, 0.0
+        for i in range(n - 1, -1, -1):
+            mu_p, logvar_p = self.prior_params(i, h, z, z_prev, gates, cross_gates)
+            if estimates is None:
+                z[i] = gaussian.sample(mu_p, logvar_p)
+                continue
+            mu_q, logvar_q = estimates[0][:, i], estimates[1][:, i]
+            if i < n - 1:
+                mu_q, logvar_q = gaussian.fuse(mu_q, logvar_q, mu_p, logvar_p)
+            z[i] = gaussian.sample(mu_q, logvar_q)
+            kl[i] = gaussian.kl_divergence(mu_q, logvar_q, mu_p, logvar_p)
+            log_ratio = log_ratio + gaussian.log_density(z[i], mu_p, logvar_p) \
+                - gaussian.log_density(z[i], mu_q, logvar_q)
+        z = torch.stack(z, dim=1)
+        if estimates is None:
+            return z, None, None
+        return z, torch.stack(kl, dim=1), log_ratio
+
+    def bottom_up_estimates(self, features, h):
+        out = self.bottom_up(torch.cat([features, h], dim=1))
+        return split_params(out.view(-1, self.n_nodes, 2 * self.node_dim))
+
+    def decode(self, z, h):
+        return self.decoder(torch.cat([self.phi_z(z.flatten(1)), h], dim=1))
+
+    # -- sequences --------------------------------------------------------------------------
+    def forward(self, batch):
+        """Per-sequence sums over valid steps: log_px (B,), kl (B, N), log_ratio (B,)
+        (log p(z) - log q(z) of the sample, for importance sampling), n_steps (B,), and the
+        final state to continue with (truncated BPTT)."""
+        x, mask = batch["x"], batch["mask"].to(batch["x"].dtype)
+        size, length = x.shape[:2]
+        h, z_prev = batch.get("state") or self.initial_state(size, x.device)
+        gates, cross_gates = self.gates(size), self.cross_gates(size)
+        log_px, kl, log_ratio = 0.0, 0.0, 0.0
+        for t in range(length):
+            features = self.phi_x(x[:, t])
+            z, kl_t, ratio_t = self.latent_step(h, z_prev, gates, cross_gates,
+                                                self.bottom_up_estimates(features, h))
+            m = mask[:, t]
+            log_px = log_px + m * self.step_log_prob(self.decode(z, h), x[:, t])
+            kl = kl + m.unsqueeze(1) * kl_t
+            log_ratio = log_ratio + m * ratio_t
+            h = self.rnn(torch.cat([features, self.phi_z(z.flatten(1))], dim=1), h)
+            z_prev = z
+        return {"log_px": log_px, "kl": kl, "log_ratio": log_ratio,
+                "n_steps": mask.sum(1), "state": (h, z_prev)}
+
+    def log_importance_weights(self, batch, n_samples):
+        """log p(x_{1:T}, z_{1:T}) - log q(z_{1:T} | x) per sequence for n_samples draws of
+        whole latent trajectories: shape (n_samples, B)."""
+        size = batch["x"].shape[0]
+        repeated = {"x": batch["x"].repeat(n_samples, 1, 1),
+                    "mask": batch["mask"].repeat(n_samples, 1)}
+        out = self(repeated)
+        return (out["log_px"] + out["log_ratio"]).view(n_samples, size)
+
+    @torch.no_grad()
+    def generate(self, n, length):
+        """n sequences of `length` steps sampled from the model (discrete graphs)."""
+        device = next(self.parameters()).device
+        h, z_prev = self.initial_state(n, device)
+        gates, cross_gates = self.gates(n), self.cross_gates(n)
+        steps = []
+        for _ in range(length):
+            z, _, _ = self.latent_step(h, z_prev, gates, cross_gates)
+            x_t = self.step_sample(self.decode(z, h))
+            h = self.rnn(torch.cat([self.phi_x(x_t), self.phi_z(z.flatten(1))], dim=1), h)
+            z_prev = z
+            steps.append(x_t)
+        return torch.stack(steps, dim=1)
+
+    def describe_graph(self):
+        graph = self.gates.describe(self.node_dim)
+        cross = self.cross_gates.describe(self.node_dim)
+        graph["cross_edges"] = cross["edges"]
+        graph["cross_structure"] = cross["structure"]
+        return graph
