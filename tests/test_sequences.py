@@ -1,0 +1,159 @@
+"""Sequence data and RecurrentGraphVAE: ragged batches, masks, the VRNN special case, gates
+across time, truncated BPTT, and learning on real handwriting."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sample
+import test as test_script
+import train
+from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
+from data_loader.sequence_datasets import (positions_to_strokes, score_to_roll,
+                                           strokes_to_positions)
+from model import RecurrentGraphVAE
+from model.loss import sequence_negative_elbo
+from tests.conftest import DATA_DIR, REPO, write_config
+from tests.test_training import logged, run_dir
+from trainer.trainer import time_chunks
+from utils.cli import run_cli
+
+SMALL = dict(input_dim=3, n_nodes=3, node_dim=2, rnn_hidden=8, hidden=8, feature_dim=4,
+             likelihood="strokes", n_mixtures=2)
+
+
+def ragged_batch(lengths=(5, 2, 4), dim=3):
+    g = torch.Generator().manual_seed(0)
+    sequences = [torch.randn(n, dim, generator=g).numpy() for n in lengths]
+    for s in sequences:
+        s[:, 0] = 0.0
+        s[-1, 0] = 1.0
+    loader = SequenceDataLoader(sequences, batch_size=len(lengths), shuffle=False, seed=0,
+                                num_replicas=1, rank=0)
+    return next(iter(loader))
+
+
+def test_ragged_batches_are_padded_with_masks():
+    batch = ragged_batch()
+    assert batch["x"].shape == (3, 5, 3)
+    assert batch["mask"].tolist() == [[True] * 5, [True] * 2 + [False] * 3, [True] * 4 + [False]]
+    assert torch.equal(batch["x"][1, 2:], torch.zeros(3, 3))
+
+
+def test_padded_steps_do_not_change_the_elbo():
+    model = RecurrentGraphVAE(**SMALL)
+    batch = ragged_batch()
+    torch.manual_seed(0)
+    clean = model(batch)
+    noisy = dict(batch, x=batch["x"].clone())
+    noisy["x"][~batch["mask"]] = 100.0
+    torch.manual_seed(0)
+    dirty = model(noisy)
+    for key in ("log_px", "kl", "log_ratio"):
+        assert torch.allclose(clean[key], dirty[key]), key
+    assert clean["n_steps"].tolist() == [5, 2, 4]
+    loss, terms, count = sequence_negative_elbo(model, clean, batch)
+    assert count == 11 and torch.isfinite(loss)
+
+
+def test_one_node_without_cross_gates_is_a_vrnn():
+    model = RecurrentGraphVAE(**{**SMALL, "n_nodes": 1, "node_dim": 6, "structure": "none",
+                                 "cross_structure": "none"})
+    assert len(model.gates.edges) == 0 and model.cross_gates.discrete().tolist() == [0.0]
+    seen = []
+    model.priors[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
+    model(ragged_batch())
+    # The prior's input is [h_{t-1}, gated z_{t-1}]: the z part is always zero, so the prior
+    # is a function of the recurrent state alone, as in the VRNN.
+    assert all(torch.equal(inp[:, 8:], torch.zeros_like(inp[:, 8:])) for inp in seen)
+
+
+def test_cross_step_gates_off_make_z_t_independent_of_z_t_minus_1_given_h():
+    model = RecurrentGraphVAE(**{**SMALL, "cross_structure": "none"}).eval()
+    h = torch.randn(4, 8)
+    z_a, z_b = torch.randn(4, 3, 2), torch.randn(4, 3, 2)
+    gates, cross = model.gates(4), model.cross_gates(4)
+    z = [None, torch.randn(4, 2), torch.randn(4, 2)]
+    for node in range(3):
+        assert torch.equal(torch.stack(model.prior_params(node, h, z, z_a, gates, cross)),
+                           torch.stack(model.prior_params(node, h, z, z_b, gates, cross)))
+    full = RecurrentGraphVAE(**{**SMALL, "cross_structure": "full"}).eval()
+    g, c = full.gates(4), full.cross_gates(4)
+    assert not torch.equal(full.prior_params(2, h, z, z_a, g, c)[0],
+                           full.prior_params(2, h, z, z_b, g, c)[0])
+
+
+def test_tbptt_chunks_cover_the_sequence_and_carry_the_state():
+    batch = ragged_batch(lengths=(7, 3))
+    chunks = time_chunks(batch, 3)
+    assert [c["x"].shape[1] for c in chunks] == [3, 3, 1]
+    assert torch.equal(torch.cat([c["x"] for c in chunks], dim=1), batch["x"])
+    model = RecurrentGraphVAE(**SMALL)
+    first = model(chunks[0])
+    with_state = model(dict(chunks[1], state=first["state"]))
+    assert torch.isfinite(with_state["log_px"]).all()
+    assert time_chunks(batch, None)[0]["x"] is batch["x"]
+
+
+def test_importance_sampled_likelihood_of_sequences_is_at_least_the_elbo():
+    from model.metrics import importance_sampled_log_likelihood
+    model = RecurrentGraphVAE(**SMALL).eval()
+    batch = ragged_batch()
+    elbos = torch.stack([(lambda o: o["log_px"] - o["kl"].sum(-1))(model(batch))
+                         for _ in range(200)]).mean(0)
+    estimate = importance_sampled_log_likelihood(model, batch, 200)
+    assert estimate.shape == (3,)
+    assert (estimate > elbos - 0.05).all()
+
+
+def test_stroke_format_round_trip():
+    positions = np.cumsum(np.random.default_rng(0).normal(size=(20, 2)), axis=0)
+    steps = positions_to_strokes(positions.astype(np.float32))
+    assert steps.shape == (19, 3) and steps[-1, 0] == 1.0 and steps[:-1, 0].sum() == 0
+    (line,) = strokes_to_positions(steps)
+    assert np.allclose(line, positions[1:] - positions[0], atol=1e-4)
+
+
+def test_a_hand_made_score_becomes_the_expected_piano_roll():
+    from music21 import chord, note, stream
+    part = stream.Stream()
+    part.insert(0.0, note.Note("C4", quarterLength=2.0))  # MIDI 60 -> key 39, steps 0-1
+    part.insert(2.5, chord.Chord(["E4", "G4"], quarterLength=1.0))  # sounds at onset 3 only
+    roll = score_to_roll(part)
+    assert roll.shape == (4, 88)
+    assert np.flatnonzero(roll[0]).tolist() == [39] and np.flatnonzero(roll[1]).tolist() == [39]
+    assert roll[2].sum() == 0 and np.flatnonzero(roll[3]).tolist() == [43, 46]
+
+
+def test_the_real_handwriting_data_loads_offline():
+    loader = StrokesDataLoader(data_dir=str(DATA_DIR), split="train", batch_size=8)
+    assert len(loader.sequences) == 168  # 80 % of 30 shapes x 7 demonstrations
+    batch = next(iter(loader))
+    assert batch["x"].shape[2] == 3 and set(batch["x"][..., 0].unique().tolist()) <= {0.0, 1.0}
+    assert abs(float(torch.cat(loader.sequences)[:, 1:].std()) - 1.0) < 0.05
+
+
+@pytest.fixture
+def strokes_config(tmp_path):
+    config = json.loads((REPO / "configs" / "recurrent_graph_vae_strokes.json").read_text())
+    config["arch"]["args"].update(rnn_hidden=32, hidden=32, feature_dim=16, node_dim=4)
+    config["data_loader"]["args"].update(data_dir=str(DATA_DIR), subsample=25)
+    config["trainer"].update(epochs=4, save_dir=str(tmp_path / "saved"), tensorboard=False,
+                             tbptt_steps=20)
+    return config
+
+
+def test_a_short_run_on_real_handwriting_lowers_the_validation_loss(strokes_config, tmp_path):
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, strokes_config))])) == 0
+    val = logged(tmp_path / "saved", "val_loss")
+    assert val[-1] < val[0] - 0.3, val
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.pth"
+    assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "5"])) == 0
+    results = json.loads(checkpoint.with_name("model_best-test.json").read_text())
+    assert results["per"] == "step" and len(results["graph"]["cross_edges"]) == 9
+    out = tmp_path / "strokes.png"
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4", "--length",
+                                        "30", "--out", str(out)])) == 0
+    assert Image.open(out).size == (2 + 2 * 162, 2 + 2 * 162)
