@@ -20,7 +20,7 @@ from model import gaussian
 from model.edge_gates import EdgeGates
 from model.likelihoods import LIKELIHOODS
 from model.networks import GroupedLinear, mlp
-from model.top_down import TOP_DOWN
+from model.top_down import TOP_DOWN, split_params
 
 
 class GraphVAE(BaseModel):
@@ -62,8 +62,7 @@ class GraphVAE(BaseModel):
     # -- pieces ---------------------------------------------------------------------------
     def bottom_up_estimates(self, x):
         """(mu_hat, logvar_hat) of every node, each (B, N, d)."""
-        mu, logvar = self.bottom_up(self.encoder(x)).chunk(2, dim=-1)
-        return mu, gaussian.clamp_logvar(logvar)
+        return split_params(self.bottom_up(self.encoder(x)))
 
     def prior_params(self, node, z, gates, state=None):
         """((mu_p, logvar_p), state) of a non-root node from the gated samples of its parents.
@@ -91,8 +90,8 @@ class GraphVAE(BaseModel):
         return stack(z), (stack(mu_q), stack(logvar_q)), (stack(mu_p), stack(logvar_p))
 
     def decode(self, z):
-        """Decoder outputs (e.g. Bernoulli logits) for z of shape (B, N, d)."""
-        return self.decoder(z.flatten(1))
+        """Decoder outputs (e.g. Bernoulli logits, fp32) for z of shape (B, N, d)."""
+        return self.decoder(z.flatten(1)).float()
 
     # -- the model ------------------------------------------------------------------------
     def forward(self, x):

@@ -107,7 +107,7 @@ class RecurrentGraphVAE(BaseModel):
         return split_params(out.view(-1, self.n_nodes, 2 * self.node_dim))
 
     def decode(self, z, h):
-        return self.decoder(torch.cat([self.phi_z(z.flatten(1)), h], dim=1))
+        return self.decoder(torch.cat([self.phi_z(z.flatten(1)), h], dim=1)).float()
 
     # -- sequences --------------------------------------------------------------------------
     def forward(self, batch):

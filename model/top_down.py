@@ -19,7 +19,8 @@ from model.networks import mlp
 
 
 def split_params(out):
-    mu, logvar = out.chunk(2, dim=-1)
+    """(mean, clamped log-variance) from a head's output, in fp32 (also under bf16 autocast)."""
+    mu, logvar = out.float().chunk(2, dim=-1)
     return mu, gaussian.clamp_logvar(logvar)
 
 

@@ -27,6 +27,11 @@ class Trainer(BaseTrainer):
         self.checkpoint_every_steps = config["trainer"]["checkpoint_every_steps"]
         self.max_nonfinite_steps = config["trainer"]["max_nonfinite_steps"]
         self.tbptt_steps = config["trainer"]["tbptt_steps"]
+        # bf16 autocast of the training step (matmuls in bf16; the model keeps its Gaussian
+        # and likelihood maths in fp32); evaluation always runs in fp32.
+        self.amp = config["trainer"]["amp"]
+        # torch.compile'd forward for training; self.model stays the module that is saved.
+        self.forward = torch.compile(model) if config["trainer"]["compile"] else model
         # Every set of edge gates in the model, e.g. {"gates": ..., "cross_gates": ...}.
         self.gate_sets = {name: m for name, m in model.named_modules() if isinstance(m, EdgeGates)}
         self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
@@ -57,8 +62,9 @@ class Trainer(BaseTrainer):
             if state is not None:
                 chunk["state"] = tuple(s.detach() for s in state)
             self.optimizer.zero_grad(set_to_none=True)
-            output = self.model(chunk)
-            loss, terms, count = self.loss_fn(self.model, output, chunk)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                output = self.forward(chunk)
+                loss, terms, count = self.loss_fn(self.model, output, chunk)
             if not torch.isfinite(loss):
                 for saved, buffer in zip(self._saved_buffers, self._float_buffers):
                     buffer.copy_(saved)

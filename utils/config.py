@@ -41,6 +41,8 @@ TRAINER = {
     "checkpoint_every_steps": ((int, type(None)), None),
     "max_nonfinite_steps": ((int,), 10),
     "tbptt_steps": ((int, type(None)), None),
+    "amp": ((bool,), False),
+    "compile": ((bool,), False),
 }
 TEMPERATURE = {
     "init": ((float,), 1.0),

@@ -1,0 +1,94 @@
+"""Training throughput of a config against the machine's matmul roofline.
+
+    python bench/throughput.py [-c config.json] [--steps 200] [--set trainer.amp=true ...]
+
+Trains for a fixed number of steps on the real data (the loader, host-to-device copies and
+the optimiser included: end to end) and prints samples/s, the model's matmul FLOPs per
+training sample (from its layer shapes: forward, and twice that for the backward pass), the
+machine's measured matmul GFLOP/s and the percentage of it reached. Two rooflines are given:
+sgemm at the model's own layer shapes and batch (what the matmul library reaches on exactly
+this work: the one the target refers to) and a large square sgemm (the machine's peak).
+"""
+import argparse
+import json
+import time
+
+import torch
+
+from common import REPO, count_forward_flops, layer_shapes_roofline, matmul_gflops
+from trainer import Trainer
+from trainer.trainer import to_device
+from utils.build import build_loader, build_loss, build_model, build_optimizer
+from utils.config import ConfigParser, apply_overrides, load_json
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", default=str(REPO / "config.json"))
+    parser.add_argument("--steps", type=int, default=200, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", help="also write the figures to this file")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    config = ConfigParser(apply_overrides(load_json(args.config), args.set))
+    torch.manual_seed(config["seed"])
+    loader = build_loader(config, "train")
+    model = build_model(config, loader.input_dim)
+    optimizer, _ = build_optimizer(config, model)
+    trainer = Trainer(model, build_loss(config), optimizer, config, torch.device("cpu"), loader)
+    trainer._prepare_gates(1)
+    model.train()
+    batch_size = config["data_loader"]["args"]["batch_size"]
+
+    batches = iter(loader)
+    def next_batch():
+        nonlocal batches
+        try:
+            return next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            return next(batches)
+
+    for _ in range(args.warmup):
+        trainer._train_step(to_device(next_batch(), "cpu"))
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        trainer._train_step(to_device(next_batch(), "cpu"))
+    seconds = time.perf_counter() - start
+    samples_per_s = args.steps * batch_size / seconds
+
+    x = next_batch()
+    flops_per_sample = 3 * count_forward_flops(model, lambda: model(x)) / batch_size
+    achieved = samples_per_s * flops_per_sample / 1e9
+    shapes_roof = layer_shapes_roofline(model, batch_size)
+    square_roof = matmul_gflops(2048, 2048, 2048, seconds=2.0)
+    figures = {
+        "config": args.config, "overrides": args.set, "batch": batch_size,
+        "threads": torch.get_num_threads(), "steps": args.steps,
+        "samples_per_s": samples_per_s, "ms_per_step": 1000 * seconds / args.steps,
+        "mflop_per_sample": flops_per_sample / 1e6, "achieved_gflops": achieved,
+        "roofline_layer_shapes_gflops": shapes_roof, "roofline_square_gflops": square_roof,
+        "percent_of_layer_shapes_roofline": 100 * achieved / shapes_roof,
+        "percent_of_square_roofline": 100 * achieved / square_roof,
+    }
+    print(f"model            {config['arch']['type']}, batch {batch_size}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"throughput       {samples_per_s:,.0f} samples/s ({figures['ms_per_step']:.1f} ms/step)")
+    print(f"model FLOPs      {flops_per_sample / 1e6:.2f} MFLOP per training sample")
+    print(f"achieved         {achieved:.1f} GFLOP/s")
+    print(f"roofline         {shapes_roof:.1f} GFLOP/s sgemm at the model's layer shapes -> "
+          f"{figures['percent_of_layer_shapes_roofline']:.0f} %")
+    print(f"                 {square_roof:.1f} GFLOP/s sgemm 2048^3 (peak) -> "
+          f"{figures['percent_of_square_roofline']:.0f} %")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
