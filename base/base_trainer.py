@@ -15,6 +15,7 @@ import time
 import torch
 
 from logger import TensorboardWriter, get_logger
+from utils import distributed
 from utils.checkpoint import atomic_save, restore_model
 from utils.errors import CheckpointError, ConfigError, UserError
 
@@ -30,10 +31,10 @@ class TrainingDiverged(UserError):
 
 
 class BaseTrainer:
-    def __init__(self, model, optimizer, config, lr_scheduler=None):
-        self.config = config
+    def __init__(self, model, optimizer, config, device, lr_scheduler=None):
+        self.config, self.device = config, device
         cfg = config["trainer"]
-        self.logger = get_logger("trainer", cfg["verbosity"])
+        self.logger = get_logger("trainer", cfg["verbosity"] if distributed.is_main() else 0)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
         self.epochs = cfg["epochs"]
         self.save_period = cfg["save_period"]
@@ -62,7 +63,8 @@ class BaseTrainer:
         raise NotImplementedError
 
     def train(self):
-        self.writer = TensorboardWriter(self.config.log_dir, self.config["trainer"]["tensorboard"])
+        self.writer = TensorboardWriter(self.config.log_dir, self.config["trainer"]["tensorboard"]
+                                        and distributed.is_main())
         previous_handlers = {s: signal.signal(s, self._request_stop) for s in STOP_SIGNALS}
         try:
             self._epoch_loop()
@@ -159,6 +161,8 @@ class BaseTrainer:
         }
 
     def _write(self, state, path):
+        if not distributed.is_main():  # one writer; every rank holds the same state
+            return
         try:
             atomic_save(state, path)
         except OSError as e:
@@ -180,8 +184,11 @@ class BaseTrainer:
             self.logger.info("Saving current best: model_best.pth ...")
 
     def _save_mid_epoch(self, epoch):
-        """checkpoint-latest.pth at the current step of `epoch` (not yet completed)."""
-        self._write(self._checkpoint_state(epoch - 1), self.latest_checkpoint)
+        """checkpoint-latest.pth at the current step of `epoch` (not yet completed); under
+        DDP every rank calls it (the partial sums are added up across ranks)."""
+        state = self._checkpoint_state(epoch - 1)
+        state["partial_sums"] = distributed.sum_over_ranks(self.partial_sums, self.device)
+        self._write(state, self.latest_checkpoint)
 
     def resume(self, checkpoint, path):
         """Continue the run saved in checkpoint (loaded from path): weights, optimizer,
@@ -196,7 +203,8 @@ class BaseTrainer:
             self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         self.start_epoch = checkpoint["epoch"] + 1
         self.batches_done = checkpoint.get("batches_done", 0)
-        self.partial_sums = checkpoint.get("partial_sums")
+        # Saved sums are the total over ranks: rank 0 carries them on, the others start at 0.
+        self.partial_sums = checkpoint.get("partial_sums") if distributed.is_main() else None
         self.nonfinite_steps = checkpoint.get("nonfinite_steps", 0)
         self.history = checkpoint.get("history", [])
         self.monitor_best = checkpoint["monitor_best"]

@@ -12,15 +12,18 @@ from base.base_trainer import StopRequested, TrainingDiverged
 from logger.figures import log_epoch_figures
 from model.edge_gates import EdgeGates
 from model.loss import means, running_sums
+from utils import distributed
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
 
 
 class Trainer(BaseTrainer):
     def __init__(self, model, loss_fn, optimizer, config, device, data_loader,
-                 valid_data_loader=None, lr_scheduler=None):
-        super().__init__(model, optimizer, config, lr_scheduler)
-        self.loss_fn, self.device = loss_fn, device
+                 valid_data_loader=None, lr_scheduler=None, train_forward=None):
+        """train_forward: what runs the training forward pass, e.g. the model wrapped in
+        DistributedDataParallel; by default the model itself."""
+        super().__init__(model, optimizer, config, device, lr_scheduler)
+        self.loss_fn = loss_fn
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
         self.temperature = config["trainer"]["temperature"]
         self.freeze_graph_epoch = config["trainer"]["freeze_graph_epoch"]
@@ -31,7 +34,8 @@ class Trainer(BaseTrainer):
         # and likelihood maths in fp32); evaluation always runs in fp32.
         self.amp = config["trainer"]["amp"]
         # torch.compile'd forward for training; self.model stays the module that is saved.
-        self.forward = torch.compile(model) if config["trainer"]["compile"] else model
+        forward = model if train_forward is None else train_forward
+        self.forward = torch.compile(forward) if config["trainer"]["compile"] else forward
         # Every set of edge gates in the model, e.g. {"gates": ..., "cross_gates": ...}.
         self.gate_sets = {name: m for name, m in model.named_modules() if isinstance(m, EdgeGates)}
         self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
@@ -65,7 +69,7 @@ class Trainer(BaseTrainer):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 output = self.forward(chunk)
                 loss, terms, count = self.loss_fn(self.model, output, chunk)
-            if not torch.isfinite(loss):
+            if not distributed.all_true(torch.isfinite(loss), self.device):
                 for saved, buffer in zip(self._saved_buffers, self._float_buffers):
                     buffer.copy_(saved)
                 return None
@@ -81,7 +85,8 @@ class Trainer(BaseTrainer):
         self.data_loader.set_epoch(epoch)
         batches = self.data_loader.iter_from(self.batches_done)
         progress = tqdm(batches, desc=f"epoch {epoch}", leave=False, mininterval=1.0,
-                        dynamic_ncols=True, initial=self.batches_done, total=len(self.data_loader))
+                        dynamic_ncols=True, initial=self.batches_done, total=len(self.data_loader),
+                        disable=not distributed.is_main())
         for batch in progress:
             results = self._train_step(to_device(batch, self.device))
             if results is None:
@@ -92,7 +97,7 @@ class Trainer(BaseTrainer):
             if self.batches_done % PROGRESS_EVERY == 0 and results:
                 progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
             self._checkpoint_inside_epoch(epoch)
-        log = means(self.partial_sums)
+        log = means(distributed.sum_over_ranks(self.partial_sums, self.device))
         log["nonfinite_steps"] = self.nonfinite_steps
         log["tau"] = self.temperature_at(epoch)
         for name, gates in self.gate_sets.items():
@@ -118,9 +123,10 @@ class Trainer(BaseTrainer):
         every = self.checkpoint_every_steps
         periodic = every and self.batches_done % every == 0 \
             and self.batches_done < len(self.data_loader)
-        if periodic or self.stop_requested:
+        stop = distributed.any_true(self.stop_requested, self.device)  # every rank stops together
+        if periodic or stop:
             self._save_mid_epoch(epoch)
-        if self.stop_requested:
+        if stop:
             raise StopRequested
 
     def _count_nonfinite(self, epoch):
@@ -143,7 +149,7 @@ class Trainer(BaseTrainer):
             batch = to_device(batch, self.device)
             _, terms, count = self.loss_fn(self.model, self.model(batch), batch)
             sums = running_sums(terms, count, sums)
-        return means(sums)
+        return means(distributed.sum_over_ranks(sums, self.device))
 
     def _write_tensorboard(self, epoch, log):
         if not self.writer.enabled:

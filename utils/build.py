@@ -7,12 +7,13 @@ from model.loss import LOSSES
 from utils.errors import ConfigError
 
 
-def prepare_device(n_gpu):
-    """cuda:0 when n_gpu > 0 and a GPU is there, else the CPU (with a warning if asked)."""
+def prepare_device(n_gpu, local_rank=0):
+    """This process's GPU (cuda:local_rank) when n_gpu > 0 and one is there, else the CPU
+    (with a warning if a GPU was asked for)."""
     available = torch.cuda.device_count()
     if n_gpu > 0 and available == 0:
         print("warning: n_gpu > 0 but no GPU is available; training on the CPU")
-    return torch.device("cuda:0" if n_gpu > 0 and available > 0 else "cpu")
+    return torch.device(f"cuda:{local_rank}" if n_gpu > 0 and available > 0 else "cpu")
 
 
 def build_loader(config, split, **overrides):

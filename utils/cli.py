@@ -25,7 +25,9 @@ def base_parser(description):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", help="config file (JSON)")
     parser.add_argument("-r", "--resume", help="checkpoint to resume from / evaluate")
-    parser.add_argument("-d", "--device", help="GPUs to use, e.g. 0,1 (CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("-d", "--device",
+                        help="GPUs to use, e.g. 0,1 (CUDA_VISIBLE_DEVICES; several start one "
+                             "DDP worker each), or cpu")
     parser.add_argument("--run-id", help="name of a new run's directory (default: date_time)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. --set trainer.epochs=3 arch.args.n_nodes=4")
@@ -40,7 +42,7 @@ def load_run_config(args):
     Resuming continues the checkpoint's run: its config is taken from the checkpoint (or from
     -c when given, e.g. to fine-tune) and the run directory is the checkpoint's.
     """
-    if args.device is not None:
+    if args.device is not None and args.device.lower() != "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = args.device
     checkpoint, run_dir = None, None
     if args.resume:
@@ -57,6 +59,8 @@ def load_run_config(args):
         if value is not None:
             set_by_path(config, key, value)
     config = apply_overrides(config, args.set)
+    if args.device is not None and args.device.lower() != "cpu":
+        config["n_gpu"] = len(args.device.split(","))  # --device 0,1 means: use those GPUs
     parsed = ConfigParser(config, run_dir=run_dir)
     if args.run_id and checkpoint is None:
         parsed.name_run(args.run_id)

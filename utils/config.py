@@ -42,6 +42,7 @@ TRAINER = {
     "max_nonfinite_steps": ((int,), 10),
     "tbptt_steps": ((int, type(None)), None),
     "amp": ((bool,), False),
+    "sync_batchnorm": ((bool,), True),
     "compile": ((bool,), False),
 }
 TEMPERATURE = {

@@ -1,0 +1,80 @@
+"""torch.distributed glue: DDP processes started by torchrun (or by train.py --device 0,1).
+
+One process per device; each sees its shard of every epoch (DistributedSampler, inside the
+data loaders), gradients are averaged by DistributedDataParallel, metric sums are added up
+across processes, and only rank 0 writes logs, TensorBoard and checkpoints.
+All ranks are seeded alike, so their random streams stay in step: a checkpoint's RNG state
+(rank 0's) resumes every rank exactly.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world():
+    """(rank, world_size, local_rank) of this process; (0, 1, 0) outside torchrun."""
+    if not dist.is_available() or not dist.is_initialized():
+        return 0, 1, 0
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def launched_by_torchrun():
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(gpu):
+    """Join the process group torchrun describes (nccl on GPUs, gloo on CPUs)."""
+    if launched_by_torchrun() and not dist.is_initialized():
+        gpu = gpu and torch.cuda.is_available()
+        dist.init_process_group("nccl" if gpu else "gloo")
+        if gpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return world()
+
+
+def is_main():
+    return world()[0] == 0
+
+
+def active():
+    return world()[1] > 1
+
+
+def shutdown():
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast(obj):
+    """rank 0's obj on every rank."""
+    if not active():
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def all_true(flag, device):
+    """Whether flag holds on every rank (one collective; the same answer everywhere)."""
+    if not active():
+        return bool(flag)
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def any_true(flag, device):
+    return not all_true(not flag, device)
+
+
+def sum_over_ranks(sums, device):
+    """A dict of running sums (tensors or numbers) added up over every rank."""
+    if not active() or not sums:
+        return sums
+    total = {}
+    for key in sorted(sums):
+        value = torch.as_tensor(sums[key], dtype=torch.float64, device=device).clone()
+        dist.all_reduce(value)
+        total[key] = value
+    return total
