@@ -1,0 +1,59 @@
+"""Speed of the importance-sampled log-likelihood, K = 1000, on the Fashion-MNIST test set.
+
+    python bench/eval_speed.py [--resume checkpoint] [-k 1000] [--images 10000]
+
+Times model.metrics.importance_sampled_log_likelihood over the test images (the same code
+test.py runs) with a trained checkpoint, or the default config's model (the cost does not
+depend on the weights). With --images below 10000 the full-set time is also extrapolated.
+"""
+import argparse
+import time
+
+import torch
+
+from common import REPO, count_forward_flops
+from model.metrics import importance_sampled_log_likelihood
+from utils.build import build_loader, build_model
+from utils.checkpoint import load_checkpoint, restore_model
+from utils.config import ConfigParser, load_json
+
+TEST_IMAGES = 10000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resume", help="checkpoint to evaluate (default: untrained model)")
+    parser.add_argument("-k", "--samples", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=TEST_IMAGES)
+    parser.add_argument("--batch-size", type=int, default=100)
+    args = parser.parse_args()
+
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
+    loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images)
+    model = build_model(config, loader.input_dim)
+    if checkpoint:
+        restore_model(model, checkpoint, args.resume)
+    model.eval()
+    torch.manual_seed(0)
+
+    total, n = 0.0, 0
+    start = time.perf_counter()
+    for x in loader:
+        total += importance_sampled_log_likelihood(model, x, args.samples).sum().item()
+        n += x.shape[0]
+    seconds = time.perf_counter() - start
+    x = next(iter(loader))
+    flops = count_forward_flops(model, lambda: model.log_importance_weights(x, 10)) / (10 * len(x))
+    full = seconds * TEST_IMAGES / n
+    print(f"IS log-likelihood, K={args.samples}, {n} test images: {seconds:.1f} s "
+          f"({n * args.samples / seconds:,.0f} samples/s, "
+          f"{n * args.samples * flops / seconds / 1e9:.1f} GFLOP/s at {flops / 1e6:.2f} MFLOP "
+          f"per sample); mean log p(x) = {total / n:.2f} nats")
+    if n < TEST_IMAGES:
+        print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
