@@ -110,10 +110,11 @@ class GraphVAE(BaseModel):
         mu_hat, logvar_hat = (t.repeat(n_samples, 1, 1) for t in self.bottom_up_estimates(x))
         gates = self.gates(batch * n_samples)
         z, q, p = self.posterior(mu_hat, logvar_hat, gates)
-        log_px = self.log_likelihood(self.decode(z), x.repeat(n_samples, 1))
-        log_pz = gaussian.log_density(z, *p).sum(-1)
-        log_qz = gaussian.log_density(z, *q).sum(-1)
-        return (log_px + log_pz - log_qz).view(n_samples, batch)
+        x_params = self.decode(z).view(n_samples, batch, -1)
+        log_px = self.log_likelihood(x_params, x)  # x broadcasts over the samples
+        log_pz = gaussian.log_density(z, *p).sum(-1).view(n_samples, batch)
+        log_qz = gaussian.log_density(z, *q).sum(-1).view(n_samples, batch)
+        return log_px + log_pz - log_qz
 
     @torch.no_grad()
     def sample_prior(self, n, node_overrides=None):

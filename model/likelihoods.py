@@ -11,8 +11,12 @@ from model import gaussian
 
 
 def bernoulli_log_prob(logits, x):
-    """log Bernoulli(x; sigmoid(logits)) summed over pixels (stable BCE-with-logits form)."""
-    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(-1)
+    """log Bernoulli(x; sigmoid(logits)) = x * l - softplus(l), summed over the last dim.
+
+    The same value as -BCE-with-logits, but x may broadcast against logits: importance
+    sampling scores (K, B, D) logits against (B, D) data without copying the data K times.
+    """
+    return (x * logits - F.softplus(logits)).sum(-1)
 
 
 def bernoulli_sample(logits):

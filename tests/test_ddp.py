@@ -83,3 +83,17 @@ def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):
     assert logged(tmp_path / "straight", "val_loss") == logged(tmp_path / "split", "val_loss")
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+
+
+def test_device_list_starts_one_worker_per_device(tiny_config, tmp_path):
+    """--device 0,1 launches torchrun's workers itself (here, without GPUs, on the CPU)."""
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    tiny_config["trainer"].update(epochs=1, tensorboard=False, save_dir=str(tmp_path / "saved"))
+    result = subprocess.run([sys.executable, "train.py", "--device", "0,1", "-c",
+                             str(write_config(tmp_path, tiny_config))], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (log,) = (tmp_path / "saved" / "log").glob("*/*/info.log")
+    assert "; 2 processes" in log.read_text()
