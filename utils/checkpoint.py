@@ -82,7 +82,9 @@ def restore_model(model, checkpoint, path):
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        detail = str(e).strip().splitlines()[1].strip() if "\n" in str(e).strip() else ""
+        lines = str(e).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        if len(detail) > 160:
+            detail = detail[:160] + "..."
         raise CheckpointError(f"{path} does not fit the configured architecture (resume with "
-                              f"the checkpoint's own config): {first} {detail}".strip()) from None
+                              f"the checkpoint's own config): {detail}") from None
