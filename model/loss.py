@@ -2,26 +2,31 @@
 import torch
 
 
-def negative_elbo(model, output, x):
+def negative_elbo(model, output, x, kl_weight=1.0):
     """-ELBO of a batch of images: (loss, terms, count), everything per image.
 
     terms: loss (-ELBO), recon (-log p(x|z)), kl (sum over nodes), kl_per_node (N,);
     count: how many images the means are over (the weight for running sums).
+    kl_weight < 1 (KL warm-up) changes the returned objective, never the reported terms.
     """
-    return elbo_terms(model.log_likelihood(output["x_params"], x), output["kl"], x.shape[0])
+    return elbo_terms(model.log_likelihood(output["x_params"], x), output["kl"], x.shape[0],
+                      kl_weight)
 
 
-def sequence_negative_elbo(model, output, batch):
+def sequence_negative_elbo(model, output, batch, kl_weight=1.0):
     """-ELBO of a batch of sequences, in nats per valid step (padding excluded)."""
-    return elbo_terms(output["log_px"], output["kl"], output["n_steps"].sum())
+    return elbo_terms(output["log_px"], output["kl"], output["n_steps"].sum(), kl_weight)
 
 
-def elbo_terms(log_px, kl, count):
+def elbo_terms(log_px, kl, count, kl_weight=1.0):
     """log_px (B,) and kl (B, N) summed per example, averaged over count units."""
-    loss = (kl.sum() - log_px.sum()) / count
-    return loss, {"loss": loss.detach(), "recon": -log_px.sum().detach() / count,
-                  "kl": kl.sum().detach() / count,
-                  "kl_per_node": kl.sum(0).detach() / count}, count
+    negative_elbo_value = (kl.sum() - log_px.sum()) / count
+    objective = negative_elbo_value if kl_weight == 1.0 \
+        else (kl_weight * kl.sum() - log_px.sum()) / count
+    return objective, {"loss": negative_elbo_value.detach(),
+                       "recon": -log_px.sum().detach() / count,
+                       "kl": kl.sum().detach() / count,
+                       "kl_per_node": kl.sum(0).detach() / count}, count
 
 
 def elbo_per_example(model, x):

@@ -175,3 +175,16 @@ def test_prior_samples_use_the_discrete_graph_and_overrides():
     assert x_params.shape == (5, 20) and z.shape == (5, 4, 3)
     assert torch.equal(z[:, 3], torch.ones(5, 3))
     assert math.isfinite(x_params.sum().item())
+
+
+def test_kl_warmup_weights_the_objective_but_not_the_reported_elbo():
+    from model.loss import negative_elbo
+    model = small_model().eval()
+    x = binary_batch()
+    torch.manual_seed(3)
+    output = model(x)
+    full, terms, count = negative_elbo(model, output, x)
+    half, half_terms, _ = negative_elbo(model, output, x, kl_weight=0.5)
+    assert torch.allclose(full, terms["recon"] + terms["kl"])
+    assert torch.allclose(half, terms["recon"] + 0.5 * terms["kl"])
+    assert torch.equal(half_terms["loss"], terms["loss"]) and count == 6

@@ -30,6 +30,8 @@ class Trainer(BaseTrainer):
         self.checkpoint_every_steps = config["trainer"]["checkpoint_every_steps"]
         self.max_nonfinite_steps = config["trainer"]["max_nonfinite_steps"]
         self.tbptt_steps = config["trainer"]["tbptt_steps"]
+        self.kl_warmup_epochs = config["trainer"]["kl_warmup_epochs"]
+        self.kl_weight = 1.0
         # bf16 autocast of the training step (matmuls in bf16; the model keeps its Gaussian
         # and likelihood maths in fp32); evaluation always runs in fp32.
         self.amp = config["trainer"]["amp"]
@@ -45,6 +47,12 @@ class Trainer(BaseTrainer):
         """tau = max(floor, init * rate^(epoch-1)): the paper's 0.999^epoch with init 1."""
         t = self.temperature
         return max(t["floor"], t["init"] * t["rate"] ** (epoch - 1))
+
+    def kl_weight_at(self, epoch):
+        """KL warm-up: the KL term's weight in the training objective rises linearly from
+        1/warmup to 1 over trainer.kl_warmup_epochs epochs (reported losses are the ELBO)."""
+        warmup = self.kl_warmup_epochs
+        return min(1.0, epoch / warmup) if warmup else 1.0
 
     def _prepare_gates(self, epoch):
         freeze = self.freeze_graph_epoch is not None and epoch > self.freeze_graph_epoch
@@ -68,7 +76,7 @@ class Trainer(BaseTrainer):
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 output = self.forward(chunk)
-                loss, terms, count = self.loss_fn(self.model, output, chunk)
+                loss, terms, count = self.loss_fn(self.model, output, chunk, self.kl_weight)
             if not distributed.all_true(torch.isfinite(loss), self.device):
                 for saved, buffer in zip(self._saved_buffers, self._float_buffers):
                     buffer.copy_(saved)
@@ -81,6 +89,7 @@ class Trainer(BaseTrainer):
 
     def _train_epoch(self, epoch):
         self._prepare_gates(epoch)
+        self.kl_weight = self.kl_weight_at(epoch)
         self.model.train()
         self.data_loader.set_epoch(epoch)
         batches = self.data_loader.iter_from(self.batches_done)
@@ -100,6 +109,7 @@ class Trainer(BaseTrainer):
         log = means(distributed.sum_over_ranks(self.partial_sums, self.device))
         log["nonfinite_steps"] = self.nonfinite_steps
         log["tau"] = self.temperature_at(epoch)
+        log["kl_weight"] = self.kl_weight
         for name, gates in self.gate_sets.items():
             log[f"{name.replace('gates', 'edge')}_probs"] = gates.probs().tolist()
         if self.valid_data_loader is not None:

@@ -41,6 +41,7 @@ TRAINER = {
     "checkpoint_every_steps": ((int, type(None)), None),
     "max_nonfinite_steps": ((int,), 10),
     "tbptt_steps": ((int, type(None)), None),
+    "kl_warmup_epochs": ((int,), 0),
     "amp": ((bool,), False),
     "sync_batchnorm": ((bool,), True),
     "compile": ((bool,), False),
