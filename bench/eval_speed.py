@@ -7,6 +7,7 @@ test.py runs) with a trained checkpoint, or the default config's model (the cost
 depend on the weights). With --images below 10000 the full-set time is also extrapolated.
 """
 import argparse
+import os
 import time
 
 import torch
@@ -27,7 +28,13 @@ def main():
     parser.add_argument("-k", "--samples", type=int, default=1000)
     parser.add_argument("--images", type=int, default=TEST_IMAGES)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the importance weights (fuses the elementwise "
+                             "work; the compile time is reported apart)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
@@ -36,14 +43,23 @@ def main():
     if checkpoint:
         restore_model(model, checkpoint, args.resume)
     model.eval()
+    compile_seconds = 0.0
+    if args.compile:
+        model.log_importance_weights = torch.compile(model.log_importance_weights)
+        start = time.perf_counter()
+        for x in loader:  # compiles for the full chunks and the last, smaller one
+            importance_sampled_log_likelihood(model, x, args.samples)
+            break
+        compile_seconds = time.perf_counter() - start
     torch.manual_seed(0)
 
     total, n = 0.0, 0
-    start = time.perf_counter()
+    cpu_start, start = time.process_time(), time.perf_counter()
     for x in loader:
         total += importance_sampled_log_likelihood(model, x, args.samples).sum().item()
         n += x.shape[0]
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     x = next(iter(loader))
     flops = count_forward_flops(model, lambda: model.log_importance_weights(x, 10)) / (10 * len(x))
     full = seconds * TEST_IMAGES / n
@@ -51,8 +67,12 @@ def main():
           f"({n * args.samples / seconds:,.0f} samples/s, "
           f"{n * args.samples * flops / seconds / 1e9:.1f} GFLOP/s at {flops / 1e6:.2f} MFLOP "
           f"per sample); mean log p(x) = {total / n:.2f} nats")
+    print(f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
+          f"process CPU time {cpu_seconds:.1f} s"
+          + (f", compile {compile_seconds:.0f} s (not included)" if args.compile else ""))
     if n < TEST_IMAGES:
-        print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)")
+        print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)"
+              f"; CPU time {cpu_seconds * TEST_IMAGES / n:.0f} s")
 
 
 if __name__ == "__main__":

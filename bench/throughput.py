@@ -11,6 +11,8 @@ this work: the one the target refers to) and a large square sgemm (the machine's
 """
 import argparse
 import json
+import os
+import statistics
 import time
 
 import torch
@@ -28,13 +30,19 @@ def parse_args():
     parser.add_argument("-c", "--config", default=str(REPO / "config.json"))
     parser.add_argument("--steps", type=int, default=200, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--window", type=int, default=10, help="steps per timed window")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for the step and the rooflines alike "
+                             "(default: torch's, one per core)")
     parser.add_argument("--json", help="also write the figures to this file")
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     config = ConfigParser(apply_overrides(load_json(args.config), args.set))
     torch.manual_seed(config["seed"])
     loader = build_loader(config, "train")
@@ -56,11 +64,18 @@ def main():
 
     for _ in range(args.warmup):
         trainer._train_step(to_device(next_batch(), "cpu"))
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        trainer._train_step(to_device(next_batch(), "cpu"))
+    # Timed in windows of --window steps: on a machine shared with other jobs, the median
+    # window is the step's own speed, the whole run's mean includes the time others took.
+    window_seconds, cpu_start, start = [], time.process_time(), time.perf_counter()
+    for first in range(0, args.steps, args.window):
+        window_start = time.perf_counter()
+        for _ in range(min(args.window, args.steps - first)):
+            trainer._train_step(to_device(next_batch(), "cpu"))
+        window_seconds.append((time.perf_counter() - window_start)
+                              / min(args.window, args.steps - first))
     seconds = time.perf_counter() - start
-    samples_per_s = args.steps * batch_size / seconds
+    cpu_seconds = time.process_time() - cpu_start
+    samples_per_s = batch_size / statistics.median(window_seconds)
 
     x = next_batch()
     flops_per_sample = 3 * count_forward_flops(model, lambda: model(x)) / batch_size
@@ -70,15 +85,21 @@ def main():
     figures = {
         "config": args.config, "overrides": args.set, "batch": batch_size,
         "threads": torch.get_num_threads(), "steps": args.steps,
-        "samples_per_s": samples_per_s, "ms_per_step": 1000 * seconds / args.steps,
+        "load_avg_1min": os.getloadavg()[0],
+        "samples_per_s": samples_per_s, "ms_per_step": 1000 * batch_size / samples_per_s,
+        "samples_per_s_whole_run": args.steps * batch_size / seconds,
+        "samples_per_cpu_s": args.steps * batch_size / cpu_seconds,
         "mflop_per_sample": flops_per_sample / 1e6, "achieved_gflops": achieved,
         "roofline_layer_shapes_gflops": shapes_roof, "roofline_square_gflops": square_roof,
         "percent_of_layer_shapes_roofline": 100 * achieved / shapes_roof,
         "percent_of_square_roofline": 100 * achieved / square_roof,
     }
     print(f"model            {config['arch']['type']}, batch {batch_size}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"throughput       {samples_per_s:,.0f} samples/s ({figures['ms_per_step']:.1f} ms/step)")
+          f"{torch.get_num_threads()} threads (load average {figures['load_avg_1min']:.1f})")
+    print(f"throughput       {samples_per_s:,.0f} samples/s ({figures['ms_per_step']:.1f} ms/step, "
+          f"median of {len(window_seconds)} windows of {args.window} steps; whole run "
+          f"{figures['samples_per_s_whole_run']:,.0f}/s wall, "
+          f"{figures['samples_per_cpu_s']:,.0f} per CPU-second)")
     print(f"model FLOPs      {flops_per_sample / 1e6:.2f} MFLOP per training sample")
     print(f"achieved         {achieved:.1f} GFLOP/s")
     print(f"roofline         {shapes_roof:.1f} GFLOP/s sgemm at the model's layer shapes -> "
