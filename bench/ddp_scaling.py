@@ -1,6 +1,6 @@
 """Training throughput with 1 and 2 DDP processes on this machine (gloo on the CPU).
 
-    python bench/ddp_scaling.py [-c config.json] [--steps 60] [--procs 1 2]
+    python bench/ddp_scaling.py [-c config.json] [--steps 60] [--procs 1 2] [--threads 1]
 
 Each run trains the config for a fixed number of steps per process, with the same global
 batch (the per-process batch is the config's divided by the process count), and reports
@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from common import REPO
@@ -56,16 +57,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run(config, procs, steps, global_batch):
-    threads = max(1, (os.cpu_count() or 1) // procs)
+def run(config, procs, steps, global_batch, threads=None):
+    threads = threads or max(1, (os.cpu_count() or 1) // procs)
     overrides = [f"data_loader.args.batch_size={global_batch // procs}"]
     code = WORKER.format(repo=str(REPO), config=config, overrides=overrides, steps=steps,
                          threads=threads)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={procs}", "-c", code] if procs > 1 \
-        else [sys.executable, "-c", code]
-    output = subprocess.run(command, capture_output=True, text=True, check=True,
-                            env=dict(os.environ, OMP_NUM_THREADS=str(threads))).stdout
+    # torchrun runs a script file (it has no -c), so the worker is written to one.
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(code)
+    try:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={procs}", f.name] if procs > 1 \
+            else [sys.executable, f.name]
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+    finally:
+        os.unlink(f.name)
+    if result.returncode != 0:
+        raise SystemExit(f"{procs} process(es) failed:\n{result.stderr[-3000:]}")
+    output = result.stdout
     seconds = float(next(l for l in output.splitlines() if l.startswith("SECONDS")).split()[1])
     return steps * global_batch / seconds
 
@@ -76,6 +86,8 @@ def main():
     parser.add_argument("-c", "--config", default=str(REPO / "config.json"))
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per process (default: cores / processes)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     with open(args.config) as f:
@@ -83,8 +95,9 @@ def main():
     results = {}
     for procs in args.procs:
         started = time.perf_counter()
-        results[procs] = run(args.config, procs, args.steps, global_batch)
-        print(f"{procs} process(es): {results[procs]:,.0f} samples/s "
+        results[procs] = run(args.config, procs, args.steps, global_batch, args.threads)
+        threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
+        print(f"{procs} process(es) x {threads} thread(s): {results[procs]:,.0f} samples/s "
               f"(global batch {global_batch}; run took {time.perf_counter() - started:.0f} s)")
     if 1 in results and len(results) > 1:
         for procs, rate in results.items():
