@@ -8,6 +8,10 @@ training sample (from its layer shapes: forward, and twice that for the backward
 machine's measured matmul GFLOP/s and the percentage of it reached. Two rooflines are given:
 sgemm at the model's own layer shapes and batch (what the matmul library reaches on exactly
 this work: the one the target refers to) and a large square sgemm (the machine's peak).
+Both rooflines are measured with the same number of threads as the step (--threads).
+The rate is the median of windows of --window steps: on a machine shared with other jobs
+the median window is the step's own speed; the whole run's wall rate, the samples per
+process CPU-second and the load average are printed beside it.
 """
 import argparse
 import json
