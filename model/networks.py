@@ -12,7 +12,7 @@ def mlp(sizes, final_activation=False, batch_norm=True):
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(n_in, n_out))
         if k < len(sizes) - 2 or final_activation:
-            layers += [nn.BatchNorm1d(n_out), nn.ReLU()] if batch_norm else [nn.ReLU()]
+            layers += [nn.BatchNorm1d(n_out), nn.ReLU(inplace=True)] if batch_norm else [nn.ReLU()]
     return nn.Sequential(*layers)
 
 
