@@ -37,19 +37,9 @@ def kl_divergence(mu_q, logvar_q, mu_p, logvar_p):
     return 0.5 * (var_ratio + mean_term - 1.0 - (logvar_q - logvar_p)).sum(-1)
 
 
-def kl_standard_normal(mu, logvar):
-    """KL(N(mu, var) || N(0, I)), summed over the last dimension."""
-    return 0.5 * (torch.exp(logvar) + mu.pow(2) - 1.0 - logvar).sum(-1)
-
-
 def log_density(z, mu, logvar):
     """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar)).sum(-1)
-
-
-def log_standard_normal(z):
-    """log N(z; 0, I), summed over the last dimension."""
-    return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
 
 
 def sample(mu, logvar):

@@ -29,12 +29,6 @@ def elbo_terms(log_px, kl, count, kl_weight=1.0):
                        "kl_per_node": kl.sum(0).detach() / count}, count
 
 
-def elbo_per_example(model, x):
-    """ELBO of each image in x (one posterior sample), shape (B,)."""
-    output = model(x)
-    return model.log_likelihood(output["x_params"], x) - output["kl"].sum(-1)
-
-
 LOSSES = {"negative_elbo": negative_elbo, "sequence_negative_elbo": sequence_negative_elbo}
 
 
