@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from data_loader.batches import batch_size, first_examples, to_device
+
 from model.metrics import importance_sampled_log_likelihood
-from trainer.trainer import to_device
 from utils.build import build_loader, build_loss, build_model, prepare_device
 from utils.checkpoint import restore_model
 from utils.cli import base_parser, load_run_config, run_cli
@@ -38,7 +39,7 @@ def evaluate(model, loader, loss_fn, n_samples, device, limit=None):
     model.eval()
     totals = {"elbo": 0.0, "kl_per_node": 0.0, "log_likelihood": 0.0, "units": 0.0, "n": 0}
     for batch in tqdm(loader, desc="test", leave=False):
-        batch = to_device(first(batch, limit - totals["n"]) if limit else batch, device)
+        batch = to_device(first_examples(batch, limit - totals["n"]) if limit else batch, device)
         loss, terms, count = loss_fn(model, model(batch), batch)
         totals["elbo"] -= (loss * count).item()
         totals["kl_per_node"] = totals["kl_per_node"] + (terms["kl_per_node"] * count).cpu()
@@ -56,17 +57,6 @@ def evaluate(model, loader, loss_fn, n_samples, device, limit=None):
     results["kl"] = sum(results["kl_per_node"])
     results["log_likelihood"] = totals["log_likelihood"] / units if n_samples > 0 else None
     return results
-
-
-def batch_size(batch):
-    return (batch["x"] if isinstance(batch, dict) else batch).shape[0]
-
-
-def first(batch, n):
-    """The first n examples of a batch (tensor or dict of tensors)."""
-    if isinstance(batch, dict):
-        return {k: v[:n] for k, v in batch.items()}
-    return batch[:n]
 
 
 def print_report(results, graph):

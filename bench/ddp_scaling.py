@@ -22,7 +22,7 @@ import os, sys, time, torch
 sys.path.insert(0, {repo!r})
 from torch.nn.parallel import DistributedDataParallel
 from trainer import Trainer
-from trainer.trainer import to_device
+from data_loader.batches import to_device
 from utils import distributed
 from utils.build import build_loader, build_loss, build_model, build_optimizer
 from utils.config import ConfigParser, apply_overrides, load_json

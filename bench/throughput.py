@@ -23,7 +23,7 @@ import torch
 
 from common import REPO, count_forward_flops, layer_shapes_roofline, matmul_gflops
 from trainer import Trainer
-from trainer.trainer import to_device
+from data_loader.batches import to_device
 from utils.build import build_loader, build_loss, build_model, build_optimizer
 from utils.config import ConfigParser, apply_overrides, load_json
 

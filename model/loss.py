@@ -20,10 +20,8 @@ def sequence_negative_elbo(model, output, batch, kl_weight=1.0):
 
 def elbo_terms(log_px, kl, count, kl_weight=1.0):
     """log_px (B,) and kl (B, N) summed per example, averaged over count units."""
-    negative_elbo_value = (kl.sum() - log_px.sum()) / count
-    objective = negative_elbo_value if kl_weight == 1.0 \
-        else (kl_weight * kl.sum() - log_px.sum()) / count
-    return objective, {"loss": negative_elbo_value.detach(),
+    objective = (kl_weight * kl.sum() - log_px.sum()) / count
+    return objective, {"loss": ((kl.sum() - log_px.sum()) / count).detach(),
                        "recon": -log_px.sum().detach() / count,
                        "kl": kl.sum().detach() / count,
                        "kl_per_node": kl.sum(0).detach() / count}, count

@@ -3,6 +3,8 @@ import math
 
 import torch
 
+from data_loader.batches import batch_size
+
 
 @torch.inference_mode()
 def importance_sampled_log_likelihood(model, x, n_samples, max_rows=2048):
@@ -13,8 +15,7 @@ def importance_sampled_log_likelihood(model, x, n_samples, max_rows=2048):
     ~2k rows keep the decoder's activations in the CPU's caches (faster than larger ones).
     x is an image batch or a sequence batch dict; returns the estimate for each example, (B,).
     """
-    batch_size = (x["x"] if isinstance(x, dict) else x).shape[0]
-    chunk = max(1, min(n_samples, max_rows // batch_size))
+    chunk = max(1, min(n_samples, max_rows // batch_size(x)))
     log_weights = []
     for start in range(0, n_samples, chunk):
         log_weights.append(model.log_importance_weights(x, min(chunk, n_samples - start)))

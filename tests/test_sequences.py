@@ -17,7 +17,7 @@ from model import RecurrentGraphVAE
 from model.loss import sequence_negative_elbo
 from tests.conftest import DATA_DIR, REPO, write_config
 from tests.test_training import logged, run_dir
-from trainer.trainer import time_chunks
+from data_loader.batches import time_chunks
 from utils.cli import run_cli
 
 SMALL = dict(input_dim=3, n_nodes=3, node_dim=2, rnn_hidden=8, hidden=8, feature_dim=4,

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from base import BaseTrainer
 from base.base_trainer import StopRequested, TrainingDiverged
+from data_loader.batches import time_chunks, to_device
 from logger.figures import log_epoch_figures
 from model.edge_gates import EdgeGates
 from model.loss import means, running_sums
@@ -177,20 +178,3 @@ class Trainer(BaseTrainer):
         gates = self.gate_sets[key.replace("edge", "gates").replace("_probs", "")]
         return [f"z{j}->z{i}" for j, i in gates.edges]
 
-
-def to_device(batch, device):
-    """A tensor or a dict of tensors (sequence batches) on device."""
-    if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    return batch.to(device, non_blocking=True)
-
-
-def time_chunks(batch, length):
-    """The batch itself, or for sequence batches with a TBPTT length, chunks of that many
-    steps (those with at least one valid step)."""
-    if not isinstance(batch, dict) or not length:
-        return [dict(batch) if isinstance(batch, dict) else batch]
-    total = batch["x"].shape[1]
-    chunks = [{"x": batch["x"][:, t:t + length], "mask": batch["mask"][:, t:t + length]}
-              for t in range(0, total, length)]
-    return [c for c in chunks if c["mask"].any()]
