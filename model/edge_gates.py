@@ -49,7 +49,10 @@ class EdgeGates(nn.Module):
         self.parent_slices = [(children.index(i), len(children) - children[::-1].index(i))
                               if i in children else (0, 0) for i in range(n_nodes)]
         self.register_buffer("tau", torch.tensor(1.0))
-        self.register_buffer("frozen", torch.tensor(False))
+        self.register_buffer("frozen", torch.tensor(False))  # saved with the checkpoint
+        # Its Python copy, what forward() branches on: a branch on a tensor's value would
+        # split a torch.compile'd training step into several graphs.
+        self.is_frozen = False
         if structure == "learned":
             logit = math.log(init_prob / (1.0 - init_prob))
             self.logits = nn.Parameter(torch.full((len(self.edges),), logit))
@@ -82,10 +85,15 @@ class EdgeGates(nn.Module):
     def freeze(self):
         """Fix the graph to its discrete value; alpha gets no more gradient."""
         self.frozen.fill_(True)
+        self.is_frozen = True
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.is_frozen = bool(self.frozen)
 
     def forward(self, batch_size):
         """Gates for a batch, shape (batch_size, n_edges): one relaxed graph per example."""
-        if not (self.learned and self.training and not self.frozen):
+        if not (self.learned and self.training and not self.is_frozen):
             return self.discrete().expand(batch_size, -1)
         u = torch.rand(batch_size, len(self.edges), device=self.logits.device)
         u = u.clamp(EPS, 1.0 - EPS)

@@ -112,6 +112,10 @@ def test_evaluation_and_frozen_graphs_are_discrete():
     assert torch.equal(gates.eval()(2), expected.expand(2, -1))
     gates.train().freeze()
     assert torch.equal(gates(2), expected.expand(2, -1))
+    # A frozen graph stays frozen through a checkpoint.
+    restored = EdgeGates(3, "learned").train()
+    restored.load_state_dict(gates.state_dict())
+    assert restored.is_frozen and torch.equal(restored(2), expected.expand(2, -1))
 
 
 def test_fixed_structures():

@@ -42,6 +42,23 @@ def test_compiled_forward_matches_eager(monkeypatch):
     assert model.gates.logits.grad is not None
 
 
+def test_the_training_objective_compiles_to_one_graph(tiny_config):
+    """torch.compile sees the whole forward pass and loss: a graph break (e.g. a branch on a
+    tensor's value) would split the step and cost speed."""
+    from trainer import Trainer
+    from utils.build import build_loader, build_loss, build_model, build_optimizer
+    from utils.config import ConfigParser
+    config = ConfigParser(tiny_config)
+    loader = build_loader(config, "train")
+    model = build_model(config, loader.input_dim).train()
+    trainer = Trainer(model, build_loss(config), build_optimizer(config, model)[0], config,
+                      torch.device("cpu"), loader)
+    explanation = torch._dynamo.explain(trainer._objective)(next(iter(loader)),
+                                                             torch.tensor(1.0))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
 @pytest.mark.parametrize("structure", ["learned", "chain"])
 def test_batched_importance_sampling_equals_the_unbatched_definition(monkeypatch, structure):
     """With the same random numbers, the batched, chunked estimator gives the same values as

@@ -33,12 +33,17 @@ class Trainer(BaseTrainer):
         self.tbptt_steps = config["trainer"]["tbptt_steps"]
         self.kl_warmup_epochs = config["trainer"]["kl_warmup_epochs"]
         self.kl_weight = 1.0
+        # The same weight as a tensor for the step: a changing Python float would make a
+        # torch.compile'd step recompile at every epoch of the warm-up.
+        self._kl_weight = torch.tensor(1.0, device=device)
         # bf16 autocast of the training step (matmuls in bf16; the model keeps its Gaussian
         # and likelihood maths in fp32); evaluation always runs in fp32.
         self.amp = config["trainer"]["amp"]
-        # torch.compile'd forward for training; self.model stays the module that is saved.
-        forward = model if train_forward is None else train_forward
-        self.forward = torch.compile(forward) if config["trainer"]["compile"] else forward
+        self.train_forward = model if train_forward is None else train_forward
+        # The training forward pass and its loss, as one torch.compile'd graph if asked for
+        # (self.model stays the plain module that is saved).
+        self.objective = torch.compile(self._objective) if config["trainer"]["compile"] \
+            else self._objective
         # Every set of edge gates in the model, e.g. {"gates": ..., "cross_gates": ...}.
         self.gate_sets = {name: m for name, m in model.named_modules() if isinstance(m, EdgeGates)}
         self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
@@ -59,7 +64,7 @@ class Trainer(BaseTrainer):
         freeze = self.freeze_graph_epoch is not None and epoch > self.freeze_graph_epoch
         for name, gates in self.gate_sets.items():
             gates.set_temperature(self.temperature_at(epoch))
-            if freeze and gates.learned and not gates.frozen:
+            if freeze and gates.learned and not gates.is_frozen:
                 gates.freeze()
                 self.logger.info(f"{name}: graph frozen to its discrete value from epoch {epoch} on.")
 
@@ -76,8 +81,7 @@ class Trainer(BaseTrainer):
                 chunk["state"] = tuple(s.detach() for s in state)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                output = self.forward(chunk)
-                loss, terms, count = self.loss_fn(self.model, output, chunk, self.kl_weight)
+                output, loss, terms, count = self.objective(chunk, self._kl_weight)
             if not distributed.all_true(torch.isfinite(loss), self.device):
                 for saved, buffer in zip(self._saved_buffers, self._float_buffers):
                     buffer.copy_(saved)
@@ -88,9 +92,15 @@ class Trainer(BaseTrainer):
             state = output.get("state")
         return results
 
+    def _objective(self, chunk, kl_weight):
+        """(model output, training loss, reported terms, count) of one batch or chunk."""
+        output = self.train_forward(chunk)
+        return (output, *self.loss_fn(self.model, output, chunk, kl_weight))
+
     def _train_epoch(self, epoch):
         self._prepare_gates(epoch)
         self.kl_weight = self.kl_weight_at(epoch)
+        self._kl_weight.fill_(self.kl_weight)
         self.model.train()
         self.data_loader.set_epoch(epoch)
         batches = self.data_loader.iter_from(self.batches_done)
