@@ -19,7 +19,7 @@ from base import BaseModel
 from model import gaussian
 from model.edge_gates import EdgeGates
 from model.likelihoods import LIKELIHOODS
-from model.networks import GroupedLinear, mlp
+from model.networks import GroupedLinear, GroupMajor, mlp
 from model.top_down import TOP_DOWN, split_params
 
 
@@ -50,7 +50,7 @@ class GraphVAE(BaseModel):
         self.bottom_up = nn.Sequential(
             nn.Linear(feature_dim, n_nodes * bottom_up_hidden),
             nn.BatchNorm1d(n_nodes * bottom_up_hidden), nn.ReLU(),
-            nn.Unflatten(1, (n_nodes, bottom_up_hidden)),
+            GroupMajor(n_nodes),
             GroupedLinear(n_nodes, bottom_up_hidden, node_dim), nn.ReLU(),
             GroupedLinear(n_nodes, node_dim, 2 * node_dim))
         # Top-down networks of the non-root nodes; node i sees its N-1-i gated parents.
@@ -62,7 +62,7 @@ class GraphVAE(BaseModel):
     # -- pieces ---------------------------------------------------------------------------
     def bottom_up_estimates(self, x):
         """(mu_hat, logvar_hat) of every node, each (B, N, d)."""
-        return split_params(self.bottom_up(self.encoder(x)))
+        return split_params(self.bottom_up(self.encoder(x)).transpose(0, 1))
 
     def prior_params(self, node, z, gates, state=None):
         """((mu_p, logvar_p), state) of a non-root node from the gated samples of its parents.

@@ -17,10 +17,11 @@ def mlp(sizes, final_activation=False, batch_norm=True):
 
 
 class GroupedLinear(nn.Module):
-    """G independent linear layers applied at once: (B, G, n_in) -> (B, G, n_out).
+    """G independent linear layers applied at once, group-major: (G, B, n_in) -> (G, B, n_out).
 
-    One batched matmul replaces G small ones (one per latent node), with the same maths and
-    the same initialisation as G separate nn.Linear layers.
+    One batched matmul (bias included) replaces G small ones (one per latent node), with the
+    same maths and the same initialisation as G separate nn.Linear layers. Group-major rows
+    are what the batched matmul reads and saves for its backward without a permuted copy.
     """
 
     def __init__(self, groups, n_in, n_out):
@@ -30,4 +31,15 @@ class GroupedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(groups, n_out).uniform_(-bound, bound))
 
     def forward(self, x):
-        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)
+
+
+class GroupMajor(nn.Module):
+    """(B, G * n) -> (G, B, n): the features of G groups, laid out for GroupedLinear."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        return x.unflatten(1, (self.groups, -1)).transpose(0, 1).contiguous()
