@@ -26,42 +26,37 @@ def matmul_gflops(m, k, n, seconds=1.0, dtype=torch.float32):
     return statistics.median(rates)
 
 
-def layer_shapes_roofline(model, batch, dtype=torch.float32):
-    """FLOP-weighted harmonic mean of sgemm GFLOP/s at the model's own linear-layer shapes,
-    for the forward (batch x in @ in x out) and the two backward matmuls: what the matmul
-    library reaches on exactly this model's work."""
-    shapes = []
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            shapes.append((module.in_features, module.out_features, 1))
-        elif isinstance(module, GroupedLinear):
-            groups, n_in, n_out = module.weight.shape
-            shapes.append((n_in, n_out, groups))
-    total_flops, total_seconds = 0.0, 0.0
-    for n_in, n_out, repeat in shapes:
-        for m, k, n in ((batch, n_in, n_out), (batch, n_out, n_in), (n_in, batch, n_out)):
-            flops = 2 * m * k * n * repeat
-            total_flops += flops
-            total_seconds += flops / (matmul_gflops(m, k, n, 0.2, dtype) * 1e9)
-    return total_flops / total_seconds / 1e9
+def record_matmuls(model, run):
+    """The matmuls of one call of run() and of the backward pass that would follow it, from
+    forward hooks on the model's linear, grouped and recurrent layers.
 
+    Returns [(m, k, n, repeat)]: a product of (m x k) by (k x n), repeat times. A layer with
+    r rows, n_in inputs and n_out outputs does r x n_in by n_in x n_out forward; backward,
+    its weight gradient (n_in x r by r x n_out) and, only where its input needs a gradient,
+    the input gradient (r x n_out by n_out x n_in): the first layer of the encoder has none
+    (its input is the data), so a training step is not simply 3x its forward pass.
+    """
+    products = []
 
-def count_forward_flops(model, run):
-    """Matmul FLOPs of one call of run() (2 * rows * in * out per linear layer), from the
-    layer shapes seen by forward hooks."""
-    total = [0]
+    def add(rows, n_in, n_out, repeat, input_needs_grad):
+        products.append((rows, n_in, n_out, repeat))
+        if torch.is_grad_enabled():
+            products.append((n_in, rows, n_out, repeat))
+            if input_needs_grad:
+                products.append((rows, n_out, n_in, repeat))
 
     def linear(module, inputs, output):
-        rows = inputs[0].numel() // module.in_features
-        total[0] += 2 * rows * module.in_features * module.out_features
+        add(inputs[0].numel() // module.in_features, module.in_features, module.out_features,
+            1, inputs[0].requires_grad)
 
     def grouped(module, inputs, output):
         groups, n_in, n_out = module.weight.shape
-        total[0] += 2 * (inputs[0].numel() // (groups * n_in)) * groups * n_in * n_out
+        add(inputs[0].numel() // (groups * n_in), n_in, n_out, groups, inputs[0].requires_grad)
 
     def recurrent(module, inputs, output):
-        rows, gates = inputs[0].shape[0], 4 if isinstance(module, nn.LSTMCell) else 3
-        total[0] += 2 * rows * gates * module.hidden_size * (module.input_size + module.hidden_size)
+        gates = 4 if isinstance(module, nn.LSTMCell) else 3
+        add(inputs[0].shape[0], module.input_size + module.hidden_size,
+            gates * module.hidden_size, 1, inputs[0].requires_grad)
 
     hooks = []
     for module in model.modules():
@@ -76,4 +71,41 @@ def count_forward_flops(model, run):
     finally:
         for hook in hooks:
             hook.remove()
-    return total[0]
+    return products
+
+
+def matmul_flops(products):
+    return sum(2 * m * k * n * repeat for m, k, n, repeat in products)
+
+
+class Roofline:
+    """The matmul library's speed on a step's own products, measured again and again.
+
+    seconds() times every distinct (m, k, n) once warm and `repeats` more times, and returns
+    how long the step's products would take at the median of those speeds: the time the
+    step would need if it did nothing but its matmuls, as fast as the library does them with
+    warm caches. Measured between timed windows of steps, it follows the machine's speed
+    (on a shared machine that changes from minute to minute) along with the step.
+    """
+
+    def __init__(self, products, repeats=5, dtype=torch.float32):
+        self.repeats = repeats
+        self.count = {}
+        for m, k, n, repeat in products:
+            self.count[(m, k, n)] = self.count.get((m, k, n), 0) + repeat
+        self.operands = {shape: (torch.randn(shape[0], shape[1], dtype=dtype),
+                                 torch.randn(shape[1], shape[2], dtype=dtype))
+                         for shape in self.count}
+        self.flops = matmul_flops(products)
+
+    def seconds(self):
+        total = 0.0
+        for shape, (a, b) in self.operands.items():
+            a @ b
+            times = []
+            for _ in range(self.repeats):
+                start = time.perf_counter()
+                a @ b
+                times.append(time.perf_counter() - start)
+            total += statistics.median(times) * self.count[shape]
+        return total

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from common import REPO, count_forward_flops
+from common import REPO, matmul_flops, record_matmuls
 from model.metrics import importance_sampled_log_likelihood
 from utils.build import build_loader, build_model
 from utils.checkpoint import load_checkpoint, restore_model
@@ -61,7 +61,9 @@ def main():
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     x = next(iter(loader))
-    flops = count_forward_flops(model, lambda: model.log_importance_weights(x, 10)) / (10 * len(x))
+    with torch.inference_mode():
+        products = record_matmuls(model, lambda: model.log_importance_weights(x, 10))
+    flops = matmul_flops(products) / (10 * len(x))
     full = seconds * TEST_IMAGES / n
     print(f"IS log-likelihood, K={args.samples}, {n} test images: {seconds:.1f} s "
           f"({n * args.samples / seconds:,.0f} samples/s, "

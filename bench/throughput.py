@@ -4,14 +4,18 @@
 
 Trains for a fixed number of steps on the real data (the loader, host-to-device copies and
 the optimiser included: end to end) and prints samples/s, the model's matmul FLOPs per
-training sample (from its layer shapes: forward, and twice that for the backward pass), the
+training sample (from its layer shapes: the forward products and the backward products the
+step performs, i.e. every weight gradient and every input gradient but the data's), the
 machine's measured matmul GFLOP/s and the percentage of it reached. Two rooflines are given:
-sgemm at the model's own layer shapes and batch (what the matmul library reaches on exactly
+sgemm at the model's own matmul shapes and batch (what the matmul library reaches on exactly
 this work: the one the target refers to) and a large square sgemm (the machine's peak).
-Both rooflines are measured with the same number of threads as the step (--threads).
-The rate is the median of windows of --window steps: on a machine shared with other jobs
-the median window is the step's own speed; the whole run's wall rate, the samples per
-process CPU-second and the load average are printed beside it.
+Both are measured with the same number of threads as the step (--threads).
+
+Steps are timed in windows of --window steps, and after every window the model-shape
+roofline is measured again: the percentage is the median over windows of (time the step's
+matmuls take at the library's speed) / (time the step took), so that a shared machine's
+changing speed, which moves both, mostly cancels. Rates are medians over windows; the mean
+over all timed steps, the samples per process CPU-second and the load average are beside.
 """
 import argparse
 import json
@@ -21,7 +25,7 @@ import time
 
 import torch
 
-from common import REPO, count_forward_flops, layer_shapes_roofline, matmul_gflops
+from common import REPO, Roofline, matmul_flops, matmul_gflops, record_matmuls
 from trainer import Trainer
 from data_loader.batches import to_device
 from utils.build import build_loader, build_loss, build_model, build_optimizer
@@ -68,46 +72,58 @@ def main():
 
     for _ in range(args.warmup):
         trainer._train_step(to_device(next_batch(), "cpu"))
-    # Timed in windows of --window steps: on a machine shared with other jobs, the median
-    # window is the step's own speed, the whole run's mean includes the time others took.
-    window_seconds, cpu_start, start = [], time.process_time(), time.perf_counter()
-    for first in range(0, args.steps, args.window):
-        window_start = time.perf_counter()
-        for _ in range(min(args.window, args.steps - first)):
-            trainer._train_step(to_device(next_batch(), "cpu"))
-        window_seconds.append((time.perf_counter() - window_start)
-                              / min(args.window, args.steps - first))
-    seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start
-    samples_per_s = batch_size / statistics.median(window_seconds)
-
     x = next_batch()
-    flops_per_sample = 3 * count_forward_flops(model, lambda: model(x)) / batch_size
+    products = record_matmuls(model, lambda: model(x))
+    flops_per_sample = matmul_flops(products) / batch_size
+    # bf16 autocast runs its matmuls in bf16: its roofline is the bf16 library's.
+    roofline = Roofline(products,
+                        dtype=torch.bfloat16 if config["trainer"]["amp"] else torch.float32)
+    # Timed in windows of --window steps, each followed by a measurement of the roofline:
+    # the share of it a window reaches is the step's speed against the library's at that
+    # moment, which a shared machine's changing speed mostly cancels out of. Medians over
+    # windows; the mean over all timed steps (which includes the time others took) beside.
+    window_seconds, matmul_seconds, shares = [], [], []
+    seconds = cpu_seconds = 0.0
+    for first in range(0, args.steps, args.window):
+        steps = min(args.window, args.steps - first)
+        cpu_start, window_start = time.process_time(), time.perf_counter()
+        for _ in range(steps):
+            trainer._train_step(to_device(next_batch(), "cpu"))
+        window_seconds.append((time.perf_counter() - window_start) / steps)
+        seconds += window_seconds[-1] * steps
+        cpu_seconds += time.process_time() - cpu_start
+        matmul_seconds.append(roofline.seconds())
+        shares.append(matmul_seconds[-1] / window_seconds[-1])
+    samples_per_s = batch_size / statistics.median(window_seconds)
     achieved = samples_per_s * flops_per_sample / 1e9
-    shapes_roof = layer_shapes_roofline(model, batch_size)
+    shapes_roof = roofline.flops / statistics.median(matmul_seconds) / 1e9
     square_roof = matmul_gflops(2048, 2048, 2048, seconds=2.0)
     figures = {
         "config": args.config, "overrides": args.set, "batch": batch_size,
         "threads": torch.get_num_threads(), "steps": args.steps,
         "load_avg_1min": os.getloadavg()[0],
         "samples_per_s": samples_per_s, "ms_per_step": 1000 * batch_size / samples_per_s,
-        "samples_per_s_whole_run": args.steps * batch_size / seconds,
+        "samples_per_s_all_steps": args.steps * batch_size / seconds,
+        "percent_of_layer_shapes_roofline_per_window": [100 * share for share in shares],
         "samples_per_cpu_s": args.steps * batch_size / cpu_seconds,
         "mflop_per_sample": flops_per_sample / 1e6, "achieved_gflops": achieved,
         "roofline_layer_shapes_gflops": shapes_roof, "roofline_square_gflops": square_roof,
-        "percent_of_layer_shapes_roofline": 100 * achieved / shapes_roof,
+        "percent_of_layer_shapes_roofline": 100 * statistics.median(shares),
         "percent_of_square_roofline": 100 * achieved / square_roof,
     }
     print(f"model            {config['arch']['type']}, batch {batch_size}, "
           f"{torch.get_num_threads()} threads (load average {figures['load_avg_1min']:.1f})")
     print(f"throughput       {samples_per_s:,.0f} samples/s ({figures['ms_per_step']:.1f} ms/step, "
-          f"median of {len(window_seconds)} windows of {args.window} steps; whole run "
-          f"{figures['samples_per_s_whole_run']:,.0f}/s wall, "
+          f"median of {len(window_seconds)} windows of {args.window} steps; all steps "
+          f"{figures['samples_per_s_all_steps']:,.0f}/s, "
           f"{figures['samples_per_cpu_s']:,.0f} per CPU-second)")
     print(f"model FLOPs      {flops_per_sample / 1e6:.2f} MFLOP per training sample")
     print(f"achieved         {achieved:.1f} GFLOP/s")
+    low, high = (100 * q for q in statistics.quantiles(shares, n=4)[::2]) \
+        if len(shares) > 1 else (100 * shares[0],) * 2
     print(f"roofline         {shapes_roof:.1f} GFLOP/s sgemm at the model's layer shapes -> "
-          f"{figures['percent_of_layer_shapes_roofline']:.0f} %")
+          f"{figures['percent_of_layer_shapes_roofline']:.0f} % (median of the windows' "
+          f"shares; quartiles {low:.0f}-{high:.0f} %)")
     print(f"                 {square_roof:.1f} GFLOP/s sgemm 2048^3 (peak) -> "
           f"{figures['percent_of_square_roofline']:.0f} %")
     if args.json:
