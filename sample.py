@@ -2,10 +2,12 @@
 
 Images: samples come from the prior with the discrete graph (ancestral sampling, root first)
 and are shown as Bernoulli means. Sequences (RecurrentGraphVAE): --length steps are
-generated; pen strokes are drawn as lines, piano rolls as key-by-time images. --traverse K shows what node K controls: every row keeps one draw of
-all other nodes fixed and the columns resample node K from its prior given its (fixed)
-parents; --traverse all writes one such image per node.
+generated; pen strokes are drawn as lines, piano rolls as key-by-time images.
+--traverse K shows what node K controls: every row keeps one draw of all other nodes fixed
+and the columns resample node K from its prior given its (fixed) parents; --traverse all
+writes one such image per node.
 """
+import math
 import sys
 from pathlib import Path
 
@@ -18,8 +20,6 @@ from data_loader.sequence_datasets import PIANO_KEYS
 from utils.drawing import image_grid
 from utils.sequence_drawing import piano_rolls_grid, strokes_grid
 from utils.errors import ConfigError
-
-IMAGE_SIDE = 28
 
 
 def parse_args(argv):
@@ -34,8 +34,9 @@ def parse_args(argv):
 
 
 def as_images(x_params):
-    """Bernoulli means as (n, 1, 28, 28) images."""
-    return torch.sigmoid(x_params).view(-1, 1, IMAGE_SIDE, IMAGE_SIDE)
+    """Bernoulli means as (n, 1, side, side) images (e.g. 28 x 28)."""
+    side = math.isqrt(x_params.shape[-1])
+    return torch.sigmoid(x_params).view(-1, 1, side, side)
 
 
 @torch.no_grad()
@@ -48,11 +49,13 @@ def traversal(model, node, rows, steps):
     return as_images(x_params)
 
 
-def input_dim(config):
-    """The data width the model was built for: 28x28 images, or a sequence loader's."""
+def input_dim(config, checkpoint):
+    """The data width the model was built for, as its checkpoint records it; checkpoints
+    written before that was recorded: 28x28 images, or a sequence loader's width."""
+    if "input_dim" in checkpoint:
+        return checkpoint["input_dim"]
     kind = config["data_loader"]["type"]
-    return {"StrokesDataLoader": 3, "PianoRollDataLoader": PIANO_KEYS}.get(
-        kind, IMAGE_SIDE * IMAGE_SIDE)
+    return {"StrokesDataLoader": 3, "PianoRollDataLoader": PIANO_KEYS}.get(kind, 28 * 28)
 
 
 def write_sequences(model, config, n, length, out):
@@ -80,7 +83,7 @@ def main(argv=None):
         raise ConfigError("-n, --rows and --steps must be positive")
     config, checkpoint = load_run_config(args)
     torch.manual_seed(config["seed"])
-    model = build_model(config, input_dim(config))
+    model = build_model(config, input_dim(config, checkpoint))
     restore_model(model, checkpoint, args.resume)
     model.eval()
     out = Path(args.out)

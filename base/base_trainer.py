@@ -157,6 +157,7 @@ class BaseTrainer:
             "monitor_best": self.monitor_best,
             "not_improved_count": self.not_improved_count,
             "config": self.config.config,
+            "input_dim": self.model.input_dim,  # the data width, to rebuild without the data
             "rng": rng,
         }
 

@@ -38,6 +38,7 @@ class GraphVAE(BaseModel):
             raise ValueError(f"top_down must be one of {sorted(TOP_DOWN)}, got {top_down!r}")
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {likelihood!r}")
+        self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         self.n_nodes, self.node_dim = n_nodes, node_dim
         self.latent_dim = n_nodes * node_dim
         self.log_likelihood = LIKELIHOODS[likelihood]

@@ -36,6 +36,7 @@ class RecurrentGraphVAE(BaseModel):
                  rnn_hidden=256, hidden=256, feature_dim=128, likelihood="strokes",
                  n_mixtures=5):
         super().__init__()
+        self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
                     rnn_hidden=rnn_hidden, hidden=hidden, feature_dim=feature_dim,
                     n_mixtures=n_mixtures)

@@ -74,6 +74,25 @@ def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
         assert Image.open(tmp_path / f"samples_z{node}.png").size == (2 + 5 * 30, 2 + 3 * 30)
 
 
+def test_sample_script_rebuilds_the_model_from_the_width_its_checkpoint_records(tiny_config,
+                                                                               tmp_path):
+    """sample.py needs no data and no table of loaders: a model of 16 x 16 images is drawn
+    as 16 x 16 images because its checkpoint says input_dim = 256."""
+    from model import GraphVAE
+    from utils.checkpoint import atomic_save
+    checkpoint_path = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
+    checkpoint = load_checkpoint(checkpoint_path)
+    assert checkpoint["input_dim"] == 784
+    args = checkpoint["config"]["arch"]["args"]
+    small = GraphVAE(input_dim=256, **args)
+    checkpoint.update(input_dim=256, state_dict=small.state_dict())
+    atomic_save(checkpoint, checkpoint_path)
+    out = tmp_path / "small.png"
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint_path), "-n", "4",
+                                        "--out", str(out)])) == 0
+    assert Image.open(out).size == (2 + 2 * 18, 2 + 2 * 18)
+
+
 def test_a_traversal_changes_only_the_chosen_node():
     from model import GraphVAE
     model = GraphVAE(input_dim=16, n_nodes=3, node_dim=2, encoder_hidden=[8], feature_dim=8,
