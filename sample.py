@@ -7,7 +7,6 @@ generated; pen strokes are drawn as lines, piano rolls as key-by-time images.
 and the columns resample node K from its prior given its (fixed) parents; --traverse all
 writes one such image per node.
 """
-import math
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from utils.build import build_model
 from utils.checkpoint import restore_model
 from utils.cli import base_parser, load_run_config, run_cli
+from data_loader.image_datasets import square_image_shape
 from data_loader.sequence_datasets import PIANO_KEYS
 from utils.drawing import image_grid
 from utils.sequence_drawing import piano_rolls_grid, strokes_grid
@@ -35,8 +35,7 @@ def parse_args(argv):
 
 def as_images(x_params):
     """Bernoulli means as (n, 1, side, side) images (e.g. 28 x 28)."""
-    side = math.isqrt(x_params.shape[-1])
-    return torch.sigmoid(x_params).view(-1, 1, side, side)
+    return torch.sigmoid(x_params).view(-1, *square_image_shape(x_params.shape[-1]))
 
 
 @torch.no_grad()

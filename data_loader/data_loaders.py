@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from base import BaseDataLoader
-from data_loader.image_datasets import load_images
+from data_loader.image_datasets import load_images, square_image_shape
 from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
 
 __all__ = ["BinarizedImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
@@ -51,8 +51,7 @@ class BinarizedImageDataLoader(BaseDataLoader):
 
     @property
     def image_shape(self):
-        side = int(round(self.input_dim ** 0.5))
-        return (1, side, side)
+        return square_image_shape(self.input_dim)
 
     def make_batch(self, indices, generator):
         if self.dynamic:

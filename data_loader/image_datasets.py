@@ -8,6 +8,7 @@ Where the files come from, in order:
 If all fail, a DataError says what to install or where to put the files.
 """
 import gzip
+import math
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from utils.errors import DataError
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def square_image_shape(width):
+    """(channels, height, width) of a flattened square grey image: 784 pixels -> (1, 28, 28)."""
+    side = math.isqrt(width)
+    return (1, side, side)
 
 
 def load_images(name, data_dir, train):
