@@ -17,6 +17,10 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
 # Real Fashion-MNIST offline: Debian's dataset-fashion-mnist, when we are root with apt.
 # Without it, data_loader/ looks in data/ and then tries torchvision's download.
 data:
@@ -28,7 +32,7 @@ data:
 train: setup
 	$(PY) train.py -c $(CONFIG) $(ARGS)
 
-test: setup
+test: setup $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
 clean-runs:

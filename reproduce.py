@@ -1,36 +1,47 @@
-"""The paper's comparison in one command (Table 1 style):
+"""The paper's comparison (Table 1 style) in one command, with honest statistics:
 
-    python reproduce.py --dataset fashion_mnist --epochs 20 -k 1000
+    python reproduce.py --dataset fashion_mnist --epochs 100 --seeds 0 1 2 -k 1000
 
-trains VAE, Ladder VAE, FC-VAE and GraphVAE with the same budget and seed(s), evaluates the
-importance-sampled test log-likelihood, and writes <out>/<dataset>/results.md (a Markdown
-table), results.json and curves.png (validation curves side by side). It is resumable: a model
-that has finished its epochs is not retrained, an unfinished one is resumed, and an evaluation
-already done with the same K is reused.
+trains every model (VAE, Ladder VAE, FC-VAE, the gate-noise control and GraphVAE) with the
+same budget and settings for every seed, evaluates each final checkpoint on the whole test set
+(ELBO, KL and active units per node, importance-sampled log p(x) with K samples), and writes
+to --results (default docs/results/<dataset>/):
+
+  runs/<model>_seed<k>.json, .npz   one finished run: its test results, history and graph
+                                    (small: commit them), and its per-image values
+  results.md, results.json          the table: mean ± SD over seeds, the paired per-image
+                                    difference to GraphVAE (mean ± standard error), active
+                                    units, and in how many seeds GraphVAE keeps each edge
+  curves.png, graph_seed<k>.png     validation curves, edge probabilities over epochs, graphs
+
+A run whose results file exists (with the same settings) is never trained again, so the table
+can be rebuilt from committed results on a machine without any checkpoint; an unfinished run
+resumes from its checkpoint in --out. --jobs N trains N runs at a time (one thread each).
+--validation-only trains and tabulates validation numbers without touching the test set (to
+choose protocol settings before looking at any test number).
 """
 import argparse
 import json
+import math
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-import test as test_script
-import train
-from utils.build import build_model
-from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
-from utils.config import ConfigParser, apply_overrides, load_json
-from utils.drawing import plot_curve_panels
-from utils.errors import ConfigError
-from utils.report import markdown_table
+import numpy as np
 
 REPO = Path(__file__).resolve().parent
 MODELS = {  # key: (display name, base config)
     "vae": ("VAE", "configs/vae_fashion_mnist.json"),
     "ladder_vae": ("Ladder VAE", "configs/ladder_vae_fashion_mnist.json"),
     "fc_vae": ("FC-VAE", "configs/fc_vae_fashion_mnist.json"),
-    "graph_vae": ("GraphVAE", "configs/graph_vae_fashion_mnist.json"),
+    "noisy_full": ("Gate-noise control", "configs/noisy_full_vae_fashion_mnist.json"),
+    "graph_vae": ("GraphVAE", "config.json"),
+    "graph_lstm_vae": ("GraphLSTMVAE", "configs/graph_lstm_vae_fashion_mnist.json"),
 }
+DEFAULT_MODELS = ["vae", "ladder_vae", "fc_vae", "noisy_full", "graph_vae"]
+REFERENCE = "graph_vae"  # paired differences are taken against it
 DATASETS = ("fashion_mnist", "mnist", "omniglot")
 
 
@@ -38,144 +49,257 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion_mnist", choices=DATASETS)
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs of every model")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=100, help="training epochs of every model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("-k", "--samples", type=int, default=1000, help="importance samples")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--out", default="saved/reproduce", help="where runs and results go")
-    parser.add_argument("--test-limit", type=int, default=None, help="evaluate N test images")
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides applied to every model")
+    parser.add_argument("--results", help="where the results go (default docs/results/<dataset>)")
+    parser.add_argument("--out", default="saved/reproduce", help="where checkpoints go")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
+    parser.add_argument("--test-limit", type=int, default=None, help="evaluate N test images")
+    parser.add_argument("--validation-only", action="store_true",
+                        help="train and report validation numbers; never touch the test set")
     return parser.parse_args(argv)
 
 
-def model_config(key, dataset, seed, epochs, out, overrides):
+def settings_of(args):
+    """What makes two runs comparable: a results file is reused only with the same settings."""
+    return {"dataset": args.dataset, "epochs": args.epochs, "samples": args.samples,
+            "test_limit": args.test_limit, "overrides": sorted(args.set),
+            "validation_only": args.validation_only}
+
+
+def model_config(key, seed, args):
+    from utils.config import apply_overrides, load_json
     name, path = MODELS[key]
     config = load_json(REPO / path)
-    config["name"] = f"{name.replace(' ', '').replace('-', '')}_{dataset}"
+    config["name"] = f"{name.replace(' ', '').replace('-', '')}_{args.dataset}"
     config["seed"] = seed
-    config["data_loader"]["args"]["dataset"] = dataset
-    config["trainer"].update(epochs=epochs, save_dir=str(out), early_stop=0)
-    return apply_overrides(config, overrides)
+    config.setdefault("data_loader", {}).setdefault("args", {})["dataset"] = args.dataset
+    trainer = config.setdefault("trainer", {})
+    trainer.update(epochs=args.epochs, save_dir=args.out, early_stop=0, tensorboard=False)
+    return apply_overrides(config, args.set)
 
 
-def train_model(config, out, seed):
-    """Train, resume or skip the run <out>/models/<name>/seed<seed>; return its directory."""
-    run_dir = out / "models" / config["name"] / f"seed{seed}"
+def run_one(key, seed, args, threads):
+    """Train (or resume) and evaluate one (model, seed); write its results file. Runs in a
+    worker process of its own."""
+    import torch
+    import test as test_script
+    import train
+    from utils.checkpoint import load_checkpoint
+    from utils.config import ConfigParser
+
+    torch.set_num_threads(threads)
+    config = model_config(key, seed, args)
+    run_dir = Path(args.out) / "models" / config["name"] / f"seed{seed}"
     latest = run_dir / "checkpoint-latest.pth"
-    if latest.is_file():
+    checkpoint = load_checkpoint(latest) if latest.is_file() else None
+    parsed = ConfigParser(config, run_dir=run_dir)
+    if checkpoint is None or checkpoint["epoch"] < args.epochs or checkpoint["batches_done"]:
+        print(f"[{key} seed {seed}] {'resuming' if checkpoint else 'training'}", flush=True)
+        train.train(parsed, checkpoint, latest if checkpoint else None)
         checkpoint = load_checkpoint(latest)
-        if checkpoint["epoch"] >= config["trainer"]["epochs"] and not checkpoint["batches_done"]:
-            print(f"[{config['name']} seed {seed}] finished already: not retrained")
-            return run_dir
-        print(f"[{config['name']} seed {seed}] resuming")
-        run_cli_or_fail(train.main, ["--resume", str(latest),
-                                     "--epochs", str(config["trainer"]["epochs"])])
-        return run_dir
-    config_path = out / "configs" / f"{config['name']}_seed{seed}.json"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(config, indent=2))
-    print(f"[{config['name']} seed {seed}] training {config['trainer']['epochs']} epochs")
-    run_cli_or_fail(train.main, ["-c", str(config_path), "--run-id", f"seed{seed}"])
-    return run_dir
+    history = checkpoint["history"]
+    record = {"model": key, "seed": seed, "settings": settings_of(args),
+              "epochs": checkpoint["epoch"], "seconds": sum(h["seconds"] for h in history),
+              "history": [{k: v for k, v in h.items() if not k.startswith("kl_per")}
+                          for h in history]}
+    per_example = {}
+    if not args.validation_only:
+        results = test_script.evaluate_checkpoint(parsed, checkpoint, latest, args.samples,
+                                                  limit=args.test_limit)
+        per_example = results.pop("per_example")
+        record["test"] = results
+    write_run(Path(args.results), key, seed, record, per_example)
+    print(f"[{key} seed {seed}] done", flush=True)
 
 
-def evaluate_model(run_dir, samples, limit):
-    """Test results of model_best.pth, reusing an earlier evaluation with the same K."""
-    best = run_dir / "model_best.pth"
-    results_path = best.with_name("model_best-test.json")
-    epoch = load_checkpoint(best)["epoch"]
-    if results_path.is_file():
-        results = json.loads(results_path.read_text())
-        if (results["samples"], results["epoch"], results.get("limit")) == (samples, epoch, limit):
-            return results
-    argv = ["--resume", str(best), "-k", str(samples)]
-    run_cli_or_fail(test_script.main, argv + (["--limit", str(limit)] if limit else []))
-    results = json.loads(results_path.read_text())
-    results["limit"] = limit
-    results_path.write_text(json.dumps(results, indent=2))
-    return results
+def run_path(results_dir, key, seed):
+    return results_dir / "runs" / f"{key}_seed{seed}.json"
 
 
-def run_cli_or_fail(main, argv):
-    if run_cli(lambda: main(argv)) != 0:
-        raise SystemExit(2)
+def write_run(results_dir, key, seed, record, per_example):
+    path = run_path(results_dir, key, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if per_example:
+        np.savez_compressed(path.with_suffix(".npz"), **{k: np.asarray(v, dtype=np.float32)
+                                                        for k, v in per_example.items()})
+    path.write_text(json.dumps(record, indent=1))
 
 
-def mean_std(values):
+def read_run(results_dir, key, seed, settings):
+    """A finished run's record (and per-example arrays), or None if it has not finished."""
+    path = run_path(results_dir, key, seed)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record["settings"] != settings:
+        from utils.errors import ConfigError
+        raise ConfigError(f"{path} was made with other settings ({record['settings']}); "
+                          f"choose another --results directory")
+    npz = path.with_suffix(".npz")
+    if npz.is_file():
+        with np.load(npz, allow_pickle=False) as arrays:
+            record["per_example"] = {k: arrays[k] for k in arrays.files}
+    return record
+
+
+# -- statistics ------------------------------------------------------------------------------
+def mean_sd(values):
     values = [v for v in values if v is not None]
     if not values:
         return None, None
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def summarise(key, runs, samples):
-    """One table row for a model from its runs (one per seed)."""
-    name = MODELS[key][0]
-    lls = mean_std([r["test"]["log_likelihood"] for r in runs])
-    row = {"Model": name, f"log p(x), K={samples}": format_mean(*lls),
-           "ELBO": format_mean(*mean_std([r["test"]["elbo"] for r in runs])),
-           "KL": format_mean(*mean_std([r["test"]["kl"] for r in runs])),
-           "params": runs[0]["params"],
-           "epochs": runs[0]["epochs"],
-           "s / epoch": statistics.mean(r["seconds"] / r["epochs"] for r in runs),
-           "train min": statistics.mean(r["seconds"] for r in runs) / 60}
-    return row, lls[0]
+def paired_difference(runs, reference_runs, metric="log_likelihood"):
+    """The model's per-image metric minus the reference's, seed by seed (the same test
+    images): (mean, standard error over images of the seed-averaged differences, per-seed
+    means)."""
+    by_seed = {r["seed"]: r["per_example"][metric] for r in reference_runs}
+    diffs = [r["per_example"][metric] - by_seed[r["seed"]] for r in runs if r["seed"] in by_seed]
+    if not diffs:
+        return None, None, []
+    averaged = np.mean(diffs, axis=0)
+    return (float(averaged.mean()), float(averaged.std(ddof=1) / math.sqrt(len(averaged))),
+            [float(d.mean()) for d in diffs])
 
 
-def format_mean(mean, std):
+def fmt(mean, sd=None, digits=2):
     if mean is None:
-        return None
-    return mean if std is None else f"{mean:.2f} ± {std:.2f}"
+        return "—"
+    return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-def collect_run(config, run_dir, args):
-    latest = load_checkpoint(run_dir / "checkpoint-latest.pth")
-    history = latest["history"]
-    model = build_model(ConfigParser(json.loads(json.dumps(config))), 784)
-    return {"test": evaluate_model(run_dir, args.samples, args.test_limit),
-            "params": model.n_parameters(), "epochs": latest["epoch"],
-            "seconds": sum(h["seconds"] for h in history),
-            "history": [{k: h[k] for k in ("epoch", "loss", "val_loss", "val_kl", "seconds")
-                         if k in h} for h in history]}
+def test_row(key, runs, reference_runs):
+    test = [r["test"] for r in runs]
+    active = np.mean([t["active_units"] for t in test], axis=0)
+    row = {"Model": MODELS[key][0], "seeds": len(runs),
+           "log p(x)": fmt(*mean_sd([t["log_likelihood"] for t in test])),
+           "ELBO": fmt(*mean_sd([t["elbo"] for t in test])),
+           "KL": fmt(*mean_sd([t["kl"] for t in test])),
+           "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1)),
+           "params": f"{test[0]['params']:,}",
+           "s / epoch": f"{statistics.mean(r['seconds'] / r['epochs'] for r in runs):.1f}"}
+    if key != REFERENCE and reference_runs:
+        mean, se, per_seed = paired_difference(runs, reference_runs)
+        row["Δ log p(x) vs GraphVAE (paired)"] = fmt(mean, se)
+        row["Δ per seed"] = " / ".join(f"{d:+.2f}" for d in per_seed)
+    else:
+        row["Δ log p(x) vs GraphVAE (paired)"] = row["Δ per seed"] = "—"
+    return row
 
 
-def write_outputs(out_dir, rows, runs_by_model, args):
-    out_dir.mkdir(parents=True, exist_ok=True)
-    columns = list(rows[0])
-    table = markdown_table(rows, columns)
-    header = (f"{args.dataset}: {args.epochs} epochs, seed(s) {', '.join(map(str, args.seeds))}, "
-              f"IS with K = {args.samples}"
-              f"{f' on {args.test_limit} test images' if args.test_limit else ''} (nats).\n\n")
-    (out_dir / "results.md").write_text(header + table + "\n")
-    (out_dir / "results.json").write_text(json.dumps(
-        {"args": vars(args), "rows": rows, "runs": runs_by_model}, indent=2))
-    panels = []
-    for metric, title in (("val_loss", "validation -ELBO (nats)"), ("val_kl", "validation KL (nats)")):
-        curves = {MODELS[key][0]: [(h["epoch"], h[metric]) for h in runs[0]["history"]]
-                  for key, runs in runs_by_model.items()}
-        panels.append({"curves": curves, "title": title, "xlabel": "epoch", "ylabel": "nats"})
-    plot_curve_panels(panels, out_dir / "curves.png")
-    print("\n" + header + table)
-    print(f"\nWritten: {out_dir / 'results.md'}, {out_dir / 'results.json'}, {out_dir / 'curves.png'}")
+def validation_row(key, runs):
+    last = [r["history"][-1] for r in runs]
+    active = np.mean([h["val_active_units"] for h in last], axis=0)
+    return {"Model": MODELS[key][0], "seeds": len(runs),
+            "final val ELBO": fmt(*mean_sd([-h["val_loss"] for h in last])),
+            "best val ELBO": fmt(*mean_sd([-min(h["val_loss"] for h in r["history"])
+                                           for r in runs])),
+            "val KL": fmt(*mean_sd([h["val_kl"] for h in last])),
+            "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1))}
+
+
+def edge_agreement(runs):
+    """For a learned graph: in how many seeds each edge is kept, and the structure learned."""
+    graphs = [r["test"]["graph"] for r in runs]
+    rows = []
+    for k, edge in enumerate(graphs[0]["edges"]):
+        probs = [g["edges"][k]["prob"] for g in graphs]
+        rows.append({"edge": edge["name"], "kept in seeds": f"{sum(g['edges'][k]['kept'] for g in graphs)}"
+                     f" of {len(graphs)}", "σ(α) per seed": " / ".join(f"{p:.2f}" for p in probs)})
+    structure = {"edges dropped per seed": [g["edges_dropped"] for g in graphs],
+                 "edge entropy at the freeze (nats) per seed": [g.get("entropy_at_freeze")
+                                                               for g in graphs]}
+    return rows, structure
+
+
+def markdown_table(rows):
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    cells = [[str(row.get(c, "—")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(c) for c in cells]) + "\n"
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def write_outputs(results_dir, runs_by_model, args):
+    from logger.figures import graph_figure, save_curves
+    reference = runs_by_model.get(REFERENCE, [])
+    if args.validation_only:
+        rows = [validation_row(key, runs) for key, runs in runs_by_model.items()]
+    else:
+        rows = [test_row(key, runs, reference) for key, runs in runs_by_model.items()]
+    header = (f"{args.dataset}: {args.epochs} epochs, seeds {', '.join(map(str, args.seeds))}"
+              + (f", overrides {' '.join(args.set)}" if args.set else "")
+              + ("; validation set only" if args.validation_only else
+                 f"; test set{f' (first {args.test_limit} images)' if args.test_limit else ''}, "
+                 f"log p(x) by importance sampling with K = {args.samples}")
+              + ". Nats; mean ± SD over seeds; paired differences ± standard error over images.\n")
+    text = f"# Results\n\n{header}\n{markdown_table(rows)}"
+    summary = {"settings": settings_of(args), "rows": rows}
+    if reference and not args.validation_only:
+        edges, structure = edge_agreement(reference)
+        text += f"\nGraphVAE's learned graph across seeds:\n\n{markdown_table(edges)}\n"
+        text += "".join(f"- {k}: {v}\n" for k, v in structure.items())
+        summary.update(edges=edges, structure=structure)
+        for run in reference:
+            figure = graph_figure(run["test"]["graph"])
+            figure.savefig(results_dir / f"graph_seed{run['seed']}.png", dpi=100)
+    (results_dir / "results.md").write_text(text)
+    (results_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    panels = [{"title": "validation ELBO (nats), mean over seeds", "xlabel": "epoch",
+               "curves": {MODELS[key][0]: mean_curve(runs, lambda h: -h["val_loss"])
+                          for key, runs in runs_by_model.items()}}]
+    if reference:
+        panels.append({"title": "GraphVAE edge probabilities (seed %d)" % reference[0]["seed"],
+                       "xlabel": "epoch", "curves": {
+                           name: [(h["epoch"], h["edge_probs"][name]) for h in reference[0]["history"]]
+                           for name in reference[0]["history"][-1]["edge_probs"]}})
+    save_curves(panels, results_dir / "curves.png")
+    print("\n" + text)
+    print(f"Written: {results_dir / 'results.md'}, results.json, curves.png")
+
+
+def mean_curve(runs, value):
+    epochs = min(len(r["history"]) for r in runs)
+    return [(runs[0]["history"][e]["epoch"], statistics.mean(value(r["history"][e]) for r in runs))
+            for e in range(epochs)]
 
 
 def main(argv=None):
+    from utils.errors import ConfigError
     args = parse_args(argv)
-    if args.epochs <= 0 or args.samples < 0:
-        raise ConfigError("--epochs must be positive and -k non-negative")
-    out = Path(args.out) / args.dataset
-    rows, runs_by_model = [], {}
-    for key in args.models:
-        runs = []
-        for seed in args.seeds:
-            config = model_config(key, args.dataset, seed, args.epochs, out, args.set)
-            run_dir = train_model(config, out, seed)
-            runs.append(collect_run(config, run_dir, args))
-        runs_by_model[key] = runs
-        rows.append(summarise(key, runs, args.samples)[0])
-    write_outputs(out, rows, runs_by_model, args)
+    if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
+        raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
+    args.results = args.results or str(REPO / "docs" / "results" / args.dataset)
+    args.out = str(Path(args.out) / args.dataset)
+    results_dir, settings = Path(args.results), settings_of(args)
+    todo = [(key, seed) for key in args.models for seed in args.seeds
+            if read_run(results_dir, key, seed, settings) is None]
+    if todo:
+        print(f"{len(todo)} run(s) to train and evaluate, {args.jobs} at a time: "
+              + ", ".join(f"{k} seed {s}" for k, s in todo), flush=True)
+        threads = 1 if args.jobs > 1 else None
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            jobs = [pool.submit(run_one, key, seed, args, threads or default_threads())
+                    for key, seed in todo]
+            for job in jobs:
+                job.result()
+    runs_by_model = {key: [read_run(results_dir, key, seed, settings) for seed in args.seeds]
+                     for key in args.models}
+    write_outputs(results_dir, runs_by_model, args)
+
+
+def default_threads():
+    import os
+    return os.cpu_count() or 1
 
 
 if __name__ == "__main__":
+    from utils.cli import run_cli
     sys.exit(run_cli(main))

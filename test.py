@@ -1,9 +1,10 @@
 """Evaluate a checkpoint on the test set: python test.py --resume checkpoint [-k 1000].
 
-Reports the ELBO, the KL of every node and the importance-sampled log-likelihood (K samples
-per image or sequence, discrete graph) in nats per image or, for sequences, nats per step;
-prints the learned graph and writes everything as JSON next to the checkpoint
-(<checkpoint>-test.json), the graph as graph.json and graph.dot.
+Reports the ELBO, the KL and active units of every node and the importance-sampled
+log-likelihood (K samples per image or sequence, discrete graph) in nats per image or, for
+sequences, nats per step; prints the learned graph and writes everything as JSON next to the
+checkpoint (<checkpoint>-test.json, with the per-example values for paired comparisons), the
+graph as graph.json and graph.dot.
 """
 import json
 import sys
@@ -11,100 +12,75 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from data_loader.batches import batch_size, first_examples, to_device
-
-from model.metrics import importance_sampled_log_likelihood
-from utils.build import build_loader, build_loss, build_model, prepare_device
-from utils.checkpoint import restore_model
-from utils.cli import base_parser, load_run_config, run_cli
+from experiment import build_loader, load_model, prepare_device
+from logger.figures import graph_to_dot
+from trainer.evaluation import evaluate
+from utils.cli import add_flags, load_run_config, parser, run_cli
 from utils.errors import ConfigError
-from utils.graph_export import write_graph_dot, write_graph_json
 
 
 def parse_args(argv):
-    parser = base_parser(__doc__)
-    parser.add_argument("-k", "--samples", type=int, default=1000,
-                        help="importance samples per image (paper: 5000; 0 skips IS-LL)")
-    parser.add_argument("--batch-size", type=int, default=100, help="test images per batch")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
-    return parser.parse_args(argv)
+    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir")
+    args.add_argument("-k", "--samples", type=int, default=1000,
+                      help="importance samples per example (paper: 5000; 0 skips IS)")
+    args.add_argument("--bs", type=int, default=100, help="test examples per batch")
+    args.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
+    return args.parse_args(argv)
 
 
-@torch.no_grad()
-def evaluate(model, loader, loss_fn, n_samples, device, limit=None):
-    """Means over the test set of ELBO, KL per node and IS log-likelihood, per image or, for
-    sequences, per valid step (nats)."""
-    model.eval()
-    totals = {"elbo": 0.0, "kl_per_node": 0.0, "log_likelihood": 0.0, "units": 0.0, "n": 0}
-    for batch in tqdm(loader, desc="test", leave=False):
-        batch = to_device(first_examples(batch, limit - totals["n"]) if limit else batch, device)
-        loss, terms, count = loss_fn(model, model(batch), batch)
-        totals["elbo"] -= (loss * count).item()
-        totals["kl_per_node"] = totals["kl_per_node"] + (terms["kl_per_node"] * count).cpu()
-        totals["units"] += float(count)
-        if n_samples > 0:
-            totals["log_likelihood"] += importance_sampled_log_likelihood(
-                model, batch, n_samples).sum().item()
-        totals["n"] += batch_size(batch)
-        if limit is not None and totals["n"] >= limit:
-            break
-    units = totals["units"]
-    results = {"n_examples": totals["n"], "per": "step" if units != totals["n"] else "example",
-               "elbo": totals["elbo"] / units,
-               "kl_per_node": (totals["kl_per_node"] / units).tolist()}
-    results["kl"] = sum(results["kl_per_node"])
-    results["log_likelihood"] = totals["log_likelihood"] / units if n_samples > 0 else None
+def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, limit=None):
+    """Test results of a checkpoint (a dict, as test.py writes it)."""
+    torch.manual_seed(config["seed"])
+    loader = build_loader(config, "test", batch_size=batch_size)
+    device = prepare_device(config["n_gpu"])
+    model = load_model(config, checkpoint, path, device)
+    start = time.perf_counter()
+    results = evaluate(model, loader, device, n_samples, limit, per_example=True, progress=True)
+    results["elbo"] = -results.pop("loss")
+    results.update(samples=n_samples, limit=limit, seconds=time.perf_counter() - start,
+                   checkpoint=str(path), epoch=checkpoint["epoch"], graph=model.describe_graph(),
+                   params=model.n_parameters(),
+                   per="step" if results["n_units"] != results["n_examples"] else "example")
     return results
 
 
-def print_report(results, graph):
+def print_report(results):
     unit = "nats" if results["per"] == "example" else "nats/step"
     rows = [("test examples", f"{results['n_examples']}"),
             (f"ELBO ({unit})", f"{results['elbo']:.3f}"),
             (f"KL total ({unit})", f"{results['kl']:.3f}")]
-    rows += [(f"KL node z{i}", f"{kl:.3f}") for i, kl in enumerate(results["kl_per_node"])]
-    if results["log_likelihood"] is not None:
+    rows += [(f"KL node z{i} / active units", f"{kl:.3f} / {active}")
+             for i, (kl, active) in enumerate(zip(results["kl_per_node"], results["active_units"]))]
+    if results.get("log_likelihood") is not None:
         rows.append((f"log p(x) ({unit}), IS K={results['samples']}",
                      f"{results['log_likelihood']:.3f}"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
-        print(f"{name:<{width}}  {value:>10}")
-    print(f"\nGraph ({graph['structure']}; root z{len(graph['nodes']) - 1}):")
-    for edge in graph["edges"]:
-        status = "kept" if edge["kept"] else "dropped"
-        print(f"  z{edge['src']} -> z{edge['dst']}  p={edge['prob']:.3f}  {status}")
-    for edge in graph.get("cross_edges", []):
-        status = "kept" if edge["kept"] else "dropped"
-        print(f"  z{edge['src']}(t-1) -> z{edge['dst']}(t)  p={edge['prob']:.3f}  {status}")
+        print(f"{name:<{width}}  {value:>12}")
+    graph = results["graph"]
+    print(f"\nGraph ({graph['structure']}; root z{len(graph['nodes']) - 1}; "
+          f"{graph['edges_dropped']} of {len(graph['edges'])} edges dropped"
+          + (f"; edge entropy at the freeze {graph['entropy_at_freeze']:.2f} nats"
+             if graph.get("entropy_at_freeze") is not None else "") + "):")
+    for edge in graph["edges"] + graph.get("cross_edges", []):
+        print(f"  {edge['name']:16s} p={edge['prob']:.3f}  {'kept' if edge['kept'] else 'dropped'}")
 
 
 def main(argv=None):
     args = parse_args(argv)
     if not args.resume:
         raise ConfigError("give the checkpoint to evaluate with --resume")
-    if args.samples < 0 or args.batch_size <= 0:
-        raise ConfigError("--samples must be >= 0 and --batch-size > 0")
+    if args.samples < 0 or args.bs <= 0 or (args.limit is not None and args.limit <= 0):
+        raise ConfigError("-k must be >= 0, --bs and --limit positive")
     config, checkpoint = load_run_config(args)
-    torch.manual_seed(config["seed"])
-    loader = build_loader(config, "test", batch_size=args.batch_size)
-    device = prepare_device(config["n_gpu"])
-    model = build_model(config, loader.input_dim)
-    loss_fn = build_loss(config)
-    restore_model(model, checkpoint, args.resume)
-    model.to(device)
-
-    start = time.perf_counter()
-    results = evaluate(model, loader, loss_fn, args.samples, device, args.limit)
-    results.update(samples=args.samples, seconds=time.perf_counter() - start,
-                   checkpoint=str(args.resume), epoch=checkpoint["epoch"],
-                   graph=model.describe_graph())
-    print_report(results, results["graph"])
+    results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
+                                  args.limit)
+    print_report(results)
     out = Path(args.resume).with_name(Path(args.resume).stem + "-test.json")
-    out.write_text(json.dumps(results, indent=2))
-    write_graph_json(results["graph"], out.with_name("graph.json"))
-    write_graph_dot(results["graph"], out.with_name("graph.dot"))
+    out.write_text(json.dumps(results))
+    out.with_name("graph.json").write_text(json.dumps(results["graph"], indent=2))
+    out.with_name("graph.dot").write_text(graph_to_dot(results["graph"]))
     print(f"\nResults written to {out}; the graph to graph.json and graph.dot beside it "
           f"(render: dot -Tpng graph.dot -o graph.png)")
 

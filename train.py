@@ -6,18 +6,17 @@ machine python train.py --device 0,1 -c config.json, which starts torchrun's wor
 import subprocess
 import sys
 
-import torch
-from torch.nn.parallel import DistributedDataParallel
-
+from experiment import build_trainer
 from logger import get_logger, setup_logging
-from trainer import Trainer
 from utils import distributed
-from utils.build import build_loader, build_loss, build_model, build_optimizer, prepare_device
-from utils.cli import base_parser, load_run_config, run_cli
+from utils.cli import add_flags, load_run_config, parser, run_cli
+
+FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
+         "--save-dir", "--data-dir")
 
 
 def main(argv=None):
-    args = base_parser(__doc__).parse_args(argv)
+    args = add_flags(parser(__doc__), *FLAGS).parse_args(argv)
     if args.device and "," in args.device and not distributed.launched_by_torchrun():
         return launch_workers(args.device, sys.argv[1:] if argv is None else argv)
     config, checkpoint = load_run_config(args)
@@ -27,41 +26,22 @@ def main(argv=None):
         distributed.shutdown()
 
 
-def train(config, checkpoint, resume_path):
-    rank, world_size, local_rank = distributed.init(gpu=config["n_gpu"] > 0)
-    torch.manual_seed(config["seed"])  # the same on every rank: their streams stay in step
-    if config["trainer"]["deterministic"]:
-        torch.use_deterministic_algorithms(True)
-
+def train(config, checkpoint=None, resume_path=None):
+    """Train the run config describes (resumed from checkpoint); returns the run directory."""
     # Everything is built (and so checked) before the run directory is created.
-    shard = {"num_replicas": world_size, "rank": rank}
-    train_loader = build_loader(config, "train", **shard)
-    valid_loader = build_loader(config, "valid", **shard)
-    device = prepare_device(config["n_gpu"], local_rank)
-    model = build_model(config, train_loader.input_dim).to(device)
-    train_forward = None
-    if world_size > 1:
-        if device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_forward = DistributedDataParallel(
-            model, device_ids=[local_rank] if device.type == "cuda" else None,
-            find_unused_parameters=config["trainer"]["freeze_graph_epoch"] is not None)
-    optimizer, lr_scheduler = build_optimizer(config, model)
-    trainer = Trainer(model, build_loss(config), optimizer, config, device, train_loader,
-                      valid_loader, lr_scheduler, train_forward=train_forward)
-    if checkpoint is not None:
-        trainer.resume(checkpoint, resume_path)
-
+    trainer = build_trainer(config, checkpoint, resume_path)
     if distributed.is_main():
         config.make_run_dirs(resuming=checkpoint is not None)
         setup_logging(config.log_dir)
     config.save_dir, config.log_dir = distributed.broadcast((config.save_dir, config.log_dir))
-    logger = get_logger("train", config["trainer"]["verbosity"] if rank == 0 else 0)
-    logger.info(model)
+    logger = get_logger("train", config["trainer"]["verbosity"] if distributed.is_main() else 0)
+    logger.info(trainer.model)
+    world_size = distributed.world()[1]
     logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
                 + (f"; {world_size} processes" if world_size > 1 else ""))
     trainer.train()
     logger.info(f"Done. Evaluate with: python test.py --resume {config.save_dir / 'model_best.pth'}")
+    return config.save_dir
 
 
 def launch_workers(devices, argv):

@@ -1,5 +1,3 @@
-from base.base_data_loader import BaseDataLoader
-from base.base_model import BaseModel
-from base.base_trainer import BaseTrainer
+"""Base classes of the data loaders (base_data_loader) and the trainer (base_trainer).
 
-__all__ = ["BaseDataLoader", "BaseModel", "BaseTrainer"]
+Nothing is imported here, so that a data loader does not pull in the trainer (and TensorBoard)."""

@@ -141,9 +141,6 @@ class BaseTrainer:
     def _checkpoint_state(self, epoch):
         """Everything needed to continue: `epoch` is the last completed epoch and
         `batches_done` / `partial_sums` the progress inside the next one."""
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "arch": type(self.model).__name__,
             "epoch": epoch,
@@ -158,8 +155,35 @@ class BaseTrainer:
             "not_improved_count": self.not_improved_count,
             "config": self.config.config,
             "input_dim": self.model.input_dim,  # the data width, to rebuild without the data
-            "rng": rng,
+            "rng": distributed.gather(self._rng_state()),  # every rank's, rank order
         }
+
+    def _rng_state(self):
+        """This process's random state: the CPU generator's, and its own GPU's if it uses one."""
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def _restore_rng(self, saved, path):
+        """Each rank continues its own random stream when the number of processes is the one
+        the checkpoint was saved with; with another number the run goes on, not bit for bit."""
+        states = saved if isinstance(saved, list) else [saved]  # older checkpoints: one state
+        rank, world_size, _ = distributed.world()
+        if len(states) != world_size:
+            self.logger.warning(f"{path} was saved by {len(states)} process(es) and resumes with "
+                                f"{world_size}: training continues, but not bit for bit")
+        state = states[rank] if rank < len(states) else None
+        try:
+            if state is None:
+                torch.manual_seed(self.config["seed"] + 1_000_003 * rank + self.start_epoch)
+                return
+            torch.set_rng_state(state["torch"])
+            if self.device.type == "cuda" and "cuda" in state:
+                torch.cuda.set_rng_state(state["cuda"], self.device)
+        except (RuntimeError, TypeError, KeyError) as e:
+            raise CheckpointError(f"{path}: its random-number state is damaged ({e}); resume "
+                                  f"from another checkpoint") from None
 
     def _write(self, state, path):
         if not distributed.is_main():  # one writer; every rank holds the same state
@@ -188,7 +212,9 @@ class BaseTrainer:
         """checkpoint-latest.pth at the current step of `epoch` (not yet completed); under
         DDP every rank calls it (the partial sums are added up across ranks)."""
         state = self._checkpoint_state(epoch - 1)
-        state["partial_sums"] = distributed.sum_over_ranks(self.partial_sums, self.device)
+        sums = distributed.sum_over_ranks(self.partial_sums, self.device) or {}
+        # Saved as CPU tensors: a checkpoint written on a GPU resumes on any device.
+        state["partial_sums"] = {k: v.cpu() if torch.is_tensor(v) else v for k, v in sums.items()}
         self._write(state, self.latest_checkpoint)
 
     def resume(self, checkpoint, path):
@@ -205,14 +231,14 @@ class BaseTrainer:
         self.start_epoch = checkpoint["epoch"] + 1
         self.batches_done = checkpoint.get("batches_done", 0)
         # Saved sums are the total over ranks: rank 0 carries them on, the others start at 0.
-        self.partial_sums = checkpoint.get("partial_sums") if distributed.is_main() else None
+        sums = checkpoint.get("partial_sums") if distributed.is_main() else None
+        self.partial_sums = {k: v.to(self.device) if torch.is_tensor(v) else v
+                             for k, v in sums.items()} if sums else None
         self.nonfinite_steps = checkpoint.get("nonfinite_steps", 0)
         self.history = checkpoint.get("history", [])
         self.monitor_best = checkpoint["monitor_best"]
         self.not_improved_count = checkpoint["not_improved_count"]
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+        self._restore_rng(checkpoint["rng"], path)
         where = f", batch {self.batches_done}" if self.batches_done else ""
         self.logger.info(f"Resumed from {path}: training continues at epoch "
                          f"{self.start_epoch}{where}")
@@ -232,4 +258,6 @@ def format_value(value):
         return f"{value:.4f}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {format_value(v)}" for k, v in value.items())
     return str(value)

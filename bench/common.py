@@ -1,16 +1,24 @@
-"""Shared pieces of the benchmarks: the repository on the path, matmul roofline, FLOP count."""
+"""Shared pieces of the benchmarks (run them from the repository: python -m bench.NAME):
+matmul roofline, FLOP count, the next batch of a loader without end."""
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from model.networks import GroupedLinear
 
-from model.networks import GroupedLinear  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
+
+def endless(loader):
+    """Batches of loader, epoch after epoch."""
+    epoch = 0
+    while True:
+        epoch += 1
+        loader.set_epoch(epoch)
+        yield from loader
 
 
 def matmul_gflops(m, k, n, seconds=1.0, dtype=torch.float32):
@@ -54,9 +62,10 @@ def record_matmuls(model, run):
         add(inputs[0].numel() // (groups * n_in), n_in, n_out, groups, inputs[0].requires_grad)
 
     def recurrent(module, inputs, output):
-        gates = 4 if isinstance(module, nn.LSTMCell) else 3
+        gates = 3 if isinstance(module, nn.GRUCell) else 4
+        steps = inputs[0].shape[1] if isinstance(module, nn.LSTM) else 1  # batch-first LSTM
         add(inputs[0].shape[0], module.input_size + module.hidden_size,
-            gates * module.hidden_size, 1, inputs[0].requires_grad)
+            gates * module.hidden_size, steps, inputs[0].requires_grad)
 
     hooks = []
     for module in model.modules():
@@ -64,7 +73,7 @@ def record_matmuls(model, run):
             hooks.append(module.register_forward_hook(linear))
         elif isinstance(module, GroupedLinear):
             hooks.append(module.register_forward_hook(grouped))
-        elif isinstance(module, (nn.LSTMCell, nn.GRUCell)):
+        elif isinstance(module, (nn.LSTMCell, nn.GRUCell, nn.LSTM)):
             hooks.append(module.register_forward_hook(recurrent))
     try:
         run()

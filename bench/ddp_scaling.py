@@ -1,83 +1,36 @@
 """Training throughput with 1 and 2 DDP processes on this machine (gloo on the CPU).
 
-    python bench/ddp_scaling.py [-c config.json] [--steps 60] [--procs 1 2] [--threads 1]
+    python -m bench.ddp_scaling [-c config.json] [--steps 60] [--procs 1 2] [--threads 1]
 
-Each run trains the config for a fixed number of steps per process, with the same global
-batch (the per-process batch is the config's divided by the process count), and reports
-samples/s; each process gets cores / processes threads.
+Each run is bench/throughput.py under torchrun for a fixed number of steps per process, with
+the same global batch (the per-process batch is the config's divided by the process count);
+each process gets cores / processes threads.
 """
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from common import REPO
-
-WORKER = r"""
-import os, sys, time, torch
-sys.path.insert(0, {repo!r})
-from torch.nn.parallel import DistributedDataParallel
-from trainer import Trainer
-from data_loader.batches import to_device
-from utils import distributed
-from utils.build import build_loader, build_loss, build_model, build_optimizer
-from utils.config import ConfigParser, apply_overrides, load_json
-torch.set_num_threads({threads})
-rank, world, _ = distributed.init(gpu=False)
-config = ConfigParser(apply_overrides(load_json({config!r}), {overrides!r}))
-torch.manual_seed(0)
-loader = build_loader(config, "train", num_replicas=world, rank=rank)
-model = build_model(config, loader.input_dim)
-forward = DistributedDataParallel(model) if world > 1 else None
-optimizer, _ = build_optimizer(config, model)
-trainer = Trainer(model, build_loss(config), optimizer, config, torch.device("cpu"), loader,
-                  train_forward=forward)
-trainer._prepare_gates(1)
-model.train()
-batches = iter(loader)
-for _ in range(10):
-    trainer._train_step(next(batches))
-start = time.perf_counter()
-for _ in range({steps}):
-    trainer._train_step(next(batches))
-seconds = time.perf_counter() - start
-if rank == 0:
-    print("SECONDS", seconds)
-distributed.shutdown()
-"""
+from bench.common import REPO
+from utils.config import load_json
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(config, procs, steps, global_batch, threads=None):
-    threads = threads or max(1, (os.cpu_count() or 1) // procs)
-    overrides = [f"data_loader.args.batch_size={global_batch // procs}"]
-    code = WORKER.format(repo=str(REPO), config=config, overrides=overrides, steps=steps,
-                         threads=threads)
-    # torchrun runs a script file (it has no -c), so the worker is written to one.
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(code)
-    try:
+def run(config, procs, steps, global_batch, threads):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figures.json"
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={procs}", f.name] if procs > 1 \
-            else [sys.executable, f.name]
-        result = subprocess.run(command, capture_output=True, text=True,
+                   f"--nproc_per_node={procs}", "-m", "bench.throughput", "-c", config,
+                   "--steps", str(steps), "--warmup", "10", "--threads", str(threads),
+                   "--json", str(out), "--rate-only", "--set", f"data_loader.args.batch_size={global_batch // procs}"]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                                 env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
-    finally:
-        os.unlink(f.name)
-    if result.returncode != 0:
-        raise SystemExit(f"{procs} process(es) failed:\n{result.stderr[-3000:]}")
-    output = result.stdout
-    seconds = float(next(l for l in output.splitlines() if l.startswith("SECONDS")).split()[1])
-    return steps * global_batch / seconds
+        if result.returncode != 0:
+            raise SystemExit(f"{procs} process(es) failed:\n{result.stderr[-3000:]}")
+        return json.loads(out.read_text())["samples_per_s"]
 
 
 def main():
@@ -90,13 +43,12 @@ def main():
                         help="threads per process (default: cores / processes)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    with open(args.config) as f:
-        global_batch = json.load(f)["data_loader"]["args"]["batch_size"]
+    global_batch = load_json(args.config).get("data_loader", {}).get("args", {}).get("batch_size", 128)
     results = {}
     for procs in args.procs:
         started = time.perf_counter()
-        results[procs] = run(args.config, procs, args.steps, global_batch, args.threads)
         threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
+        results[procs] = run(args.config, procs, args.steps, global_batch, threads)
         print(f"{procs} process(es) x {threads} thread(s): {results[procs]:,.0f} samples/s "
               f"(global batch {global_batch}; run took {time.perf_counter() - started:.0f} s)")
     if 1 in results and len(results) > 1:
@@ -104,8 +56,7 @@ def main():
             if procs != 1:
                 print(f"speed-up 1 -> {procs}: {rate / results[1]:.2f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({str(k): v for k, v in results.items()}, f, indent=2)
+        Path(args.json).write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2))
 
 
 if __name__ == "__main__":

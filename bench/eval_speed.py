@@ -1,6 +1,6 @@
 """Speed of the importance-sampled log-likelihood, K = 1000, on the Fashion-MNIST test set.
 
-    python bench/eval_speed.py [--resume checkpoint] [-k 1000] [--images 10000]
+    python -m bench.eval_speed [--resume checkpoint] [-k 1000] [--images 10000]
 
 Times model.metrics.importance_sampled_log_likelihood over the test images (the same code
 test.py runs) with a trained checkpoint, or the default config's model (the cost does not
@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from common import REPO, matmul_flops, record_matmuls
+from bench.common import REPO, matmul_flops, record_matmuls
+from experiment import build_loader, build_model, load_model
 from model.metrics import importance_sampled_log_likelihood
-from utils.build import build_loader, build_model
-from utils.checkpoint import load_checkpoint, restore_model
+from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, load_json
 
 TEST_IMAGES = 10000
@@ -39,13 +39,11 @@ def main():
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
     loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images)
-    model = build_model(config, loader.input_dim)
-    if checkpoint:
-        restore_model(model, checkpoint, args.resume)
-    model.eval()
+    model = load_model(config, checkpoint, args.resume) if checkpoint \
+        else build_model(config, loader.input_dim).eval()
     compile_seconds = 0.0
     if args.compile:
-        model.log_importance_weights = torch.compile(model.log_importance_weights)
+        model.forward = torch.compile(model.forward)
         start = time.perf_counter()
         for x in loader:  # compiles for the full chunks and the last, smaller one
             importance_sampled_log_likelihood(model, x, args.samples)
@@ -62,7 +60,7 @@ def main():
     cpu_seconds = time.process_time() - cpu_start
     x = next(iter(loader))
     with torch.inference_mode():
-        products = record_matmuls(model, lambda: model.log_importance_weights(x, 10))
+        products = record_matmuls(model, lambda: model(x, n_samples=10))
     flops = matmul_flops(products) / (10 * len(x))
     full = seconds * TEST_IMAGES / n
     print(f"IS log-likelihood, K={args.samples}, {n} test images: {seconds:.1f} s "

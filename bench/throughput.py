@@ -1,6 +1,9 @@
 """Training throughput of a config against the machine's matmul roofline.
 
-    python bench/throughput.py [-c config.json] [--steps 200] [--set trainer.amp=true ...]
+    python -m bench.throughput [-c config.json] [--steps 200] [--set trainer.amp=true ...]
+
+Under torchrun (bench/ddp_scaling.py starts it so) every process trains its shard and the
+figures are for the global batch; the rooflines are then skipped.
 
 Trains for a fixed number of steps on the real data (the loader, host-to-device copies and
 the optimiser included: end to end) and prints samples/s, the model's matmul FLOPs per
@@ -22,13 +25,14 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
-from common import REPO, Roofline, matmul_flops, matmul_gflops, record_matmuls
-from trainer import Trainer
+from bench.common import REPO, Roofline, endless, matmul_flops, matmul_gflops, record_matmuls
 from data_loader.batches import to_device
-from utils.build import build_loader, build_loss, build_model, build_optimizer
+from experiment import build_trainer
+from utils import distributed
 from utils.config import ConfigParser, apply_overrides, load_json
 
 
@@ -44,6 +48,7 @@ def parse_args():
                         help="torch.set_num_threads for the step and the rooflines alike "
                              "(default: torch's, one per core)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--rate-only", action="store_true", help="samples/s only, no rooflines")
     return parser.parse_args()
 
 
@@ -52,27 +57,29 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     config = ConfigParser(apply_overrides(load_json(args.config), args.set))
-    torch.manual_seed(config["seed"])
-    loader = build_loader(config, "train")
-    model = build_model(config, loader.input_dim)
-    optimizer, _ = build_optimizer(config, model)
-    trainer = Trainer(model, build_loss(config), optimizer, config, torch.device("cpu"), loader)
-    trainer._prepare_gates(1)
-    model.train()
-    batch_size = config["data_loader"]["args"]["batch_size"]
-
-    batches = iter(loader)
-    def next_batch():
-        nonlocal batches
-        try:
-            return next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            return next(batches)
-
+    trainer = build_trainer(config, validate=False)
+    trainer.begin_epoch(1)
+    world_size = distributed.world()[1]
+    batch_size = config["data_loader"]["args"].get("batch_size", 128) * world_size
+    batches = endless(trainer.data_loader)
+    step = lambda: trainer.train_step(to_device(next(batches), trainer.device))  # noqa: E731
     for _ in range(args.warmup):
-        trainer._train_step(to_device(next_batch(), "cpu"))
-    x = next_batch()
+        step()
+    if world_size > 1 or args.rate_only:  # rooflines are a one-process measure
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        figures = {"processes": world_size, "batch": batch_size,
+                   "samples_per_s": args.steps * batch_size / (time.perf_counter() - start)}
+        if distributed.is_main():
+            print(f"{world_size} processes: {figures['samples_per_s']:,.0f} samples/s "
+                  f"(global batch {batch_size})")
+            if args.json:
+                Path(args.json).write_text(json.dumps(figures, indent=2))
+        distributed.shutdown()
+        return
+    model = trainer.model
+    x = to_device(next(batches), trainer.device)
     products = record_matmuls(model, lambda: model(x))
     flops_per_sample = matmul_flops(products) / batch_size
     # bf16 autocast runs its matmuls in bf16: its roofline is the bf16 library's.
@@ -88,7 +95,7 @@ def main():
         steps = min(args.window, args.steps - first)
         cpu_start, window_start = time.process_time(), time.perf_counter()
         for _ in range(steps):
-            trainer._train_step(to_device(next_batch(), "cpu"))
+            step()
         window_seconds.append((time.perf_counter() - window_start) / steps)
         seconds += window_seconds[-1] * steps
         cpu_seconds += time.process_time() - cpu_start
@@ -127,8 +134,7 @@ def main():
     print(f"                 {square_roof:.1f} GFLOP/s sgemm 2048^3 (peak) -> "
           f"{figures['percent_of_square_roofline']:.0f} %")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+        Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

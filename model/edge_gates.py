@@ -1,29 +1,98 @@
-"""The gates c_ji of the latent DAG's edges j -> i (j > i): learned, or fixed for the baselines.
+"""The gates c_ji of the latent DAG's edges j -> i (j > i), and how they are trained.
 
 Nodes are ordered topologically: node N-1 is the root, the candidate parents of node i are all
 nodes j > i. Edges are stored grouped by child (all parents of node 0, then of node 1, ...) so
 the gates of one node's parents are a contiguous slice, ordered j = i+1, ..., N-1.
-
 Other edge sets (e.g. the cross-step edges of RecurrentGraphVAE, z_{t-1}^j -> z_t^i for all
 j, i) are given as `edges`, a list of (parent, child) grouped by child in the same way.
 
 Structures (method.md §1-2):
-  learned  c_ji ~ Bernoulli(sigmoid(alpha_ji)), relaxed in training by a binary-concrete sample
-           at temperature tau; discrete 1[sigmoid(alpha) > 0.5] in evaluation or once frozen.
-  full     every gate fixed to 1 (FC-VAE).
-  chain    only i+1 -> i fixed to 1 (Ladder VAE).
-  identity only j -> i with j == i fixed to 1 (for cross-step edges: each node from itself).
-  none     every gate fixed to 0 (independent nodes).
+  learned     c_ji ~ Bernoulli(sigmoid(alpha_ji)), relaxed in training by a binary-concrete
+              sample at temperature tau; discrete 1[sigmoid(alpha) > 0.5] in evaluation and
+              once the graph is frozen.
+  noisy_full  the control of issue 14: trained with the same binary-concrete samples as
+              `learned` at a fixed, non-learned probability (gate_init_prob), the same
+              temperature schedule and freeze epoch; every edge kept in evaluation and once
+              frozen. It separates "learning the structure" from "training with noisy gates".
+  full        every gate fixed to 1 (FC-VAE).
+  chain       only i+1 -> i fixed to 1 (Ladder VAE).
+  identity    only j -> i with j == i fixed to 1 (cross-step edges: each node from itself).
+  none        every gate fixed to 0 (independent nodes).
+
+The gates own their schedule (GateSchedule): the temperature at each epoch, the epoch after
+which the graph is frozen, and the learning rate of the logits.
 """
 import math
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
-STRUCTURES = ("learned", "full", "chain", "identity", "none")
+STRUCTURES = ("learned", "noisy_full", "full", "chain", "identity", "none")
+RELAXED = ("learned", "noisy_full")  # structures trained with binary-concrete samples
 
 # Uniform noise is kept inside (EPS, 1 - EPS) so that log(u) - log(1 - u) stays finite.
 EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class GateSchedule:
+    """How relaxed gates are trained (config: arch.args.gate_schedule, any of these keys).
+
+    tau(epoch) = max(tau_floor, tau_init * rate^(epoch - 1)), where rate is tau_rate if given
+    (the paper: 0.999, made for 2000 epochs) or else the rate that reaches tau_floor at epoch
+    anneal_epochs. After freeze_epoch the graph is fixed to its discrete value and the
+    networks keep training on it (null: never frozen). lr: the logits' own learning rate
+    (null: the optimizer's).
+    """
+    tau_init: float = 1.0
+    tau_floor: float = 0.05
+    anneal_epochs: int = 50
+    tau_rate: float = None
+    freeze_epoch: int = 50
+    lr: float = None
+
+    @classmethod
+    def from_config(cls, values):
+        values = dict(values or {})
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                raise ValueError(f"unknown gate_schedule key '{key}' (keys: {', '.join(known)})")
+        schedule = cls(**values)
+        schedule.check()
+        return schedule
+
+    def check(self):
+        def number(name, allow_none=False):
+            value = getattr(self, name)
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"gate_schedule.{name} must be a positive number, got {value!r}")
+        number("tau_init"), number("tau_floor"), number("tau_rate", True), number("lr", True)
+        if self.tau_floor > self.tau_init:
+            raise ValueError(f"gate_schedule.tau_floor ({self.tau_floor}) must not exceed "
+                             f"tau_init ({self.tau_init})")
+        for name in ("anneal_epochs", "freeze_epoch"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < (1 if name == "anneal_epochs" else 0)):
+                raise ValueError(f"gate_schedule.{name} must be a whole number of epochs "
+                                 f"(>= {1 if name == 'anneal_epochs' else 0}) or null, got {value!r}")
+        if self.tau_rate is None and self.anneal_epochs is None:
+            raise ValueError("gate_schedule needs tau_rate or anneal_epochs")
+
+    def temperature(self, epoch):
+        rate = self.tau_rate
+        if rate is None:
+            steps = max(self.anneal_epochs - 1, 1)
+            rate = (self.tau_floor / self.tau_init) ** (1.0 / steps)
+        return max(self.tau_floor, self.tau_init * rate ** (epoch - 1))
+
+    def frozen_at(self, epoch):
+        return self.freeze_epoch is not None and epoch > self.freeze_epoch
 
 
 def candidate_edges(n_nodes):
@@ -31,36 +100,48 @@ def candidate_edges(n_nodes):
     return [(j, i) for i in range(n_nodes) for j in range(i + 1, n_nodes)]
 
 
+def bernoulli_entropy(probs):
+    """Entropy in nats of independent Bernoulli(probs), summed."""
+    p = probs.clamp(EPS, 1 - EPS)
+    return float(-(p * p.log() + (1 - p) * (1 - p).log()).sum())
+
+
 class EdgeGates(nn.Module):
-    def __init__(self, n_nodes, structure="learned", init_prob=0.5, hard=False, edges=None):
+    def __init__(self, n_nodes, structure="learned", init_prob=0.5, hard=False, edges=None,
+                 schedule=None, name_format="z{j}->z{i}"):
         super().__init__()
         if structure not in STRUCTURES:
-            raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
+            raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
         if not 0.0 < init_prob < 1.0:
-            raise ValueError(f"gate init_prob must be in (0, 1), got {init_prob}")
-        self.n_nodes = n_nodes
-        self.structure = structure
-        self.hard = hard
+            raise ValueError(f"gate_init_prob must be in (0, 1), got {init_prob}")
+        self.n_nodes, self.structure, self.hard = n_nodes, structure, hard
+        self.schedule = schedule or GateSchedule()
         self.edges = candidate_edges(n_nodes) if edges is None else list(edges)
+        self.names = [name_format.format(j=j, i=i) for j, i in self.edges]
         # parent_slices[i] = (start, end): the gates of node i's parents (i+1..N-1 by default).
         children = [i for _, i in self.edges]
         if children != sorted(children):
             raise ValueError("edges must be grouped by child node, in increasing order")
         self.parent_slices = [(children.index(i), len(children) - children[::-1].index(i))
                               if i in children else (0, 0) for i in range(n_nodes)]
-        self.register_buffer("tau", torch.tensor(1.0))
+        self.register_buffer("tau", torch.tensor(self.schedule.temperature(1)))
         self.register_buffer("frozen", torch.tensor(False))  # saved with the checkpoint
+        # The edge entropy when the graph was frozen: how undecided the structure still was
+        # (-1 until then).
+        self.register_buffer("entropy_at_freeze", torch.tensor(-1.0))
         # Its Python copy, what forward() branches on: a branch on a tensor's value would
         # split a torch.compile'd training step into several graphs.
         self.is_frozen = False
+        logits = torch.full((len(self.edges),), math.log(init_prob / (1.0 - init_prob)))
         if structure == "learned":
-            logit = math.log(init_prob / (1.0 - init_prob))
-            self.logits = nn.Parameter(torch.full((len(self.edges),), logit))
-        else:
+            self.logits = nn.Parameter(logits)
+        elif structure == "noisy_full":
+            self.register_buffer("logits", logits)  # fixed: not learned
+        if structure != "learned":
             self.register_buffer("fixed", self._fixed_mask(structure))
 
     def _fixed_mask(self, structure):
-        if structure == "full":
+        if structure in ("full", "noisy_full"):
             return torch.ones(len(self.edges))
         if structure in ("chain", "identity"):
             offset = 1 if structure == "chain" else 0
@@ -71,29 +152,50 @@ class EdgeGates(nn.Module):
     def learned(self):
         return self.structure == "learned"
 
+    @property
+    def relaxed(self):
+        """Whether training uses binary-concrete samples (until the graph is frozen)."""
+        return self.structure in RELAXED
+
     def probs(self):
-        """sigmoid(alpha) for a learned graph, the fixed gates otherwise."""
+        """sigmoid(alpha) of a learned graph, the fixed gates otherwise."""
         return torch.sigmoid(self.logits) if self.learned else self.fixed
 
     def discrete(self):
         """The evaluation graph: 1[sigmoid(alpha) > 0.5] (alpha > 0), or the fixed gates."""
         return (self.logits > 0).float() if self.learned else self.fixed
 
-    def set_temperature(self, tau):
-        self.tau.fill_(tau)
+    def named_probs(self):
+        return dict(zip(self.names, self.probs().tolist()))
+
+    # -- the schedule -------------------------------------------------------------------------
+    def start_epoch(self, epoch):
+        """Set tau for `epoch`; freeze the graph once past the freeze epoch. Returns a message
+        when it freezes now, else None."""
+        self.tau.fill_(self.schedule.temperature(epoch))
+        if self.relaxed and not self.is_frozen and self.schedule.frozen_at(epoch):
+            self.freeze()
+            return f"graph frozen to its discrete value from epoch {epoch} on"
+        return None
 
     def freeze(self):
         """Fix the graph to its discrete value; alpha gets no more gradient."""
+        if self.learned:
+            self.entropy_at_freeze.fill_(bernoulli_entropy(self.probs().detach()))
         self.frozen.fill_(True)
         self.is_frozen = True
+
+    def structure_parameters(self):
+        return [self.logits] if self.learned else []
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
         self.is_frozen = bool(self.frozen)
 
+    # -- the gates ----------------------------------------------------------------------------
     def forward(self, batch_size):
         """Gates for a batch, shape (batch_size, n_edges): one relaxed graph per example."""
-        if not (self.learned and self.training and not self.is_frozen):
+        if not (self.relaxed and self.training and not self.is_frozen):
             return self.discrete().expand(batch_size, -1)
         u = torch.rand(batch_size, len(self.edges), device=self.logits.device)
         u = u.clamp(EPS, 1.0 - EPS)
@@ -113,6 +215,11 @@ class EdgeGates(nn.Module):
         probs, kept = self.probs().tolist(), self.discrete().tolist()
         nodes = [{"id": i, "dims": node_dims, "root": i == self.n_nodes - 1}
                  for i in range(self.n_nodes)]
-        edges = [{"src": j, "dst": i, "prob": p, "kept": bool(k)}
-                 for (j, i), p, k in zip(self.edges, probs, kept)]
-        return {"nodes": nodes, "edges": edges, "structure": self.structure}
+        edges = [{"src": j, "dst": i, "name": name, "prob": p, "kept": bool(k)}
+                 for (j, i), name, p, k in zip(self.edges, self.names, probs, kept)]
+        graph = {"nodes": nodes, "edges": edges, "structure": self.structure,
+                 "edges_dropped": sum(not k for k in kept)}
+        if self.learned:
+            entropy = float(self.entropy_at_freeze)
+            graph["entropy_at_freeze"] = round(entropy, 4) if entropy >= 0 else None
+        return graph

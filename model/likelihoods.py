@@ -1,22 +1,16 @@
-"""Observation models p(x | z): each maps decoder outputs and data to log p(x|z) per example.
+"""Observation models p(x | z) as modules: decoder outputs -> log p(x | z) per example.
 
-Each entry of LIKELIHOODS gives the number of decoder outputs for data of a given width and
-the log-probability, summed over everything but the batch dimension.
+Every likelihood has `n_params` (how many decoder outputs it reads), is called as
+`likelihood(params, x)` for the log-probability summed over everything but the leading
+dimensions (x may broadcast against params: importance sampling scores (K, B, D) decoder
+outputs against (B, D) data without copying it K times), and has `mean(params)` (what
+figures show) and `sample(params)`.
 """
-
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from model import gaussian
-
-
-def bernoulli_log_prob(logits, x):
-    """log Bernoulli(x; sigmoid(logits)) = x * l - softplus(l), summed over the last dim.
-
-    The same value as -BCE-with-logits, but x may broadcast against logits: importance
-    sampling scores (K, B, D) logits against (B, D) data without copying the data K times.
-    """
-    return BernoulliLogProb.apply(logits, x)
 
 
 class BernoulliLogProb(torch.autograd.Function):
@@ -43,57 +37,68 @@ class BernoulliLogProb(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_logits = (x - torch.sigmoid(logits)).mul_(grad)
         if ctx.needs_input_grad[1]:
-            grad_x = sum_to_shape(logits * grad, x.shape)
+            grad_x = (logits * grad).sum_to_size(x.shape)
         return grad_logits, grad_x
 
 
-def sum_to_shape(tensor, shape):
-    """Sum a broadcast result back to the shape of the input it broadcast from."""
-    return tensor.sum_to_size(shape) if tensor.shape != shape else tensor
+class Bernoulli(nn.Module):
+    """Binary data (binarized images, piano rolls): one logit per dimension."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.n_params = width
+
+    def forward(self, logits, x):
+        return BernoulliLogProb.apply(logits, x)
+
+    def mean(self, logits):
+        return torch.sigmoid(logits)
+
+    def sample(self, logits):
+        return torch.bernoulli(torch.sigmoid(logits))
 
 
-def bernoulli_sample(logits):
-    return torch.bernoulli(torch.sigmoid(logits))
+class StrokeMixture(nn.Module):
+    """Pen-stroke steps (pen_lift, dx, dy): a Bernoulli pen state and a diagonal Gaussian
+    mixture over the offsets; 1 pen logit + per component (weight, 2 means, 2 log-variances)."""
+
+    def __init__(self, width=3, n_mixtures=5):
+        super().__init__()
+        if width != 3:
+            raise ValueError(f"the strokes likelihood models (pen_lift, dx, dy) steps, not width {width}")
+        self.n_mixtures = n_mixtures
+        self.n_params = 1 + 5 * n_mixtures
+
+    def split(self, params):
+        k = self.n_mixtures
+        weights, means, logvars = params[..., 1:].split([k, 2 * k, 2 * k], dim=-1)
+        return (params[..., 0], F.log_softmax(weights, dim=-1), means.unflatten(-1, (k, 2)),
+                gaussian.clamp_logvar(logvars.unflatten(-1, (k, 2))))
+
+    def forward(self, params, x):
+        pen_logit, log_weights, means, logvars = self.split(params)
+        log_pen = -F.binary_cross_entropy_with_logits(pen_logit, x[..., 0], reduction="none")
+        log_components = gaussian.log_density(x[..., 1:].unsqueeze(-2), means, logvars)
+        return log_pen + torch.logsumexp(log_weights + log_components, dim=-1)
+
+    def mean(self, params):
+        pen_logit, log_weights, means, _ = self.split(params)
+        offsets = (log_weights.exp().unsqueeze(-1) * means).sum(-2)
+        return torch.cat([torch.sigmoid(pen_logit).unsqueeze(-1), offsets], dim=-1)
+
+    def sample(self, params):
+        pen_logit, log_weights, means, logvars = self.split(params)
+        k = torch.distributions.Categorical(logits=log_weights).sample()
+        index = k[..., None, None].expand(*k.shape, 1, 2)
+        offsets = gaussian.sample(means.gather(-2, index).squeeze(-2),
+                                  logvars.gather(-2, index).squeeze(-2))
+        return torch.cat([torch.bernoulli(torch.sigmoid(pen_logit)).unsqueeze(-1), offsets], dim=-1)
 
 
-def stroke_outputs(n_mixtures):
-    """Pen-stroke steps (pen_lift, dx, dy): 1 pen logit + per component (weight, 2 means,
-    2 log-variances) of a diagonal Gaussian mixture over the offsets."""
-    return 1 + 5 * n_mixtures
+LIKELIHOODS = {"bernoulli": Bernoulli, "strokes": StrokeMixture}
 
 
-def split_stroke_params(params):
-    n_mixtures = (params.shape[-1] - 1) // 5
-    pen_logit = params[..., 0]
-    weights, means, logvars = params[..., 1:].split([n_mixtures, 2 * n_mixtures,
-                                                     2 * n_mixtures], dim=-1)
-    means = means.unflatten(-1, (n_mixtures, 2))
-    logvars = gaussian.clamp_logvar(logvars.unflatten(-1, (n_mixtures, 2)))
-    return pen_logit, F.log_softmax(weights, dim=-1), means, logvars
-
-
-def stroke_log_prob(params, x):
-    """log Bernoulli(pen) + log sum_k pi_k N((dx, dy); mu_k, diag sigma_k^2), per example."""
-    pen_logit, log_weights, means, logvars = split_stroke_params(params)
-    log_pen = -F.binary_cross_entropy_with_logits(pen_logit, x[..., 0], reduction="none")
-    offsets = x[..., 1:].unsqueeze(-2)  # against every component
-    log_components = gaussian.log_density(offsets, means, logvars)
-    return log_pen + torch.logsumexp(log_weights + log_components, dim=-1)
-
-
-def stroke_sample(params):
-    pen_logit, log_weights, means, logvars = split_stroke_params(params)
-    k = torch.distributions.Categorical(logits=log_weights).sample().unsqueeze(-1)
-    pick = lambda t: t.gather(-2, k.unsqueeze(-1).expand(*k.shape, 2)).squeeze(-2)  # noqa: E731
-    offsets = gaussian.sample(pick(means), pick(logvars))
-    return torch.cat([torch.bernoulli(torch.sigmoid(pen_logit)).unsqueeze(-1), offsets], dim=-1)
-
-
-LIKELIHOODS = {"bernoulli": bernoulli_log_prob}
-SEQUENCE_LIKELIHOODS = {
-    # name: (decoder outputs for data width D, log p per step, sampler)
-    "bernoulli": (lambda width, n_mixtures: width,
-                  lambda p, x: bernoulli_log_prob(p, x), bernoulli_sample),
-    "strokes": (lambda width, n_mixtures: stroke_outputs(n_mixtures),
-                stroke_log_prob, stroke_sample),
-}
+def build_likelihood(name, width, **options):
+    if name not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {name!r}")
+    return LIKELIHOODS[name](width, **options)

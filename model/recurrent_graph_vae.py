@@ -13,19 +13,20 @@ encoder and decoder, as in the VRNN (choice: a GRU cell).
             fusion with its prior, computed top-down from the posterior samples (as GraphVAE)
   decoder   p(x_t | z_t, h_{t-1}) from [phi_z(z_t), h_{t-1}]
 
-The ELBO is summed over the valid steps of each sequence (masks for padding); the loss is
-reported in nats per step. With N = 1 and cross_structure "none" it is the VRNN.
+Per sequence, log p(x|z), the KL and log p(z) - log q(z) are summed over its valid steps
+(masks for padding) and `units` is its number of valid steps, so the objective is in nats per
+step. With N = 1 and cross_structure "none" it is the VRNN.
 A batch is {"x": (B, T, D), "mask": (B, T)} plus, for truncated BPTT, the "state" that the
 previous chunk returned.
 """
 import torch
 from torch import nn
 
-from base import BaseModel
 from model import gaussian
-from model.edge_gates import EdgeGates
+from model.base_model import BaseModel
+from model.edge_gates import EdgeGates, GateSchedule
 from model.graph_vae import check_sizes
-from model.likelihoods import SEQUENCE_LIKELIHOODS
+from model.likelihoods import build_likelihood
 from model.networks import mlp
 from model.top_down import split_params
 
@@ -33,25 +34,25 @@ from model.top_down import split_params
 class RecurrentGraphVAE(BaseModel):
     def __init__(self, input_dim=3, n_nodes=3, node_dim=8, structure="learned",
                  cross_structure="learned", gate_init_prob=0.5, hard_gates=False,
-                 rnn_hidden=256, hidden=256, feature_dim=128, likelihood="strokes",
-                 n_mixtures=5):
+                 gate_schedule=None, rnn_hidden=128, hidden=128, feature_dim=64,
+                 likelihood="strokes", n_mixtures=5):
         super().__init__()
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
                     rnn_hidden=rnn_hidden, hidden=hidden, feature_dim=feature_dim,
                     n_mixtures=n_mixtures)
-        if likelihood not in SEQUENCE_LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {sorted(SEQUENCE_LIKELIHOODS)}, "
-                             f"got {likelihood!r}")
         if cross_structure == "chain":
-            raise ValueError("cross_structure must be learned, full, identity or none")
+            raise ValueError("cross_structure must be learned, noisy_full, full, identity or none")
         self.n_nodes, self.node_dim, self.rnn_hidden = n_nodes, node_dim, rnn_hidden
-        n_outputs, self.step_log_prob, self.step_sample = SEQUENCE_LIKELIHOODS[likelihood]
+        options = {"n_mixtures": n_mixtures} if likelihood == "strokes" else {}
+        self.likelihood = build_likelihood(likelihood, input_dim, **options)
 
-        self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates)
+        schedule = GateSchedule.from_config(gate_schedule)
+        self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates, schedule=schedule)
         cross_edges = [(j, i) for i in range(n_nodes) for j in range(n_nodes)]
         self.cross_gates = EdgeGates(n_nodes, cross_structure, gate_init_prob, hard_gates,
-                                     edges=cross_edges)
+                                     edges=cross_edges, schedule=schedule,
+                                     name_format="z{j}(t-1)->z{i}")
         # No BatchNorm: padded steps would enter its statistics.
         self.phi_x = mlp([input_dim, hidden, feature_dim], True, batch_norm=False)
         self.phi_z = mlp([n_nodes * node_dim, hidden, feature_dim], True, batch_norm=False)
@@ -61,7 +62,7 @@ class RecurrentGraphVAE(BaseModel):
         self.priors = nn.ModuleList(
             mlp([rnn_hidden + (n_nodes - 1 - i) * node_dim + n_nodes * node_dim, hidden,
                  2 * node_dim], batch_norm=False) for i in range(n_nodes))
-        self.decoder = mlp([feature_dim + rnn_hidden, hidden, n_outputs(input_dim, n_mixtures)],
+        self.decoder = mlp([feature_dim + rnn_hidden, hidden, self.likelihood.n_params],
                            batch_norm=False)
 
     # -- one step ---------------------------------------------------------------------------
@@ -83,9 +84,10 @@ class RecurrentGraphVAE(BaseModel):
     def latent_step(self, h, z_prev, gates, cross_gates, estimates=None):
         """Sample z_t root first. With bottom-up estimates: from the posterior (root: its
         estimate; others: fused with the prior); without: from the prior.
-        Returns z (B, N, d), KL (B, N) and log p(z_t) - log q(z_t) (B,) (zeros for the prior)."""
+        Returns z (B, N, d), KL (B, N), log p(z_t) - log q(z_t) (B,) and the posterior
+        means (B, N, d) (None for the prior)."""
         n = self.n_nodes
-        z, kl, log_ratio = [None] * n, [None] * n, 0.0
+        z, kl, mean, log_ratio = [None] * n, [None] * n, [None] * n, 0.0
         for i in range(n - 1, -1, -1):
             mu_p, logvar_p = self.prior_params(i, h, z, z_prev, gates, cross_gates)
             if estimates is None:
@@ -94,14 +96,14 @@ class RecurrentGraphVAE(BaseModel):
             mu_q, logvar_q = estimates[0][:, i], estimates[1][:, i]
             if i < n - 1:
                 mu_q, logvar_q = gaussian.fuse(mu_q, logvar_q, mu_p, logvar_p)
-            z[i] = gaussian.sample(mu_q, logvar_q)
+            z[i], mean[i] = gaussian.sample(mu_q, logvar_q), mu_q
             kl[i] = gaussian.kl_divergence(mu_q, logvar_q, mu_p, logvar_p)
             log_ratio = log_ratio + gaussian.log_density(z[i], mu_p, logvar_p) \
                 - gaussian.log_density(z[i], mu_q, logvar_q)
         z = torch.stack(z, dim=1)
         if estimates is None:
-            return z, None, None
-        return z, torch.stack(kl, dim=1), log_ratio
+            return z, None, None, None
+        return z, torch.stack(kl, dim=1), log_ratio, torch.stack(mean, dim=1)
 
     def bottom_up_estimates(self, features, h):
         out = self.bottom_up(torch.cat([features, h], dim=1))
@@ -110,37 +112,32 @@ class RecurrentGraphVAE(BaseModel):
     def decode(self, z, h):
         return self.decoder(torch.cat([self.phi_z(z.flatten(1)), h], dim=1)).float()
 
-    # -- sequences --------------------------------------------------------------------------
-    def forward(self, batch):
-        """Per-sequence sums over valid steps: log_px (B,), kl (B, N), log_ratio (B,)
-        (log p(z) - log q(z) of the sample, for importance sampling), n_steps (B,), and the
-        final state to continue with (truncated BPTT)."""
-        x, mask = batch["x"], batch["mask"].to(batch["x"].dtype)
+    # -- sequences (contract: model/base_model.py) ------------------------------------------
+    def forward(self, batch, n_samples=1):
+        """Per-sequence sums over valid steps, plus the final state to continue with (TBPTT)."""
+        x, mask = batch["x"], batch["mask"]
+        if n_samples > 1:  # whole latent trajectories, n_samples per sequence
+            x, mask = x.repeat(n_samples, 1, 1), mask.repeat(n_samples, 1)
+        weight = mask.to(x.dtype)
         size, length = x.shape[:2]
         h, z_prev = batch.get("state") or self.initial_state(size, x.device)
         gates, cross_gates = self.gates(size), self.cross_gates(size)
-        log_px, kl, log_ratio = 0.0, 0.0, 0.0
+        log_px, kl, log_ratio, means = 0.0, 0.0, 0.0, []
         for t in range(length):
             features = self.phi_x(x[:, t])
-            z, kl_t, ratio_t = self.latent_step(h, z_prev, gates, cross_gates,
-                                                self.bottom_up_estimates(features, h))
-            m = mask[:, t]
-            log_px = log_px + m * self.step_log_prob(self.decode(z, h), x[:, t])
+            z, kl_t, ratio_t, mean_t = self.latent_step(h, z_prev, gates, cross_gates,
+                                                        self.bottom_up_estimates(features, h))
+            m = weight[:, t]
+            log_px = log_px + m * self.likelihood(self.decode(z, h), x[:, t])
             kl = kl + m.unsqueeze(1) * kl_t
             log_ratio = log_ratio + m * ratio_t
+            means.append(mean_t)
             h = self.rnn(torch.cat([features, self.phi_z(z.flatten(1))], dim=1), h)
             z_prev = z
-        return {"log_px": log_px, "kl": kl, "log_ratio": log_ratio,
-                "n_steps": mask.sum(1), "state": (h, z_prev)}
-
-    def log_importance_weights(self, batch, n_samples):
-        """log p(x_{1:T}, z_{1:T}) - log q(z_{1:T} | x) per sequence for n_samples draws of
-        whole latent trajectories: shape (n_samples, B)."""
-        size = batch["x"].shape[0]
-        repeated = {"x": batch["x"].repeat(n_samples, 1, 1),
-                    "mask": batch["mask"].repeat(n_samples, 1)}
-        out = self(repeated)
-        return (out["log_px"] + out["log_ratio"]).view(n_samples, size)
+        means = torch.stack(means, dim=1)  # (S*B, T, N, d)
+        means = means.view(n_samples, -1, *means.shape[1:]).mean(0)[batch["mask"]]
+        return {"log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
+                "posterior_mean": means, "state": (h, z_prev)}
 
     @torch.no_grad()
     def generate(self, n, length):
@@ -150,8 +147,8 @@ class RecurrentGraphVAE(BaseModel):
         gates, cross_gates = self.gates(n), self.cross_gates(n)
         steps = []
         for _ in range(length):
-            z, _, _ = self.latent_step(h, z_prev, gates, cross_gates)
-            x_t = self.step_sample(self.decode(z, h))
+            z, _, _, _ = self.latent_step(h, z_prev, gates, cross_gates)
+            x_t = self.likelihood.sample(self.decode(z, h))
             h = self.rnn(torch.cat([self.phi_x(x_t), self.phi_z(z.flatten(1))], dim=1), h)
             z_prev = z
             steps.append(x_t)

@@ -4,7 +4,7 @@ import json
 import pytest
 
 import train
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 from utils.config import ConfigParser, apply_overrides
 from utils.errors import ConfigError
 
@@ -24,9 +24,12 @@ def run_train(argv, capsys):
     (lambda c: c["arch"]["args"].update(structure="tree"), "structure must be one of"),
     (lambda c: c["trainer"].update(epoch=3), "unknown key 'trainer.epoch'; did you mean 'epochs'?"),
     (lambda c: c["trainer"].update(epochs=2.5), "'trainer.epochs' must be an integer"),
-    (lambda c: c["trainer"]["temperature"].update(rat=0.9), "did you mean 'rate'?"),
-    (lambda c: c["optimizer"].update(type="Adamm"), "unknown optimizer.type 'Adamm'; did you mean 'Adam'?"),
-    (lambda c: c["optimizer"]["args"].update(learning_rate=1.0), "unknown key 'optimizer.args.learning_rate'"),
+    (lambda c: c["arch"]["args"]["gate_schedule"].update(rate=0.9), "unknown gate_schedule key 'rate'"),
+    (lambda c: c["trainer"].update(temperature={}), "'trainer.temperature' has moved to arch.args.gate_schedule"),
+    (lambda c: c["data_loader"]["args"].update(seed=3), "'data_loader.args.seed' has moved to the top-level 'seed'"),
+    (lambda c: c.update(loss="negative_elbo"), "'loss' has moved to nowhere"),
+    (lambda c: c.update(optimizer={"type": "Adamm"}), "unknown optimizer.type 'Adamm'; did you mean 'Adam'?"),
+    (lambda c: c.update(optimizer={"type": "Adam", "args": {"learning_rate": 1.0}}), "unknown key 'optimizer.args.learning_rate'"),
     (lambda c: c["data_loader"].update(type="MNISTLoader"), "unknown data_loader.type 'MNISTLoader'"),
     (lambda c: c["data_loader"]["args"].update(dataset="imagenet"), "unknown dataset 'imagenet'"),
     (lambda c: c["data_loader"]["args"].update(batch_size=0), "batch_size must be positive"),
@@ -82,8 +85,17 @@ def test_short_flags_and_set_reach_the_config(tiny_config, tmp_path, capsys):
     assert status == 2 and "n_nodes must be a positive integer" in err
 
 
-def test_defaults_are_filled_in(tiny_config):
-    del tiny_config["trainer"]["temperature"]
-    config = ConfigParser(tiny_config)
-    assert config["trainer"]["temperature"] == {"init": 1.0, "rate": 0.999, "floor": 0.05}
-    assert json.dumps(config.config)  # stays plain data (it is stored in checkpoints)
+def test_defaults_are_filled_in_and_configs_state_only_what_differs(tiny_config):
+    config = ConfigParser({"name": "x", "arch": {"type": "GraphVAE"},
+                           "data_loader": {"type": "BinarizedImageDataLoader"}})
+    assert config["trainer"]["epochs"] == 100 and config["optimizer"]["args"] == {"lr": 3e-4}
+    assert config["arch"]["args"] == {} and json.dumps(config.config)  # plain data
+    from utils.config import TOP_LEVEL, TRAINER
+    for path in [REPO / "config.json", *sorted((REPO / "configs").glob("*.json"))]:
+        raw = json.loads(path.read_text())
+        for key, value in raw.get("trainer", {}).items():
+            assert value != TRAINER[key][1], f"{path.name}: trainer.{key} repeats its default"
+        for key, value in raw.items():
+            if key in TOP_LEVEL and not isinstance(value, dict):
+                assert value != TOP_LEVEL[key][1], f"{path.name}: {key} repeats its default"
+        ConfigParser(raw)  # and every shipped config is valid

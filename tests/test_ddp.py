@@ -46,7 +46,7 @@ def ddp_config(tiny_config, save_dir, batch_size, epochs=2):
                                               subset=1024)
     tiny_config["trainer"].update(save_dir=str(save_dir), epochs=epochs, tensorboard=False,
                                   deterministic=True)
-    tiny_config["optimizer"]["structure_lr"] = 0.05  # so the logits move visibly
+    tiny_config["arch"]["args"]["gate_schedule"]["lr"] = 0.05  # so the logits move visibly
     return tiny_config
 
 

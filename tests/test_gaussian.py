@@ -53,13 +53,3 @@ def test_fusion_is_finite_for_extreme_variances():
                                    torch.tensor([2.0]), torch.tensor([gaussian.LOGVAR_MAX]))
     assert torch.isfinite(mu_q).all() and torch.isfinite(logvar_q).all()
     assert torch.allclose(mu_q, torch.tensor([0.5]), atol=1e-6)
-
-
-def test_bernoulli_log_prob_is_minus_bce_and_broadcasts_over_samples():
-    import torch.nn.functional as F
-    from model.likelihoods import bernoulli_log_prob
-    logits = torch.randn(3, 4, 10) * 20  # (samples, batch, pixels), extreme values included
-    x = torch.bernoulli(torch.full((4, 10), 0.5))
-    expected = -F.binary_cross_entropy_with_logits(logits, x.expand(3, -1, -1),
-                                                   reduction="none").sum(-1)
-    assert torch.allclose(bernoulli_log_prob(logits, x), expected, atol=1e-4)

@@ -1,61 +1,65 @@
-"""GraphLSTMVAE: GraphVAE's gates and fusion with one LSTM as the top-down network."""
+"""GraphLSTMVAE: GraphVAE's gates and fusion with one LSTM as the top-down network, whose
+gates stay the structure (method.md §3)."""
+import pytest
 import torch
 
 from model import GraphLSTMVAE, GraphVAE
-from tests.test_graph_vae import SMALL, binary_batch
+from model.objective import negative_elbo
+from tests.test_graph_vae import SMALL, binary_batch, with_gates
 
 
 def lstm_model(**kwargs):
     return GraphLSTMVAE(**{**SMALL, **kwargs})
 
 
-def record_lstm_inputs(model):
-    seen = []
-    model.top_down.cell.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach()))
-    return seen
-
-
 def test_shapes_and_a_finite_loss_with_gradients_to_the_gate_logits():
     model = lstm_model()
-    x = binary_batch()
-    out = model(x)
+    out = model(binary_batch())
     assert out["x_params"].shape == (6, 20) and out["kl"].shape == (6, 4)
-    loss = (out["kl"].sum(-1) - model.log_likelihood(out["x_params"], x)).mean()
+    loss, _, _ = negative_elbo(out)
     loss.backward()
     assert torch.isfinite(loss) and model.gates.logits.grad is not None
 
 
-def test_the_lstm_walks_the_nodes_root_first_on_gated_zero_padded_parents():
+def test_each_node_reads_its_own_gated_parents_root_first_from_a_fresh_state():
     model = lstm_model(structure="full").eval()
-    seen = record_lstm_inputs(model)
+    seen = []
+    model.top_down.lstm.register_forward_hook(
+        lambda m, inp, out: seen.append((inp[0].detach(), inp[1] if len(inp) > 1 else None)))
     z = model(binary_batch())["z"]
     assert len(seen) == 3  # nodes 2, 1, 0
     for step, node in enumerate((2, 1, 0)):
-        parents = z[:, node + 1:].flatten(1)
-        expected = torch.cat([parents, torch.zeros(6, 9 - parents.shape[1])], dim=1)
-        assert torch.equal(seen[step], expected), node
+        sequence, state = seen[step]
+        assert state is None  # a fresh zero state for every node
+        assert torch.equal(sequence, z[:, node + 1:].flip(1)), node  # root first
 
 
-def test_with_all_gates_off_the_prior_depends_only_on_the_lstm_state():
-    model = lstm_model(structure="none").eval()
-    seen = record_lstm_inputs(model)
-    mu_hat, logvar_hat = model.bottom_up_estimates(binary_batch())
-    _, _, (mu_p_a, logvar_p_a) = model.posterior(mu_hat, logvar_hat, model.gates(6))
-    assert all(torch.equal(inp, torch.zeros_like(inp)) for inp in seen)
-    # Different posterior samples of the parents do not change any prior: the LSTM sees zeros,
-    # so every prior is a function of its state alone (the same for every example).
-    _, _, (mu_p_b, _) = model.posterior(mu_hat + 5.0, logvar_hat, model.gates(6))
-    assert torch.equal(mu_p_a, mu_p_b)
-    assert torch.equal(mu_p_a[:, :3], mu_p_a[:1, :3].expand(6, -1, -1))
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_dropped_edge_makes_the_prior_exactly_independent_of_that_parent(shared):
+    # Fix z1, drop z2 -> z0, redraw z2: the prior (and inference estimate) of z0 is unchanged.
+    # (An LSTM carrying its state from node to node would change it.)
+    model = lstm_model(share_top_down=shared).eval()
+    logits = [3.0] * 6
+    logits[model.gates.edges.index((2, 0))] = -3.0
+    with_gates(model, logits)
+    gates = model.gates.discrete().expand(6, -1)
+    z = list(torch.randn(6, 4, 3).unbind(1))
+    networks = [model.top_down] + ([] if shared else [model.top_down_q])
+    before = [net(0, model.gated_parents(0, z, gates)) for net in networks]
+    z[2] = torch.randn(6, 3) * 5
+    after = [net(0, model.gated_parents(0, z, gates)) for net in networks]
+    for (mu_a, logvar_a), (mu_b, logvar_b) in zip(before, after):
+        assert torch.equal(mu_a, mu_b) and torch.equal(logvar_a, logvar_b)
+    z[3] = torch.randn(6, 3) * 5  # a kept edge matters
+    assert not torch.equal(before[0][0], model.top_down(0, model.gated_parents(0, z, gates))[0])
 
 
 def test_top_down_parameters_do_not_grow_with_n_beyond_the_per_node_heads():
     def top_down_counts(n_nodes):
-        model = lstm_model(n_nodes=n_nodes, max_nodes=12, top_down_hidden=8)
-        lstm = sum(p.numel() for p in model.top_down.cell.parameters())
-        heads = model.top_down.head_weight.numel() + model.top_down.head_bias.numel()
-        total = sum(p.numel() for p in model.top_down.parameters())
-        return lstm, heads, total
+        top_down = lstm_model(n_nodes=n_nodes, top_down_hidden=8).top_down
+        lstm = sum(p.numel() for p in top_down.lstm.parameters())
+        heads = top_down.head_weight.numel() + top_down.head_bias.numel()
+        return lstm, heads, sum(p.numel() for p in top_down.parameters())
 
     small, large = top_down_counts(4), top_down_counts(10)
     assert small[0] == large[0]  # the shared LSTM

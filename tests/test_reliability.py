@@ -26,7 +26,7 @@ def train_cli(argv):
 
 def stop_at_step(monkeypatch, step):
     """Send ourselves SIGTERM during the given (1-based) training step of this process."""
-    original, count = Trainer._train_step, {"n": 0}
+    original, count = Trainer.train_step, {"n": 0}
 
     def step_then_signal(self, x):
         count["n"] += 1
@@ -34,7 +34,7 @@ def stop_at_step(monkeypatch, step):
             os.kill(os.getpid(), signal.SIGTERM)
         return original(self, x)
 
-    monkeypatch.setattr(Trainer, "_train_step", step_then_signal)
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
 
 
 def files_and_times(directory):
@@ -125,7 +125,7 @@ def test_kill_minus_nine_at_random_moments_leaves_a_loadable_checkpoint(tiny_con
 
 # -- numerical safety -----------------------------------------------------------------------
 def nan_loss_on_steps(monkeypatch, steps):
-    original, count = Trainer._train_step, {"n": 0}
+    original, count = Trainer.train_step, {"n": 0}
 
     def maybe_nan(self, x):
         count["n"] += 1
@@ -133,7 +133,7 @@ def nan_loss_on_steps(monkeypatch, steps):
             x = x * float("nan")
         return original(self, x)
 
-    monkeypatch.setattr(Trainer, "_train_step", maybe_nan)
+    monkeypatch.setattr(Trainer, "train_step", maybe_nan)
 
 
 def test_nonfinite_steps_are_skipped_and_counted(tiny_config, tmp_path, monkeypatch):
@@ -162,7 +162,7 @@ def test_too_many_nonfinite_losses_stop_with_the_last_good_state_saved(
 
 def test_extreme_inputs_give_finite_losses_across_seeds():
     from model import GraphVAE
-    from model.loss import negative_elbo
+    from model.objective import negative_elbo
     for seed in range(5):
         torch.manual_seed(seed)
         model = GraphVAE(input_dim=20, n_nodes=3, node_dim=2, encoder_hidden=[8], feature_dim=8,
@@ -171,7 +171,7 @@ def test_extreme_inputs_give_finite_losses_across_seeds():
             for p in model.parameters():
                 p.mul_(1000.0)
         x = torch.bernoulli(torch.full((16, 20), 0.5))
-        loss, _, _ = negative_elbo(model, model(x), x)
+        loss, _, _ = negative_elbo(model(x))
         assert torch.isfinite(loss), seed
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

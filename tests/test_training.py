@@ -10,9 +10,9 @@ import torch
 
 import test as test_script
 import train
+from experiment import build_loader, build_model
 from tests.conftest import REPO, write_config
-from model.loss import negative_elbo
-from utils.build import build_loader, build_model
+from trainer.evaluation import evaluate
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
 from utils.config import ConfigParser
@@ -39,8 +39,7 @@ def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(
     test_loader = build_loader(config, "test", batch_size=500, subset=2000)
 
     def test_negative_elbo(model):
-        return -test_script.evaluate(model, test_loader, negative_elbo, 0,
-                                     torch.device("cpu"))["elbo"]
+        return evaluate(model, test_loader, torch.device("cpu"))["loss"]
 
     torch.manual_seed(0)
     before = test_negative_elbo(build_model(config, 784))
@@ -53,7 +52,7 @@ def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, tmp_path):
     tiny_config["trainer"].update(deterministic=True, tensorboard=False, epochs=3)
-    tiny_config["optimizer"]["structure_lr"] = 0.01
+    tiny_config["arch"]["args"]["gate_schedule"].update(lr=0.01, freeze_epoch=2)
     straight, split = tmp_path / "straight", tmp_path / "split"
     tiny_config["trainer"]["save_dir"] = str(straight)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
@@ -81,11 +80,37 @@ def test_command_line_train_then_test_end_to_end(tiny_config, tmp_path):
     result = subprocess.run([sys.executable, "test.py", "--resume", str(checkpoint), "-k", "20",
                              "--limit", "200"], cwd=REPO, check=True, capture_output=True,
                             text=True)
-    assert "log p(x) (nats), IS K=20" in result.stdout and "z2 -> z0" in result.stdout
+    assert "log p(x) (nats), IS K=20" in result.stdout and "z2->z0" in result.stdout
     results = json.loads(checkpoint.with_name("model_best-test.json").read_text())
     assert results["n_examples"] == 200 and results["samples"] == 20
     assert results["log_likelihood"] >= results["elbo"] - 1.0
     assert len(results["kl_per_node"]) == 3 and len(results["graph"]["edges"]) == 3
+    assert len(results["active_units"]) == 3 and len(results["per_example"]["elbo"]) == 200
+
+
+def test_the_seed_changes_initialisation_order_and_binarization_but_not_the_evaluation_data(
+        tiny_config):
+    def loaders_and_model(seed):
+        config = ConfigParser(json.loads(json.dumps({**tiny_config, "seed": seed})))
+        torch.manual_seed(seed)
+        train_loader = build_loader(config, "train")
+        train_loader.set_epoch(1)
+        return (next(iter(train_loader)), next(iter(build_loader(config, "valid"))),
+                next(iter(build_loader(config, "test"))), build_model(config, 784))
+
+    first, second = loaders_and_model(0), loaders_and_model(1)
+    assert not torch.equal(first[0], second[0])  # the training batches differ
+    assert torch.equal(first[1], second[1]) and torch.equal(first[2], second[2])
+    assert not torch.equal(first[3].encoder[0].weight, second[3].encoder[0].weight)
+    # The same images in the same order, binarized afresh: only the binarization differs.
+    config = ConfigParser(json.loads(json.dumps(tiny_config)))
+    loader = build_loader(config, "train")
+    loader.set_epoch(1)
+    order = torch.tensor(list(iter(loader.sampler)))[:64]
+    fresh = loader.make_batch(order, loader.batch_generator(1))
+    again = loader.make_batch(order, loader.batch_generator(0))
+    assert not torch.equal(fresh, again)
+    assert abs(fresh.mean() - loader.intensities[order].mean()) < 0.02
 
 
 def test_resuming_with_another_architecture_is_a_clear_error(tiny_config, tmp_path, capsys):

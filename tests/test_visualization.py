@@ -1,6 +1,7 @@
 """What a researcher looks at: TensorBoard figures, graph exports, samples, the comparison."""
 import json
 import re
+import shutil
 
 import torch
 from PIL import Image
@@ -26,16 +27,18 @@ def trained_checkpoint(tiny_config, tmp_path, **trainer):
     return run_dir(tmp_path / "saved") / "model_best.pth"
 
 
-def test_tensorboard_gets_images_edge_probabilities_and_hparams(tiny_config, tmp_path):
+def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_config, tmp_path):
     trained_checkpoint(tiny_config, tmp_path, tensorboard=True)
     (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
+    assert not [p for p in log_dir.iterdir() if p.is_dir()]  # one run: no sub-runs
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
     assert {"graph", "reconstructions", "samples"} <= set(events.Tags()["images"])
     recon = events.Images("reconstructions")[-1]
     assert (recon.width, recon.height) == (2 + 16 * 30, 2 + 2 * 30)  # inputs above, recons below
-    edge_runs = {p.name for p in log_dir.glob("edge_probs_*")}
-    assert edge_runs == {"edge_probs_z1->z0", "edge_probs_z2->z0", "edge_probs_z2->z1"}
+    scalars = set(events.Tags()["scalars"])
+    assert {"loss/train", "loss/valid", "recon/train", "kl/valid", "kl/z0", "active_units/z2",
+            "edge_prob/z1->z0", "edge_prob/z2->z0", "edge_prob/z2->z1", "schedule/tau"} <= scalars
     plugins = EventAccumulator(str(log_dir))
     plugins.Reload()
     assert plugins.PluginTagToContent("hparams")  # the HParams tab has the run
@@ -58,6 +61,7 @@ def test_test_script_exports_the_discrete_graph_as_json_and_dot(tiny_config, tmp
     kept = {(e["src"], e["dst"]): e["kept"] for e in graph["edges"]}
     assert kept == {(1, 0): True, (2, 0): False, (2, 1): True}
     assert [round(e["prob"], 3) for e in graph["edges"]] == [0.881, 0.119, 0.622]
+    assert graph["edges_dropped"] == 1
     dot = parse_dot_edges(checkpoint.with_name("graph.dot").read_text())
     assert dot == {edge: "solid" if on else "dashed" for edge, on in kept.items()}
 
@@ -85,6 +89,7 @@ def test_sample_script_rebuilds_the_model_from_the_width_its_checkpoint_records(
     assert checkpoint["input_dim"] == 784
     args = checkpoint["config"]["arch"]["args"]
     small = GraphVAE(input_dim=256, **args)
+    assert sample.as_images(small, small.sample_prior(2)[0]).shape == (2, 1, 16, 16)
     checkpoint.update(input_dim=256, state_dict=small.state_dict())
     atomic_save(checkpoint, checkpoint_path)
     out = tmp_path / "small.png"
@@ -105,24 +110,32 @@ def test_a_traversal_changes_only_the_chosen_node():
     assert not torch.equal(z[:, 1], fixed[:, 1])
 
 
-def test_reproduce_trains_evaluates_tabulates_and_does_not_retrain(tmp_path, capsys):
-    argv = ["--epochs", "1", "-k", "3", "--test-limit", "40", "--out", str(tmp_path / "out"),
+def test_reproduce_trains_evaluates_tabulates_and_never_trains_a_finished_run_again(
+        tmp_path, capsys):
+    argv = ["--epochs", "1", "--seeds", "0", "1", "-k", "3", "--test-limit", "40",
+            "--out", str(tmp_path / "out"), "--results", str(tmp_path / "results"),
             "--set", f"data_loader.args.data_dir={DATA_DIR}", "data_loader.args.subset=256",
             "data_loader.args.validation_size=500", *TINY_ARCH]
     assert run_cli(lambda: reproduce.main(argv)) == 0
-    out = tmp_path / "out" / "fashion_mnist"
-    table = (out / "results.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ")][2:]  # after header
-    assert [r.split("|")[1].strip() for r in rows] == ["VAE", "Ladder VAE", "FC-VAE", "GraphVAE"]
-    results = json.loads((out / "results.json").read_text())
-    for runs in results["runs"].values():
-        assert runs[0]["test"]["n_examples"] == 40 and runs[0]["epochs"] == 1
-        assert runs[0]["test"]["log_likelihood"] is not None
-    assert Image.open(out / "curves.png").size[0] > 400
-
-    outputs = lambda: {p: p.stat().st_mtime_ns for p in out.glob("models/*/*/*.*")}  # noqa: E731
-    before = outputs()
+    results = tmp_path / "results"
+    table = (results / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    names = [r.split("|")[1].strip() for r in rows]
+    assert names[2:7] == ["VAE", "Ladder VAE", "FC-VAE", "Gate-noise control", "GraphVAE"]
+    summary = json.loads((results / "results.json").read_text())
+    assert summary["rows"][0]["seeds"] == 2 and len(summary["edges"]) == 10
+    run = json.loads((results / "runs" / "graph_vae_seed1.json").read_text())
+    assert run["test"]["n_examples"] == 40 and run["epochs"] == 1
+    assert run["settings"]["overrides"] and "per_example" not in run["test"]
+    assert Image.open(results / "curves.png").size[0] > 400
+    assert (results / "graph_seed0.png").is_file()
+    # Without any checkpoint, the table is rebuilt from the results files alone.
+    shutil.rmtree(tmp_path / "out")
     capsys.readouterr()
     assert run_cli(lambda: reproduce.main(argv)) == 0
-    assert capsys.readouterr().out.count("finished already: not retrained") == 4
-    assert outputs() == before  # no checkpoint retrained, no evaluation redone
+    assert "to train" not in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+    assert (results / "results.md").read_text() == table
+    # Other settings never mix with these results.
+    assert run_cli(lambda: reproduce.main(argv[:1] + ["2"] + argv[2:])) == 2
+    assert "other settings" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import torch
 
 from utils.errors import CheckpointError
 
-REQUIRED_KEYS = ("arch", "epoch", "state_dict", "config")
+REQUIRED_KEYS = ("arch", "epoch", "state_dict", "config", "input_dim")
 
 
 def atomic_save(obj, path):

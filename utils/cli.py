@@ -1,4 +1,7 @@
-"""Command-line options shared by the entry points, and their one-line error reporting."""
+"""Command-line options of the entry points, and their one-line error reporting.
+
+Each script asks for the flags it uses (add_flags), so its --help offers nothing it ignores.
+"""
 import argparse
 import os
 import sys
@@ -8,8 +11,8 @@ from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
 from utils.errors import ConfigError, UserError
 
-# Short flags for the keys people change most; any key can be set with --set.
-SHORT_FLAGS = {
+# Flags that set a config key; any key can be set with --set.
+CONFIG_FLAGS = {
     "--lr": ("optimizer.args.lr", float),
     "--bs": ("data_loader.args.batch_size", int),
     "--epochs": ("trainer.epochs", int),
@@ -20,19 +23,29 @@ SHORT_FLAGS = {
 }
 
 
-def base_parser(description):
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="config file (JSON)")
-    parser.add_argument("-r", "--resume", help="checkpoint to resume from / evaluate")
-    parser.add_argument("-d", "--device",
-                        help="GPUs to use, e.g. 0,1 (CUDA_VISIBLE_DEVICES; several start one "
-                             "DDP worker each), or cpu")
-    parser.add_argument("--run-id", help="name of a new run's directory (default: date_time)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set trainer.epochs=3 arch.args.n_nodes=4")
-    for flag, (key, kind) in SHORT_FLAGS.items():
-        parser.add_argument(flag, type=kind, help=f"sets {key}")
+def parser(description):
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_flags(parser, *flags):
+    """The common options a script uses: -c, -r, -d, --set, --run-id and CONFIG_FLAGS names."""
+    helps = {
+        "-c": ("--config", "config file (JSON)"),
+        "-r": ("--resume", "checkpoint to resume from / evaluate"),
+        "-d": ("--device", "'cpu', or the GPUs to use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES)"),
+        "--run-id": (None, "name of a new run's directory (default: date_time)"),
+    }
+    for flag in flags:
+        if flag == "--set":
+            parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                                help="override config keys, e.g. --set trainer.epochs=3")
+        elif flag in CONFIG_FLAGS:
+            key, kind = CONFIG_FLAGS[flag]
+            parser.add_argument(flag, type=kind, help=f"sets {key}")
+        else:
+            long, text = helps[flag]
+            parser.add_argument(*[f for f in (flag, long) if f], help=text)
     return parser
 
 
@@ -42,27 +55,29 @@ def load_run_config(args):
     Resuming continues the checkpoint's run: its config is taken from the checkpoint (or from
     -c when given, e.g. to fine-tune) and the run directory is the checkpoint's.
     """
-    if args.device is not None and args.device.lower() != "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.device
+    device = getattr(args, "device", None)
+    if device is not None and device.lower() != "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
     checkpoint, run_dir = None, None
-    if args.resume:
-        checkpoint = load_checkpoint(args.resume)
-        run_dir = Path(args.resume).parent
-    if args.config:
+    resume = getattr(args, "resume", None)
+    if resume:
+        checkpoint = load_checkpoint(resume)
+        run_dir = Path(resume).parent
+    if getattr(args, "config", None):
         config = load_json(args.config)
     elif checkpoint is not None:
         config = checkpoint["config"]
     else:
         raise ConfigError("give a config with -c config.json, or a checkpoint with --resume")
-    for flag, (key, _) in SHORT_FLAGS.items():
-        value = getattr(args, flag[2:].replace("-", "_"))
+    for flag, (key, _) in CONFIG_FLAGS.items():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is not None:
             set_by_path(config, key, value)
-    config = apply_overrides(config, args.set)
-    if args.device is not None and args.device.lower() != "cpu":
-        config["n_gpu"] = len(args.device.split(","))  # --device 0,1 means: use those GPUs
+    config = apply_overrides(config, getattr(args, "set", []))
+    if device is not None and device.lower() != "cpu":
+        config["n_gpu"] = len(device.split(","))  # --device 0,1 means: use those GPUs
     parsed = ConfigParser(config, run_dir=run_dir)
-    if args.run_id and checkpoint is None:
+    if getattr(args, "run_id", None) and checkpoint is None:
         parsed.name_run(args.run_id)
     return parsed, checkpoint
 

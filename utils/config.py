@@ -4,6 +4,7 @@ Every section is checked against what the code accepts, so that a typo, an unkno
 value of the wrong type stops the run with one line naming the key (ConfigError), before any
 directory is created or any data is loaded.
 """
+import copy
 import difflib
 import inspect
 import json
@@ -14,7 +15,7 @@ from utils.errors import ConfigError
 
 OBJECT = "object"  # a section {"type": ..., "args": {...}} built by type name
 
-# key: (accepted types, default); a default of ConfigError-raising `REQUIRED` must be given.
+# key: (accepted types, default). These are the defaults: a config states only what differs.
 REQUIRED = object()
 TOP_LEVEL = {
     "name": ((str,), REQUIRED),
@@ -22,9 +23,8 @@ TOP_LEVEL = {
     "seed": ((int,), 0),
     "arch": (OBJECT, REQUIRED),
     "data_loader": (OBJECT, REQUIRED),
-    "optimizer": (OBJECT, REQUIRED),
+    "optimizer": (OBJECT, {"type": "Adam", "args": {"lr": 3e-4}}),
     "lr_scheduler": (OBJECT, None),
-    "loss": ((str,), "negative_elbo"),
     "trainer": ((dict,), {}),
 }
 TRAINER = {
@@ -36,22 +36,23 @@ TRAINER = {
     "early_stop": ((int,), 0),
     "tensorboard": ((bool,), True),
     "deterministic": ((bool,), False),
-    "temperature": ((dict,), {}),
-    "freeze_graph_epoch": ((int, type(None)), None),
     "checkpoint_every_steps": ((int, type(None)), None),
     "max_nonfinite_steps": ((int,), 10),
     "tbptt_steps": ((int, type(None)), None),
     "kl_warmup_epochs": ((int,), 0),
+    "free_bits": ((float,), 0.0),
     "amp": ((bool,), False),
     "sync_batchnorm": ((bool,), True),
     "compile": ((bool,), False),
 }
-TEMPERATURE = {
-    "init": ((float,), 1.0),
-    "rate": ((float,), 0.999),
-    "floor": ((float,), 0.05),
+# Keys of older configs, and where their settings live now.
+MOVED = {
+    "loss": "nowhere: every model has the one objective (remove the key)",
+    "trainer.temperature": "arch.args.gate_schedule (tau_init, tau_rate or anneal_epochs, tau_floor)",
+    "trainer.freeze_graph_epoch": "arch.args.gate_schedule.freeze_epoch",
+    "optimizer.structure_lr": "arch.args.gate_schedule.lr",
+    "data_loader.args.seed": "the top-level 'seed' (the run's) and data_loader.args.split_seed (the split's)",
 }
-OPTIMIZER_EXTRA = {"structure_lr": ((float, type(None)), None)}
 
 
 def describe_type(types):
@@ -71,6 +72,8 @@ def type_ok(value, types):
 
 
 def unknown_key_error(key, where, valid):
+    if where + key in MOVED:
+        return ConfigError(f"'{where}{key}' has moved to {MOVED[where + key]}")
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else f" (valid keys: {', '.join(valid)})"
     return ConfigError(f"unknown key '{where}{key}'{hint}")
@@ -103,14 +106,12 @@ def check_object_shape(value, where):
         return None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ConfigError(f"'{where}' must be an object with a \"type\" name and \"args\"")
-    extra = OPTIMIZER_EXTRA if where == "optimizer" else {}
     for key in value:
-        if key not in ("type", "args", *extra):
-            raise unknown_key_error(key, where + ".", ("type", "args", *extra))
+        if key not in ("type", "args"):
+            raise unknown_key_error(key, where + ".", ("type", "args"))
     if not isinstance(value.get("args", {}), dict):
         raise ConfigError(f"'{where}.args' must be an object")
-    return {"args": {}, **apply_schema({k: v for k, v in value.items() if k in extra},
-                                        extra, where + "."), **value}
+    return {"args": {}, **value}
 
 
 def validate(config):
@@ -119,8 +120,6 @@ def validate(config):
         raise ConfigError("the config must be a JSON object")
     config = apply_schema(config, TOP_LEVEL, "")
     config["trainer"] = apply_schema(config["trainer"], TRAINER, "trainer.")
-    config["trainer"]["temperature"] = apply_schema(config["trainer"]["temperature"],
-                                                    TEMPERATURE, "trainer.temperature.")
     return config
 
 
@@ -162,14 +161,16 @@ def parse_value(text):
 
 
 def set_by_path(config, dotted_key, value):
-    """config['a']['b']['c'] = value for 'a.b.c'; the type must match an existing value."""
+    """config['a']['b']['c'] = value for 'a.b.c'; the type must match an existing value.
+    A section the config leaves out starts from its default (e.g. the default optimizer)."""
     *parents, last = dotted_key.split(".")
     node = config
     for k, key in enumerate(parents):
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set '{dotted_key}': '{'.'.join(parents[:k])}' "
                               f"is not an object")
-        node = node.setdefault(key, {})
+        default = TOP_LEVEL.get(key, (None, None))[1] if k == 0 else None
+        node = node.setdefault(key, copy.deepcopy(default) if isinstance(default, dict) else {})
     if not isinstance(node, dict):
         raise ConfigError(f"cannot set '{dotted_key}': '{'.'.join(parents)}' is not an object")
     old = node.get(last)
@@ -187,6 +188,11 @@ def apply_overrides(config, assignments):
             raise ConfigError(f"override '{assignment}' must look like key.path=value")
         set_by_path(config, key, parse_value(text))
     return config
+
+
+# Constructor arguments the program sets (never the config): the data width, the split, the
+# run's seed and the process's shard.
+PROGRAM_SET = ("input_dim", "split", "seed", "num_replicas", "rank")
 
 
 class ConfigParser:
@@ -255,12 +261,13 @@ class ConfigParser:
         cfg_args = {**self.config[section]["args"], **(overrides or {})}
         parameters, takes_any = accepted_parameters(factory)
         for key, value in cfg_args.items():
-            if key in kwargs:
+            if key in kwargs and f"{section}.args.{key}" not in MOVED:
                 raise ConfigError(f"'{section}.args.{key}' is set by the program; remove it")
-            if key not in parameters:
-                if takes_any:
+            if key not in parameters or key in PROGRAM_SET:
+                if takes_any and key not in PROGRAM_SET:
                     continue
-                raise unknown_key_error(key, f"{section}.args.", list(parameters))
+                raise unknown_key_error(key, f"{section}.args.",
+                                        [p for p in parameters if p not in PROGRAM_SET])
             default = parameters[key].default
             if default not in (None, inspect.Parameter.empty) and not type_ok(value, (type(default),)):
                 raise ConfigError(f"'{section}.args.{key}' must be "

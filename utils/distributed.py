@@ -3,8 +3,8 @@
 One process per device; each sees its shard of every epoch (DistributedSampler, inside the
 data loaders), gradients are averaged by DistributedDataParallel, metric sums are added up
 across processes, and only rank 0 writes logs, TensorBoard and checkpoints.
-All ranks are seeded alike, so their random streams stay in step: a checkpoint's RNG state
-(rank 0's) resumes every rank exactly.
+Each rank draws its own noise (its seed is derived from the run's seed and its rank) and a
+checkpoint holds every rank's random state, so a resume with as many processes is exact.
 """
 import os
 
@@ -53,6 +53,15 @@ def broadcast(obj):
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def gather(obj):
+    """[obj of rank 0, obj of rank 1, ...] on every rank (a list of one outside DDP)."""
+    if not active():
+        return [obj]
+    objects = [None] * world()[1]
+    dist.all_gather_object(objects, obj)
+    return objects
 
 
 def all_true(flag, device):

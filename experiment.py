@@ -1,0 +1,101 @@
+"""Building a run from a config: the one place that turns a validated config into data loaders,
+a model, an optimiser and a trainer. train.py, test.py, sample.py, reproduce.py and every
+bench script build through here.
+"""
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+import data_loader.data_loaders as module_data
+import model as module_arch
+from trainer import Trainer
+from utils import distributed
+from utils.checkpoint import restore_model
+
+# Optimizers whose single-kernel (fused) implementation is used unless the config chooses
+# (optimizer.args.fused / foreach). On a CPU the default for-loop Adam costs ~9 ms a step on
+# the paper-sized model (a dozen small kernels per parameter tensor); fused Adam ~2 ms.
+FUSED_BY_DEFAULT = ("Adam", "AdamW")
+
+
+def seed_everything(config):
+    """The run's seed drives initialisation and every random draw of training (gates,
+    reparameterisation); with several processes each rank draws its own noise from it."""
+    rank = distributed.world()[0]
+    torch.manual_seed(config["seed"] + 1_000_003 * rank)
+    if config["trainer"]["deterministic"]:
+        torch.use_deterministic_algorithms(True)
+
+
+def prepare_device(n_gpu, local_rank=0):
+    """This process's GPU (cuda:local_rank) when n_gpu > 0 and one is there, else the CPU
+    (with a warning if a GPU was asked for)."""
+    available = torch.cuda.device_count()
+    if n_gpu > 0 and available == 0:
+        print("warning: n_gpu > 0 but no GPU is available; training on the CPU")
+    return torch.device(f"cuda:{local_rank}" if n_gpu > 0 and available > 0 else "cpu")
+
+
+def build_loader(config, split, sharded=False, **overrides):
+    """The data loader of one split; the run's seed orders it; overrides replace config args
+    (e.g. batch_size, subset). sharded: this process's shard under DDP."""
+    rank, world_size, _ = distributed.world() if sharded else (0, 1, 0)
+    return config.init_obj("data_loader", module_data, split=split, seed=config["seed"],
+                           num_replicas=world_size, rank=rank, overrides=overrides)
+
+
+def build_model(config, input_dim, device="cpu"):
+    return config.init_obj("arch", module_arch, input_dim=input_dim).to(device)
+
+
+def load_model(config, checkpoint, path, device="cpu"):
+    """The checkpoint's model in evaluation mode, rebuilt from the data width it records."""
+    model = build_model(config, checkpoint["input_dim"])
+    restore_model(model, checkpoint, path)
+    return model.to(device).eval()
+
+
+def build_optimizer(config, model):
+    """The configured torch.optim optimizer over the model's parameter groups (the structure
+    logits with their own rate if the gate schedule gives one), and the scheduler."""
+    args = config["optimizer"]["args"]
+    overrides = {}
+    if config["optimizer"]["type"] in FUSED_BY_DEFAULT and "fused" not in args \
+            and "foreach" not in args and fused_supported(model):
+        overrides["fused"] = True
+    optimizer = config.init_obj("optimizer", torch.optim, model.parameter_groups(),
+                                overrides=overrides)
+    scheduler = None
+    if config["lr_scheduler"] is not None:
+        scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
+    return optimizer, scheduler
+
+
+def fused_supported(model):
+    """Fused Adam takes floating-point parameters on the CPU or a CUDA device."""
+    return all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+               for p in model.parameters())
+
+
+def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
+    """Everything a training run needs, in this process (one of several under torchrun):
+    sharded loaders, the model on its device (wrapped for DDP), optimiser, scheduler, and the
+    trainer, resumed from checkpoint when given. Nothing is written yet."""
+    _, world_size, local_rank = distributed.init(gpu=config["n_gpu"] > 0)
+    seed_everything(config)
+    train_loader = build_loader(config, "train", sharded=True)
+    valid_loader = build_loader(config, "valid", sharded=True) if validate else None
+    device = prepare_device(config["n_gpu"], local_rank)
+    model = build_model(config, train_loader.input_dim, device)
+    train_forward = None
+    if world_size > 1:
+        if device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_forward = DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None,
+            find_unused_parameters=model.may_leave_parameters_unused)
+    optimizer, lr_scheduler = build_optimizer(config, model)
+    trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,
+                      lr_scheduler, train_forward=train_forward)
+    if checkpoint is not None:
+        trainer.resume(checkpoint, resume_path)
+    return trainer

@@ -1,0 +1,70 @@
+"""The contract every model keeps, so that one objective and one evaluation loop serve them all.
+
+`model(batch, n_samples=1)` draws n_samples latent samples for every example and returns a
+dict of tensors with one row per (sample, example), sample-major (row s * B + b):
+
+  log_px          (R,)       log p(x | z) of the sampled z
+  kl              (R, N)     the KL of every node, in closed form given its sampled parents
+  log_ratio       (R,)       log p(z) - log q(z | x) of the sampled z (importance weights)
+  units           (R,)       what the example's numbers are per: 1 for an image, its number
+                             of valid steps for a sequence
+  posterior_mean  (P, N, d)  E_q[z | x] of every data point (image or valid step), averaged
+                             over the n_samples draws of the parents (active units)
+
+The ELBO of a row is log_px - kl.sum(-1) (model/objective.py); the importance-sampled
+log-likelihood uses log_px + log_ratio (model/metrics.py).
+
+Models with learned structure hold EdgeGates modules; the gates own their schedule, so the
+trainer only calls start_epoch(epoch) and optimises parameter_groups(lr).
+"""
+from torch import nn
+
+from model.edge_gates import EdgeGates
+
+
+class BaseModel(nn.Module):
+    def forward(self, batch, n_samples=1):
+        raise NotImplementedError
+
+    def gate_sets(self):
+        """{name: EdgeGates} of every set of edge gates in the model."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, EdgeGates)}
+
+    def start_epoch(self, epoch):
+        """Set every gate set's temperature for `epoch` (and freeze it when its schedule says
+        so); returns what changed, as messages for the log."""
+        messages = []
+        for name, gates in self.gate_sets().items():
+            message = gates.start_epoch(epoch)
+            if message:
+                messages.append(f"{name}: {message}")
+        return messages
+
+    def parameter_groups(self):
+        """The network weights, and the structure logits with their own rate where the gate
+        schedule gives one (torch.optim parameter groups; the first takes the optimiser's)."""
+        groups, structure = [], set()
+        for gates in self.gate_sets().values():
+            if gates.schedule.lr is not None and gates.structure_parameters():
+                groups.append({"params": gates.structure_parameters(), "lr": gates.schedule.lr})
+                structure.update(id(p) for p in gates.structure_parameters())
+        network = [p for p in self.parameters() if id(p) not in structure]
+        return [{"params": network}] + groups
+
+    @property
+    def may_leave_parameters_unused(self):
+        """Whether a training step can leave parameters without a gradient (a frozen graph's
+        logits): DistributedDataParallel must then look for unused parameters."""
+        return any(g.learned and g.schedule.freeze_epoch is not None
+                   for g in self.gate_sets().values())
+
+    def edge_probs(self):
+        """{edge name: probability} over every gate set (names say which set)."""
+        return {name: p for gates in self.gate_sets().values()
+                for name, p in gates.named_probs().items()}
+
+    def n_parameters(self):
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def __str__(self):
+        return f"{super().__str__()}\nTrainable parameters: {self.n_parameters():,}"

@@ -1,0 +1,26 @@
+"""The one objective: the negative ELBO, -E_q[log p(x|z)] + sum_i KL_i, per unit of data.
+
+A unit is an image, or a valid step of a sequence (the model's `units`). Two training-only
+options change the objective but never the reported terms (method.md §5):
+  kl_weight  KL warm-up: the KL term weighted by a number rising from 0 to 1;
+  free_bits  per node: the objective uses max(free_bits, KL_i), KL_i averaged over the batch
+             (Kingma et al., 2016), so nothing pushes a node's KL below free_bits.
+"""
+
+
+def negative_elbo(output, kl_weight=1.0, free_bits=0.0):
+    """(training objective, reported terms, count) of a model output (model/base_model.py).
+
+    terms: loss (-ELBO), recon (-log p(x|z)), kl (sum over nodes), kl_per_node (N,), all per
+    unit; count: the number of units they are means over (the weight for running sums).
+    Everything stays on the device (no synchronisation).
+    """
+    count = output["units"].sum()
+    recon = -output["log_px"].sum() / count
+    kl_per_node = output["kl"].sum(0) / count
+    kl = kl_per_node.sum()
+    kl_trained = kl_per_node.clamp_min(free_bits).sum() if free_bits else kl
+    objective = recon + kl_weight * kl_trained
+    terms = {"loss": (recon + kl).detach(), "recon": recon.detach(), "kl": kl.detach(),
+             "kl_per_node": kl_per_node.detach()}
+    return objective, terms, count.detach()

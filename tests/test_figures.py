@@ -1,0 +1,93 @@
+"""Figures and exports: the graph as a matplotlib figure and as DOT, curves, sequences, and
+the statistics and table reproduce.py reports."""
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import reproduce
+from logger.figures import graph_figure, graph_to_dot, save_curves, save_sequences
+
+
+@pytest.fixture
+def graph():
+    """Five nodes, node 4 the root, every higher -> lower edge; some kept, some dropped."""
+    probs = {(4, 3): 0.97, (4, 2): 0.88, (4, 1): 0.12, (4, 0): 0.55, (3, 2): 0.71,
+             (3, 1): 0.93, (3, 0): 0.08, (2, 1): 0.45, (2, 0): 0.99, (1, 0): 0.62}
+    return {"nodes": [{"id": i, "dims": 16, "root": i == 4} for i in range(5)],
+            "edges": [{"src": s, "dst": d, "name": f"z{s}->z{d}", "prob": p, "kept": p > 0.5}
+                      for (s, d), p in probs.items()], "structure": "learned"}
+
+
+EDGE_RE = re.compile(r'^\s*z(\d+) -> z(\d+) \[label="([0-9.]+)", style=(\w+), penwidth=([0-9.]+)\];$')
+
+
+def test_dot_lists_every_edge_once_with_its_style_and_a_width_growing_with_prob(graph):
+    text = graph_to_dot(graph)
+    edges = [m.groups() for m in map(EDGE_RE.match, text.splitlines()) if m]
+    by_pair = {(int(s), int(d)): (float(label), style, float(pw)) for s, d, label, style, pw in edges}
+    assert len(by_pair) == len(edges) == len(graph["edges"])
+    for edge in graph["edges"]:
+        label, style, _ = by_pair[(edge["src"], edge["dst"])]
+        assert label == round(edge["prob"], 2) and (style == "dashed") == (not edge["kept"])
+    widths = [pw for _, _, pw in sorted(by_pair.values())]
+    assert widths == sorted(widths)
+    assert text.count("doublecircle") == 1 and text.count("shape=circle") == 4
+
+
+def test_dot_renders_with_graphviz_when_installed(graph, tmp_path):
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz `dot` is not installed")
+    path = tmp_path / "graph.dot"
+    path.write_text(graph_to_dot(graph))
+    result = subprocess.run(["dot", "-Tplain", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.count("\nedge ") == len(graph["edges"])
+
+
+def test_the_graph_figure_draws_every_edge_dropped_ones_dashed(graph):
+    figure = graph_figure(graph)
+    arrows = [a.arrow_patch for a in figure.axes[0].texts if getattr(a, "arrow_patch", None)]
+    assert len(arrows) == len(graph["edges"])
+    dashed = sum(a.get_linestyle() not in ("-", "solid") for a in arrows)
+    assert dashed == sum(not e["kept"] for e in graph["edges"])
+    widths = {e["name"]: a.get_linewidth() for e, a in zip(graph["edges"], arrows)}
+    assert widths["z2->z0"] > widths["z3->z0"]  # p 0.99 against 0.08
+
+
+def test_curves_and_sequences_are_written_as_pngs(tmp_path):
+    save_curves([{"curves": {"a": [(1, 2.0), (2, 1.0)], "b": [(1, 3.0), (2, float("nan"))]},
+                  "title": "t"}, {"curves": {"c": [(1, 1.0)]}}], tmp_path / "curves.png")
+    strokes = np.zeros((4, 30, 3), dtype=np.float32)
+    strokes[..., 1:] = np.random.default_rng(0).normal(size=(4, 30, 2))
+    strokes[:, 10, 0] = 1.0
+    save_sequences(strokes, "strokes", tmp_path / "strokes.png")
+    save_sequences(np.random.default_rng(0).random((2, 40, 88)) > 0.9, "piano",
+                   tmp_path / "rolls.png")
+    for name in ("curves", "strokes", "rolls"):
+        assert Image.open(tmp_path / f"{name}.png").size[0] > 200
+
+
+def test_paired_differences_are_per_image_differences_averaged_over_seeds():
+    rng = np.random.default_rng(0)
+    base = [{"seed": s, "per_example": {"log_likelihood": rng.normal(-240, 80, 500)}} for s in (0, 1)]
+    # The other model is 0.5 nats better on every image, plus small per-image noise.
+    other = [{"seed": r["seed"], "per_example": {"log_likelihood": r["per_example"]["log_likelihood"]
+                                                 + 0.5 + rng.normal(0, 0.1, 500)}} for r in base]
+    mean, se, per_seed = reproduce.paired_difference(other, base)
+    diffs = np.mean([o["per_example"]["log_likelihood"] - b["per_example"]["log_likelihood"]
+                     for o, b in zip(other, base)], axis=0)
+    assert mean == pytest.approx(diffs.mean()) and mean == pytest.approx(0.5, abs=0.02)
+    assert se == pytest.approx(diffs.std(ddof=1) / np.sqrt(500))
+    assert se < 0.01  # pairing removes the 80-nat spread between images
+    assert len(per_seed) == 2
+
+
+def test_markdown_table_lines_up():
+    table = reproduce.markdown_table([{"Model": "VAE", "log p(x)": "-1.00"},
+                                      {"Model": "GraphVAE", "log p(x)": "-0.50 ± 0.10"}])
+    lines = table.splitlines()
+    assert lines[0].startswith("| Model ") and set(lines[1]) <= {"|", "-", " "}
+    assert len({len(line) for line in lines}) == 1
