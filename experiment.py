@@ -26,13 +26,9 @@ def seed_everything(config):
         torch.use_deterministic_algorithms(True)
 
 
-def prepare_device(n_gpu, local_rank=0):
-    """This process's GPU (cuda:local_rank) when n_gpu > 0 and one is there, else the CPU
-    (with a warning if a GPU was asked for)."""
-    available = torch.cuda.device_count()
-    if n_gpu > 0 and available == 0:
-        print("warning: n_gpu > 0 but no GPU is available; training on the CPU")
-    return torch.device(f"cuda:{local_rank}" if n_gpu > 0 and available > 0 else "cpu")
+def prepare_device(config):
+    """This process's device from the config's n_gpu (utils/distributed.uses_gpu)."""
+    return distributed.local_device(distributed.uses_gpu(config["n_gpu"]))
 
 
 def build_loader(config, split, sharded=False, **overrides):
@@ -80,18 +76,19 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     """Everything a training run needs, in this process (one of several under torchrun):
     sharded loaders, the model on its device (wrapped for DDP), optimiser, scheduler, and the
     trainer, resumed from checkpoint when given. Nothing is written yet."""
-    _, world_size, local_rank = distributed.init(gpu=config["n_gpu"] > 0)
+    gpu = distributed.uses_gpu(config["n_gpu"])
+    world_size = distributed.init(gpu)[1]
     seed_everything(config)
-    train_loader = build_loader(config, "train", sharded=True)
-    valid_loader = build_loader(config, "valid", sharded=True) if validate else None
-    device = prepare_device(config["n_gpu"], local_rank)
+    device = distributed.local_device(gpu)
+    train_loader = build_loader(config, "train", sharded=True).to(device)
+    valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
     model = build_model(config, train_loader.input_dim, device)
     train_forward = None
     if world_size > 1:
         if device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         train_forward = DistributedDataParallel(
-            model, device_ids=[local_rank] if device.type == "cuda" else None,
+            model, device_ids=[device] if device.type == "cuda" else None,
             find_unused_parameters=model.may_leave_parameters_unused)
     optimizer, lr_scheduler = build_optimizer(config, model)
     trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,

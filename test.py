@@ -32,8 +32,8 @@ def parse_args(argv):
 def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, limit=None):
     """Test results of a checkpoint (a dict, as test.py writes it)."""
     torch.manual_seed(config["seed"])
-    loader = build_loader(config, "test", batch_size=batch_size)
-    device = prepare_device(config["n_gpu"])
+    device = prepare_device(config)
+    loader = build_loader(config, "test", batch_size=batch_size).to(device)
     model = load_model(config, checkpoint, path, device)
     start = time.perf_counter()
     results = evaluate(model, loader, device, n_samples, limit, per_example=True, progress=True)

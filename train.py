@@ -3,6 +3,7 @@
 Several processes (DDP): torchrun --nproc_per_node=N train.py -c config.json, or on a GPU
 machine python train.py --device 0,1 -c config.json, which starts torchrun's workers itself.
 """
+import signal
 import subprocess
 import sys
 
@@ -45,10 +46,19 @@ def train(config, checkpoint=None, resume_path=None):
 
 
 def launch_workers(devices, argv):
-    """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun."""
+    """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun.
+    SIGINT and SIGTERM are passed on to torchrun (which passes them to its workers) and this
+    process waits for all of them, so a stop saves the run's checkpoint once."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={len(devices.split(','))}", __file__, *argv]
-    return subprocess.call(command)
+    launcher = subprocess.Popen(command, start_new_session=True)  # signals come from here only
+    forward = lambda signum, frame: launcher.send_signal(signum)  # noqa: E731
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return launcher.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

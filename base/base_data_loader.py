@@ -21,34 +21,50 @@ class _IndexOnlyDataset:
 class BaseDataLoader:
     """Yields `make_batch(indices, generator)` for consecutive slices of the epoch's order.
 
-    Sharding across ranks uses torch's own DistributedSampler, so a torchrun job sees exactly
-    the split DDP users expect; a single process is the case num_replicas=1, rank=0.
+    Training shards across ranks with torch's own DistributedSampler, so a torchrun job sees
+    exactly the split DDP users expect (every rank the same number of examples, padded with
+    repeats); evaluation (shuffle=False) shards without padding, rank k taking examples
+    k, k + N, ..., so that no example is counted twice. One process is num_replicas=1, rank=0.
     """
 
     def __init__(self, n_items, batch_size, shuffle=True, seed=0, drop_last=False,
                  num_replicas=1, rank=0):
         if n_items <= 0:
             raise ValueError("the dataset is empty")
+        self.n_items, self.num_replicas, self.rank = n_items, num_replicas, rank
         self.batch_size = batch_size
         self.seed = seed
         self.drop_last = drop_last
-        self.rank = rank
         self.epoch = 0
-        self.sampler = DistributedSampler(_IndexOnlyDataset(n_items), num_replicas=num_replicas,
-                                          rank=rank, shuffle=shuffle, seed=seed,
-                                          drop_last=drop_last)
+        self.device = torch.device("cpu")  # where batches are made (see to())
+        self.sampler = DistributedSampler(
+            _IndexOnlyDataset(n_items), num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+            seed=seed, drop_last=drop_last) if shuffle else None
+
+    def to(self, device):
+        """Make batches on device where the data can live there (subclasses); else a no-op."""
+        return self
 
     def set_epoch(self, epoch):
         self.epoch = epoch
-        self.sampler.set_epoch(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+
+    def epoch_order(self):
+        """This rank's example indices for the current epoch, in order."""
+        if self.sampler is not None:
+            return list(iter(self.sampler))
+        return list(range(self.rank, self.n_items, self.num_replicas))
 
     def __len__(self):
-        n = self.sampler.num_samples
+        n = self.sampler.num_samples if self.sampler is not None \
+            else len(range(self.rank, self.n_items, self.num_replicas))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def batch_generator(self, batch_index):
-        """A generator whose state depends only on (seed, epoch, batch, rank)."""
-        generator = torch.Generator()
+        """A generator on the batches' device whose state depends only on (seed, epoch,
+        batch, rank)."""
+        generator = torch.Generator(device=self.device)
         mixed = hash((self.seed, self.epoch, batch_index, self.rank)) & 0x7FFF_FFFF_FFFF_FFFF
         generator.manual_seed(mixed)
         return generator
@@ -58,7 +74,7 @@ class BaseDataLoader:
 
     def iter_from(self, first_batch):
         """Iterate the current epoch starting at batch `first_batch` (for mid-epoch resume)."""
-        order = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+        order = torch.tensor(self.epoch_order(), dtype=torch.long, device=self.device)
         for b in range(first_batch, len(self)):
             indices = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.make_batch(indices, self.batch_generator(b))

@@ -70,6 +70,7 @@ class BaseTrainer:
             self._epoch_loop()
             self._write_hparams()
         except StopRequested:
+            distributed.barrier()  # no rank leaves before rank 0 has written the checkpoint
             self.logger.info(f"Stopped on request; checkpoint saved. Resume with:\n"
                              f"    python train.py --resume {self.latest_checkpoint}")
         finally:
@@ -114,12 +115,17 @@ class BaseTrainer:
         self.writer.add_hparams(hparams, metrics, run_name=".")
 
     def _request_stop(self, signum, frame):
-        if self.stop_requested:  # a second signal: stop now, the usual way
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
+        """One stop request, however many signals arrive (a cluster's scheduler and torchrun
+        may each send SIGTERM to every process). Only a second Ctrl-C in an interactive,
+        single-process run stops at once."""
+        if self.stop_requested:
+            if signum == signal.SIGINT and not distributed.active():
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+            return
         self.stop_requested = True
         self.logger.info(f"\n{signal.Signals(signum).name} received: saving a checkpoint after "
-                         f"this step (send it again to stop at once).")
+                         f"this step.")
 
     def _update_monitor(self, log):
         """Whether this epoch is the best so far by the monitored metric."""

@@ -21,16 +21,30 @@ def endless(loader):
         yield from loader
 
 
-def matmul_gflops(m, k, n, seconds=1.0, dtype=torch.float32):
+def synchronize(device):
+    """Wait for the device's queued work (GPU kernels run asynchronously to the host)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(run, device):
+    """Seconds one call of run() takes on device."""
+    synchronize(device)
+    start = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def matmul_gflops(m, k, n, seconds=1.0, dtype=torch.float32, device="cpu"):
     """Median GFLOP/s of (m x k) @ (k x n) over repeated runs lasting about `seconds`."""
-    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    a = torch.randn(m, k, dtype=dtype, device=device)
+    b = torch.randn(k, n, dtype=dtype, device=device)
     for _ in range(3):
         a @ b
     rates, end = [], time.perf_counter() + seconds
     while time.perf_counter() < end or len(rates) < 5:
-        start = time.perf_counter()
-        a @ b
-        rates.append(2 * m * k * n / (time.perf_counter() - start) / 1e9)
+        rates.append(2 * m * k * n / timed(lambda: a @ b, device) / 1e9)
     return statistics.median(rates)
 
 
@@ -97,13 +111,14 @@ class Roofline:
     (on a shared machine that changes from minute to minute) along with the step.
     """
 
-    def __init__(self, products, repeats=5, dtype=torch.float32):
+    def __init__(self, products, repeats=5, dtype=torch.float32, device="cpu"):
         self.repeats = repeats
         self.count = {}
         for m, k, n, repeat in products:
             self.count[(m, k, n)] = self.count.get((m, k, n), 0) + repeat
-        self.operands = {shape: (torch.randn(shape[0], shape[1], dtype=dtype),
-                                 torch.randn(shape[1], shape[2], dtype=dtype))
+        self.device = device
+        self.operands = {shape: (torch.randn(shape[0], shape[1], dtype=dtype, device=device),
+                                 torch.randn(shape[1], shape[2], dtype=dtype, device=device))
                          for shape in self.count}
         self.flops = matmul_flops(products)
 
@@ -111,10 +126,6 @@ class Roofline:
         total = 0.0
         for shape, (a, b) in self.operands.items():
             a @ b
-            times = []
-            for _ in range(self.repeats):
-                start = time.perf_counter()
-                a @ b
-                times.append(time.perf_counter() - start)
+            times = [timed(lambda: a @ b, self.device) for _ in range(self.repeats)]
             total += statistics.median(times) * self.count[shape]
         return total

@@ -19,13 +19,13 @@ from bench.common import REPO
 from utils.config import load_json
 
 
-def run(config, procs, steps, global_batch, threads):
+def run(config, procs, steps, global_batch, threads, device):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={procs}", "-m", "bench.throughput", "-c", config,
                    "--steps", str(steps), "--warmup", "10", "--threads", str(threads),
-                   "--json", str(out), "--rate-only", "--set", f"data_loader.args.batch_size={global_batch // procs}"]
+                   "--json", str(out), "--rate-only", "--device", device, "--set", f"data_loader.args.batch_size={global_batch // procs}"]
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                                 env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
         if result.returncode != 0:
@@ -42,13 +42,14 @@ def main():
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per process (default: cores / processes)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, a GPU per process)")
     args = parser.parse_args()
     global_batch = load_json(args.config).get("data_loader", {}).get("args", {}).get("batch_size", 128)
     results = {}
     for procs in args.procs:
         started = time.perf_counter()
         threads = args.threads or max(1, (os.cpu_count() or 1) // procs)
-        results[procs] = run(args.config, procs, args.steps, global_batch, threads)
+        results[procs] = run(args.config, procs, args.steps, global_batch, threads, args.device)
         print(f"{procs} process(es) x {threads} thread(s): {results[procs]:,.0f} samples/s "
               f"(global batch {global_batch}; run took {time.perf_counter() - started:.0f} s)")
     if 1 in results and len(results) > 1:

@@ -29,6 +29,7 @@ def main():
     parser.add_argument("--images", type=int, default=TEST_IMAGES)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the importance weights (fuses the elementwise "
                              "work; the compile time is reported apart)")
@@ -38,9 +39,10 @@ def main():
 
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
-    loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images)
-    model = load_model(config, checkpoint, args.resume) if checkpoint \
-        else build_model(config, loader.input_dim).eval()
+    device = torch.device(args.device)
+    loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images).to(device)
+    model = load_model(config, checkpoint, args.resume, device) if checkpoint \
+        else build_model(config, loader.input_dim, device).eval()
     compile_seconds = 0.0
     if args.compile:
         model.forward = torch.compile(model.forward)
@@ -54,7 +56,7 @@ def main():
     total, n = 0.0, 0
     cpu_start, start = time.process_time(), time.perf_counter()
     for x in loader:
-        total += importance_sampled_log_likelihood(model, x, args.samples).sum().item()
+        total += importance_sampled_log_likelihood(model, x, args.samples)[0].sum().item()
         n += x.shape[0]
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
@@ -67,7 +69,7 @@ def main():
           f"({n * args.samples / seconds:,.0f} samples/s, "
           f"{n * args.samples * flops / seconds / 1e9:.1f} GFLOP/s at {flops / 1e6:.2f} MFLOP "
           f"per sample); mean log p(x) = {total / n:.2f} nats")
-    print(f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
+    print(f"{device}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}, "
           f"process CPU time {cpu_seconds:.1f} s"
           + (f", compile {compile_seconds:.0f} s (not included)" if args.compile else ""))
     if n < TEST_IMAGES:

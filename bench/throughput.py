@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from bench.common import REPO, Roofline, endless, matmul_flops, matmul_gflops, record_matmuls
+from bench.common import (REPO, Roofline, endless, matmul_flops, matmul_gflops, record_matmuls,
+                          timed)
 from data_loader.batches import to_device
 from experiment import build_trainer
 from utils import distributed
@@ -49,6 +50,7 @@ def parse_args():
                              "(default: torch's, one per core)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--rate-only", action="store_true", help="samples/s only, no rooflines")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the step and the rooflines)")
     return parser.parse_args()
 
 
@@ -56,8 +58,10 @@ def main():
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = ConfigParser(apply_overrides(load_json(args.config), args.set))
+    overrides = [f"n_gpu={0 if args.device == 'cpu' else 1}", *args.set]
+    config = ConfigParser(apply_overrides(load_json(args.config), overrides))
     trainer = build_trainer(config, validate=False)
+    device = trainer.device
     trainer.begin_epoch(1)
     world_size = distributed.world()[1]
     batch_size = config["data_loader"]["args"].get("batch_size", 128) * world_size
@@ -66,11 +70,9 @@ def main():
     for _ in range(args.warmup):
         step()
     if world_size > 1 or args.rate_only:  # rooflines are a one-process measure
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        figures = {"processes": world_size, "batch": batch_size,
-                   "samples_per_s": args.steps * batch_size / (time.perf_counter() - start)}
+        seconds = timed(lambda: [step() for _ in range(args.steps)], device)
+        figures = {"processes": world_size, "batch": batch_size, "device": str(device),
+                   "samples_per_s": args.steps * batch_size / seconds}
         if distributed.is_main():
             print(f"{world_size} processes: {figures['samples_per_s']:,.0f} samples/s "
                   f"(global batch {batch_size})")
@@ -83,7 +85,7 @@ def main():
     products = record_matmuls(model, lambda: model(x))
     flops_per_sample = matmul_flops(products) / batch_size
     # bf16 autocast runs its matmuls in bf16: its roofline is the bf16 library's.
-    roofline = Roofline(products,
+    roofline = Roofline(products, device=device,
                         dtype=torch.bfloat16 if config["trainer"]["amp"] else torch.float32)
     # Timed in windows of --window steps, each followed by a measurement of the roofline:
     # the share of it a window reaches is the step's speed against the library's at that
@@ -93,10 +95,8 @@ def main():
     seconds = cpu_seconds = 0.0
     for first in range(0, args.steps, args.window):
         steps = min(args.window, args.steps - first)
-        cpu_start, window_start = time.process_time(), time.perf_counter()
-        for _ in range(steps):
-            step()
-        window_seconds.append((time.perf_counter() - window_start) / steps)
+        cpu_start = time.process_time()
+        window_seconds.append(timed(lambda: [step() for _ in range(steps)], device) / steps)
         seconds += window_seconds[-1] * steps
         cpu_seconds += time.process_time() - cpu_start
         matmul_seconds.append(roofline.seconds())
@@ -104,9 +104,9 @@ def main():
     samples_per_s = batch_size / statistics.median(window_seconds)
     achieved = samples_per_s * flops_per_sample / 1e9
     shapes_roof = roofline.flops / statistics.median(matmul_seconds) / 1e9
-    square_roof = matmul_gflops(2048, 2048, 2048, seconds=2.0)
+    square_roof = matmul_gflops(2048, 2048, 2048, seconds=2.0, device=device)
     figures = {
-        "config": args.config, "overrides": args.set, "batch": batch_size,
+        "config": args.config, "overrides": args.set, "batch": batch_size, "device": str(device),
         "threads": torch.get_num_threads(), "steps": args.steps,
         "load_avg_1min": os.getloadavg()[0],
         "samples_per_s": samples_per_s, "ms_per_step": 1000 * batch_size / samples_per_s,
@@ -118,7 +118,7 @@ def main():
         "percent_of_layer_shapes_roofline": 100 * statistics.median(shares),
         "percent_of_square_roofline": 100 * achieved / square_roof,
     }
-    print(f"model            {config['arch']['type']}, batch {batch_size}, "
+    print(f"model            {config['arch']['type']}, batch {batch_size}, {device}, "
           f"{torch.get_num_threads()} threads (load average {figures['load_avg_1min']:.1f})")
     print(f"throughput       {samples_per_s:,.0f} samples/s ({figures['ms_per_step']:.1f} ms/step, "
           f"median of {len(window_seconds)} windows of {args.window} steps; all steps "

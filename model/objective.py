@@ -16,8 +16,9 @@ def negative_elbo(output, kl_weight=1.0, free_bits=0.0):
     Everything stays on the device (no synchronisation).
     """
     count = output["units"].sum()
-    recon = -output["log_px"].sum() / count
-    kl_per_node = output["kl"].sum(0) / count
+    units = count.clamp_min(1)  # a chunk of padding only (DDP, TBPTT) has none: terms 0
+    recon = -output["log_px"].sum() / units
+    kl_per_node = output["kl"].sum(0) / units
     kl = kl_per_node.sum()
     kl_trained = kl_per_node.clamp_min(free_bits).sum() if free_bits else kl
     objective = recon + kl_weight * kl_trained

@@ -3,6 +3,7 @@ identical structure logits, reduce their metrics, and resume exactly."""
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -85,6 +86,8 @@ def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):
         assert torch.equal(value, b["state_dict"][key]), key
 
 
+@pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="--device 0,1 needs two GPUs "
+                    "(or none: then the workers run on the CPU)")
 def test_device_list_starts_one_worker_per_device(tiny_config, tmp_path):
     """--device 0,1 launches torchrun's workers itself (here, without GPUs, on the CPU)."""
     import subprocess
@@ -97,3 +100,135 @@ def test_device_list_starts_one_worker_per_device(tiny_config, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (log,) = (tmp_path / "saved" / "log").glob("*/*/info.log")
     assert "; 2 processes" in log.read_text()
+
+
+# -- multi-GPU faults, caught without a GPU ------------------------------------------------
+def test_a_mid_epoch_checkpoint_stores_cpu_sums_that_resume_on_the_trainers_device(
+        tiny_config, tmp_path, monkeypatch):
+    """Saved on a GPU, the partial sums of a stopped epoch must come back on the device the
+    resumed run trains on (here the meta device stands in for a GPU)."""
+    from experiment import build_trainer
+    from tests.test_reliability import stop_at_step
+    from utils.config import ConfigParser
+    tiny_config["trainer"].update(epochs=1, tensorboard=False, save_dir=str(tmp_path / "s"))
+    stop_at_step(monkeypatch, 3)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    checkpoint = load_checkpoint(run_dir(tmp_path / "s") / "checkpoint-latest.pth")
+    sums = checkpoint["partial_sums"]
+    assert sums and all(v.device.type == "cpu" for v in sums.values() if torch.is_tensor(v))
+    trainer = build_trainer(ConfigParser(checkpoint["config"]), validate=False)
+    trainer.device = torch.device("meta")
+    trainer.resume(checkpoint, "checkpoint-latest.pth")
+    assert trainer.partial_sums["kl_per_node"].device.type == "meta"
+
+
+def test_rng_states_are_saved_per_rank_and_restored_by_rank(tiny_config, monkeypatch, caplog):
+    from experiment import build_trainer
+    from utils import distributed
+    from utils.config import ConfigParser
+    trainer = build_trainer(ConfigParser(tiny_config), validate=False)
+    states = []
+    for seed in (10, 11):  # what ranks 0 and 1 would have saved
+        torch.manual_seed(seed)
+        states.append(trainer._rng_state())
+    expected = [torch.rand(3) for _ in range(1)]  # after seed 11
+    for rank, seed in ((0, 10), (1, 11)):
+        monkeypatch.setattr(distributed, "world", lambda r=rank: (r, 2, r))
+        trainer._restore_rng(states, "ckpt")
+        torch.manual_seed(seed)
+        reference = torch.rand(3)
+        trainer._restore_rng(states, "ckpt")
+        assert torch.equal(torch.rand(3), reference), rank
+    # Resumed with more processes than saved: allowed, with a warning that it is not exact.
+    monkeypatch.setattr(distributed, "world", lambda: (2, 3, 2))
+    trainer._restore_rng(states, "ckpt")
+    assert "not bit for bit" in caplog.text
+    assert expected  # the generator kept working
+
+
+def test_each_rank_draws_its_own_noise(tiny_config, monkeypatch):
+    from experiment import seed_everything
+    from utils import distributed
+    from utils.config import ConfigParser
+    config = ConfigParser(tiny_config)
+    draws = []
+    for rank in (0, 1):
+        monkeypatch.setattr(distributed, "world", lambda r=rank: (r, 2, r))
+        seed_everything(config)
+        draws.append(torch.rand(4))
+    assert not torch.equal(draws[0], draws[1])
+    monkeypatch.setattr(distributed, "world", lambda: (0, 2, 0))
+    seed_everything(config)
+    assert torch.equal(torch.rand(4), draws[0])  # and reproducible
+
+
+def test_evaluation_shards_cover_every_example_once():
+    from data_loader.data_loaders import SequenceDataLoader
+    sequences = [torch.zeros(2, 3).numpy() for _ in range(7)]
+    shards = [SequenceDataLoader(sequences, batch_size=2, shuffle=False, seed=0,
+                                 num_replicas=2, rank=r).epoch_order() for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == list(range(7))  # no padding with duplicates
+    training = [SequenceDataLoader(sequences, batch_size=2, shuffle=True, seed=0,
+                                   num_replicas=2, rank=r) for r in (0, 1)]
+    assert len(training[0]) == len(training[1])  # training shards stay even (DDP steps)
+
+
+def test_the_device_comes_from_the_run(monkeypatch):
+    from utils import distributed
+    from utils.config import ConfigParser
+    from utils.cli import add_flags, load_run_config, parser
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert distributed.uses_gpu(None) and distributed.uses_gpu(2) and not distributed.uses_gpu(0)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # a task that sees only its own GPU, as index 0
+    assert distributed.local_device(True) == torch.device("cuda", 0)
+    assert distributed.local_device(False) == torch.device("cpu")
+    args = add_flags(parser(""), "-c", "-d").parse_args(["-c", "config.json", "-d", "cpu"])
+    config, _ = load_run_config(args)
+    assert config["n_gpu"] == 0 and isinstance(config, ConfigParser)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_batches_are_made_on_the_device_and_a_step_trains(tiny_config):
+    from experiment import build_trainer
+    from utils.config import ConfigParser
+    trainer = build_trainer(ConfigParser(tiny_config), validate=False)
+    assert trainer.device.type == "cuda"
+    trainer.begin_epoch(1)
+    batch = next(iter(trainer.data_loader))
+    assert batch.device.type == "cuda"
+    assert trainer.train_step(batch) is not None
+
+
+def piano_config(tiny_config, save_dir, batch_size):
+    config = {"name": "piano", "arch": {"type": "RecurrentGraphVAE", "args": {
+                  "likelihood": "bernoulli", "rnn_hidden": 16, "hidden": 16, "feature_dim": 8,
+                  "node_dim": 2}},
+              "data_loader": {"type": "PianoRollDataLoader", "args": {
+                  "data_dir": tiny_config["data_loader"]["args"]["data_dir"], "limit": 12,
+                  "batch_size": batch_size, "valid_fraction": 0.25, "test_fraction": 0.25}},
+              "trainer": {"epochs": 2, "tbptt_steps": 16, "save_dir": str(save_dir),
+                          "tensorboard": False, "deterministic": True}}
+    return config
+
+
+def test_tbptt_under_ddp_with_ranks_of_different_lengths_matches_one_process(tiny_config, tmp_path):
+    """Ranks whose batches have different longest sequences cut as many chunks (no deadlock)
+    and weight their losses by their share of the steps, like one process on both batches."""
+    one = piano_config(tiny_config, tmp_path / "one", batch_size=6)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, one, "one.json"))])) == 0
+    two = piano_config(tiny_config, tmp_path / "two", batch_size=3)
+    mp.spawn(ddp_worker_plain, args=(["-c", str(write_config(tmp_path, two, "two.json"))],
+                                     free_port()), nprocs=2, join=True)
+    for key in ("loss", "val_loss"):
+        a, b = logged(tmp_path / "one", key), logged(tmp_path / "two", key)
+        assert len(a) == len(b) == 2
+        assert all(abs(x - y) / abs(x) < 0.02 for x, y in zip(a, b)), (key, a, b)
+
+
+def ddp_worker_plain(rank, argv, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    if run_cli(lambda: train.main(argv)) != 0:
+        raise SystemExit(1)

@@ -79,7 +79,7 @@ def test_dynamic_binarization_is_bernoulli_of_the_intensities(tiny_config):
     loader.set_epoch(1)
     batch = next(iter(loader))
     assert batch.dtype == torch.float32 and set(batch.unique().tolist()) <= {0.0, 1.0}
-    intensities = loader.intensities[torch.tensor(list(iter(loader.sampler))[:512])]
+    intensities = loader.intensities[torch.tensor(loader.epoch_order()[:512])]
     # E[x] = p: the mean over 400k pixels is within a few standard errors of the intensities'
     assert abs(batch.mean().item() - intensities.mean().item()) < 0.005
     assert torch.equal(batch, next(iter(loader)))  # the same draws for the same epoch, batch

@@ -106,7 +106,7 @@ def test_the_seed_changes_initialisation_order_and_binarization_but_not_the_eval
     config = ConfigParser(json.loads(json.dumps(tiny_config)))
     loader = build_loader(config, "train")
     loader.set_epoch(1)
-    order = torch.tensor(list(iter(loader.sampler)))[:64]
+    order = torch.tensor(loader.epoch_order())[:64]
     fresh = loader.make_batch(order, loader.batch_generator(1))
     again = loader.make_batch(order, loader.batch_generator(0))
     assert not torch.equal(fresh, again)

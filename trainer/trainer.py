@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer, StopRequested, TrainingDiverged
-from data_loader.batches import time_chunks, to_device
+from data_loader.batches import sequence_length, time_chunks, to_device
 from logger.figures import log_epoch_figures
 from model.objective import negative_elbo
 from trainer.evaluation import evaluate, means, running_sums
@@ -65,12 +65,20 @@ class Trainer(BaseTrainer):
         for saved, buffer in zip(self._saved_buffers, self._float_buffers):
             saved.copy_(buffer)
         results, state = [], None
-        for chunk in time_chunks(batch, self.tbptt_steps):
+        # Under DDP every rank cuts its batch into as many chunks as the longest of the step.
+        total = distributed.max_int(sequence_length(batch), self.device) \
+            if self.tbptt_steps and distributed.active() else None
+        for chunk in time_chunks(batch, self.tbptt_steps, total):
             if state is not None:
                 chunk["state"] = tuple(s.detach() for s in state)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
+            if distributed.active():
+                # DDP averages gradients over ranks; weighting each rank's mean by its share
+                # of the units makes that the mean over all units (ranks' counts may differ).
+                loss = loss * (count * distributed.world()[1] / distributed.sum_tensor(count))
+            # The one device-to-host sync of a step: whether to apply it.
             if not distributed.all_true(torch.isfinite(loss), self.device):
                 for saved, buffer in zip(self._saved_buffers, self._float_buffers):
                     buffer.copy_(saved)

@@ -74,8 +74,8 @@ def load_run_config(args):
         if value is not None:
             set_by_path(config, key, value)
     config = apply_overrides(config, getattr(args, "set", []))
-    if device is not None and device.lower() != "cpu":
-        config["n_gpu"] = len(device.split(","))  # --device 0,1 means: use those GPUs
+    if device is not None:  # --device 0,1: those GPUs; --device cpu: the CPU
+        config["n_gpu"] = 0 if device.lower() == "cpu" else len(device.split(","))
     parsed = ConfigParser(config, run_dir=run_dir)
     if getattr(args, "run_id", None) and checkpoint is None:
         parsed.name_run(args.run_id)

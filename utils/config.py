@@ -19,7 +19,7 @@ OBJECT = "object"  # a section {"type": ..., "args": {...}} built by type name
 REQUIRED = object()
 TOP_LEVEL = {
     "name": ((str,), REQUIRED),
-    "n_gpu": ((int,), 0),
+    "n_gpu": ((int, type(None)), None),  # null: a GPU per process if one is visible
     "seed": ((int,), 0),
     "arch": (OBJECT, REQUIRED),
     "data_loader": (OBJECT, REQUIRED),

@@ -23,13 +23,29 @@ def launched_by_torchrun():
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def uses_gpu(n_gpu):
+    """Whether this run trains on GPUs: n_gpu null (the default) means a GPU per process when
+    one is visible, 0 the CPU, >= 1 GPUs (the CPU, with a warning, if none is visible)."""
+    available = torch.cuda.is_available()
+    if n_gpu and not available:
+        print("warning: n_gpu >= 1 but no GPU is visible; running on the CPU")
+    return available and (n_gpu is None or n_gpu > 0)
+
+
+def local_device(gpu):
+    """This process's device: the CPU, or GPU LOCAL_RANK among the visible ones (modulo their
+    number, so a cluster that shows each task only its own GPU, as index 0, works too)."""
+    if not gpu:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+
+
 def init(gpu):
     """Join the process group torchrun describes (nccl on GPUs, gloo on CPUs)."""
     if launched_by_torchrun() and not dist.is_initialized():
-        gpu = gpu and torch.cuda.is_available()
         dist.init_process_group("nccl" if gpu else "gloo")
         if gpu:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(local_device(gpu))
     return world()
 
 
@@ -71,6 +87,28 @@ def all_true(flag, device):
     value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
+
+
+def sum_tensor(value):
+    """value (a tensor on this process's device) summed over every rank, without a host sync."""
+    if active():
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
+
+
+def max_int(value, device):
+    """The largest of an integer over every rank (one collective)."""
+    if not active():
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
+
+
+def barrier():
+    if active():
+        dist.barrier()
 
 
 def any_true(flag, device):
