@@ -82,8 +82,9 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     trainer, resumed from checkpoint when given. Nothing is written yet."""
     _, world_size, local_rank = distributed.init(gpu=config["n_gpu"] > 0)
     seed_everything(config)
-    train_loader = build_loader(config, "train", sharded=True)
-    valid_loader = build_loader(config, "valid", sharded=True) if validate else None
+    with distributed.local_main_first():  # one process per machine builds the data caches
+        train_loader = build_loader(config, "train", sharded=True)
+        valid_loader = build_loader(config, "valid", sharded=True) if validate else None
     device = prepare_device(config["n_gpu"], local_rank)
     model = build_model(config, train_loader.input_dim, device)
     train_forward = None
