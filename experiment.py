@@ -80,8 +80,9 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     world_size = distributed.init(gpu)[1]
     seed_everything(config)
     device = distributed.local_device(gpu)
-    train_loader = build_loader(config, "train", sharded=True).to(device)
-    valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
+    with distributed.local_main_first():  # one process per machine builds the data caches
+        train_loader = build_loader(config, "train", sharded=True).to(device)
+        valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
     model = build_model(config, train_loader.input_dim, device)
     train_forward = None
     if world_size > 1:

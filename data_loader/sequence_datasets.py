@@ -9,13 +9,17 @@ Pen strokes, (pen_lift, dx, dy) per step (pen_lift = 1 on a stroke's last point)
     download at run time): each demonstration is one stroke, every `subsample`-th point.
 Piano rolls: the 350 distinct Bach chorales bundled with music21, 88 keys (MIDI 21-108) on a
 quarter-note grid: a key is on at a step if a note sounds at that step's onset.
+Both are converted once and cached under data_dir (data_loader/cache.py: written whole, and
+built again if found broken).
 """
 import importlib.util
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from data_loader.cache import BrokenCache, cached
 from utils.errors import DataError
 
 PIANO_LOW, PIANO_KEYS = 21, 88
@@ -26,9 +30,7 @@ def load_strokes(data_dir, source="lasa", subsample=10):
     if source != "lasa":
         return load_user_strokes(Path(source))
     cache = Path(data_dir) / f"lasa_strokes_every{subsample}.npz"
-    if not cache.is_file():
-        save_sequences(cache, lasa_strokes(subsample))
-    return load_sequences(cache)
+    return cached(cache, load_sequences, lambda f: save_sequences(f, lasa_strokes(subsample)))
 
 
 def load_user_strokes(path):
@@ -81,9 +83,7 @@ def load_piano_rolls(data_dir, limit=None):
     """A list of (T, 88) binary float32 rolls of the Bach chorales (limit: the first N)."""
     name = "bach_chorales350.npz" if limit is None else f"bach_chorales350_first{limit}.npz"
     cache = Path(data_dir) / name
-    if not cache.is_file():
-        save_sequences(cache, bach_chorale_rolls(limit))
-    return load_sequences(cache)
+    return cached(cache, load_sequences, lambda f: save_sequences(f, bach_chorale_rolls(limit)))
 
 
 def bach_chorale_rolls(limit):
@@ -111,18 +111,22 @@ def score_to_roll(score):
     return roll
 
 
-def save_sequences(path, sequences):
-    """Sequences as one concatenated array + lengths (no pickle), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial.npz")
-    np.savez(partial, steps=np.concatenate(sequences),
-             lengths=np.array([len(s) for s in sequences]))
-    partial.replace(path)
+def save_sequences(file, sequences):
+    """Sequences into a binary file as one concatenated array + their lengths (no pickle)."""
+    np.savez(file, steps=np.concatenate(sequences), lengths=np.array([len(s) for s in sequences]))
 
 
 def load_sequences(path):
-    data = np.load(path)
-    return np.split(data["steps"], np.cumsum(data["lengths"])[:-1])
+    """The sequences save_sequences wrote to path, or BrokenCache if it is not whole."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            steps, lengths = data["steps"], data["lengths"]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise BrokenCache(f"{type(e).__name__}: {e}") from None
+    if steps.ndim != 2 or lengths.ndim != 1 or lengths.sum() != len(steps):
+        raise BrokenCache(f"steps {steps.shape} and lengths {lengths.shape} summing to "
+                          f"{lengths.sum()} do not fit")
+    return np.split(steps, np.cumsum(lengths)[:-1])
 
 
 def split_indices(n, split, seed, valid_fraction, test_fraction):

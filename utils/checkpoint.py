@@ -1,52 +1,29 @@
 """Saving and loading checkpoints safely.
 
-Saving is atomic: the checkpoint is written to a temporary file in the same directory,
-flushed to disk (fsync), then renamed over the target, so a crash at any moment leaves either
-the old file or the new one, never a torn one.
+Saving is atomic (utils.files.atomic_write): the checkpoint is written to a temporary file in
+the same directory, flushed to disk (fsync), then renamed over the target, so a crash at any
+moment leaves either the old file or the new one, never a torn one.
 
 Loading uses torch.load(weights_only=True): a checkpoint holds tensors and plain data only
 (the config is a dict), so a shared checkpoint can never execute code when it is opened.
 """
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from utils.errors import CheckpointError
+from utils.files import atomic_write
 
 REQUIRED_KEYS = ("arch", "epoch", "state_dict", "config", "input_dim")
 
 
 def atomic_save(obj, path):
     """torch.save(obj, path) so that path is always either the old or the complete new file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory):
-    """Make a rename in directory durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def load_checkpoint(path):

@@ -7,6 +7,7 @@ Each rank draws its own noise (its seed is derived from the run's seed and its r
 checkpoint holds every rank's random state, so a resume with as many processes is exact.
 """
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -60,6 +61,22 @@ def active():
 def shutdown():
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def local_main_first():
+    """Under torchrun, local rank 0 of each machine runs the block first (building any missing
+    data cache) while the machine's other processes wait at a barrier, then they run it (and
+    find the caches whole). A no-op outside torchrun."""
+    if not active():
+        yield
+        return
+    first = world()[2] == 0
+    if not first:
+        dist.barrier()
+    yield
+    if first:
+        dist.barrier()
 
 
 def broadcast(obj):
