@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent
-MODELS = {  # key: (display name, base config)
+IMAGE_MODELS = {  # key: (display name, base config)
     "vae": ("VAE", "configs/vae_fashion_mnist.json"),
     "ladder_vae": ("Ladder VAE", "configs/ladder_vae_fashion_mnist.json"),
     "fc_vae": ("FC-VAE", "configs/fc_vae_fashion_mnist.json"),
@@ -40,19 +40,28 @@ MODELS = {  # key: (display name, base config)
     "graph_vae": ("GraphVAE", "config.json"),
     "graph_lstm_vae": ("GraphLSTMVAE", "configs/graph_lstm_vae_fashion_mnist.json"),
 }
-DEFAULT_MODELS = ["vae", "ladder_vae", "fc_vae", "noisy_full", "graph_vae"]
-REFERENCE = "graph_vae"  # paired differences are taken against it
-DATASETS = ("fashion_mnist", "mnist", "omniglot")
+SEQUENCE_MODELS = {
+    "vrnn": ("VRNN", "configs/vrnn_{dataset}.json"),
+    "recurrent_graph_vae": ("RecurrentGraphVAE", "configs/recurrent_graph_vae_{dataset}.json"),
+}
+MODELS = {**IMAGE_MODELS, **SEQUENCE_MODELS}
+IMAGE_DATASETS, SEQUENCE_DATASETS = ("fashion_mnist", "mnist", "omniglot"), ("strokes", "piano")
+DEFAULT_MODELS = {"image": ["vae", "ladder_vae", "fc_vae", "noisy_full", "graph_vae"],
+                  "sequence": ["vrnn", "recurrent_graph_vae"]}
+REFERENCES = ("graph_vae", "recurrent_graph_vae")  # paired differences are taken against it
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="fashion_mnist", choices=DATASETS)
+    parser.add_argument("--dataset", default="fashion_mnist",
+                        choices=IMAGE_DATASETS + SEQUENCE_DATASETS)
     parser.add_argument("--epochs", type=int, default=100, help="training epochs of every model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("-k", "--samples", type=int, default=1000, help="importance samples")
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        help="default: the four models and the control for images, VRNN and "
+                             "RecurrentGraphVAE for sequences")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides applied to every model")
     parser.add_argument("--results", help="where the results go (default docs/results/<dataset>)")
@@ -74,10 +83,11 @@ def settings_of(args):
 def model_config(key, seed, args):
     from utils.config import apply_overrides, load_json
     name, path = MODELS[key]
-    config = load_json(REPO / path)
+    config = load_json(REPO / path.format(dataset=args.dataset))
     config["name"] = f"{name.replace(' ', '').replace('-', '')}_{args.dataset}"
     config["seed"] = seed
-    config.setdefault("data_loader", {}).setdefault("args", {})["dataset"] = args.dataset
+    if args.dataset in IMAGE_DATASETS:
+        config.setdefault("data_loader", {}).setdefault("args", {})["dataset"] = args.dataset
     trainer = config.setdefault("trainer", {})
     trainer.update(epochs=args.epochs, save_dir=args.out, early_stop=0, tensorboard=False)
     return apply_overrides(config, args.set)
@@ -174,7 +184,7 @@ def fmt(mean, sd=None, digits=2):
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-def test_row(key, runs, reference_runs):
+def test_row(key, runs, reference_runs, reference_name):
     test = [r["test"] for r in runs]
     active = np.mean([t["active_units"] for t in test], axis=0)
     row = {"Model": MODELS[key][0], "seeds": len(runs),
@@ -184,12 +194,12 @@ def test_row(key, runs, reference_runs):
            "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1)),
            "params": f"{test[0]['params']:,}",
            "s / epoch": f"{statistics.mean(r['seconds'] / r['epochs'] for r in runs):.1f}"}
-    if key != REFERENCE and reference_runs:
+    if key not in REFERENCES and reference_runs:
         mean, se, per_seed = paired_difference(runs, reference_runs)
-        row["Δ log p(x) vs GraphVAE (paired)"] = fmt(mean, se)
+        row[f"Δ log p(x) vs {reference_name} (paired)"] = fmt(mean, se)
         row["Δ per seed"] = " / ".join(f"{d:+.2f}" for d in per_seed)
     else:
-        row["Δ log p(x) vs GraphVAE (paired)"] = row["Δ per seed"] = "—"
+        row[f"Δ log p(x) vs {reference_name} (paired)"] = row["Δ per seed"] = "—"
     return row
 
 
@@ -207,10 +217,11 @@ def validation_row(key, runs):
 def edge_agreement(runs):
     """For a learned graph: in how many seeds each edge is kept, and the structure learned."""
     graphs = [r["test"]["graph"] for r in runs]
+    edges = [g["edges"] + g.get("cross_edges", []) for g in graphs]
     rows = []
-    for k, edge in enumerate(graphs[0]["edges"]):
-        probs = [g["edges"][k]["prob"] for g in graphs]
-        rows.append({"edge": edge["name"], "kept in seeds": f"{sum(g['edges'][k]['kept'] for g in graphs)}"
+    for k, edge in enumerate(edges[0]):
+        probs = [e[k]["prob"] for e in edges]
+        rows.append({"edge": edge["name"], "kept in seeds": f"{sum(e[k]['kept'] for e in edges)}"
                      f" of {len(graphs)}", "σ(α) per seed": " / ".join(f"{p:.2f}" for p in probs)})
     structure = {"edges dropped per seed": [g["edges_dropped"] for g in graphs],
                  "edge entropy at the freeze (nats) per seed": [g.get("entropy_at_freeze")
@@ -229,11 +240,13 @@ def markdown_table(rows):
 # -- outputs ---------------------------------------------------------------------------------
 def write_outputs(results_dir, runs_by_model, args):
     from logger.figures import graph_figure, save_curves
-    reference = runs_by_model.get(REFERENCE, [])
+    reference_key = next((k for k in REFERENCES if k in runs_by_model), None)
+    reference = runs_by_model[reference_key] if reference_key else []
+    reference_name = MODELS[reference_key][0] if reference_key else "—"
     if args.validation_only:
         rows = [validation_row(key, runs) for key, runs in runs_by_model.items()]
     else:
-        rows = [test_row(key, runs, reference) for key, runs in runs_by_model.items()]
+        rows = [test_row(key, runs, reference, reference_name) for key, runs in runs_by_model.items()]
     header = (f"{args.dataset}: {args.epochs} epochs, seeds {', '.join(map(str, args.seeds))}"
               + (f", overrides {' '.join(args.set)}" if args.set else "")
               + ("; validation set only" if args.validation_only else
@@ -244,7 +257,7 @@ def write_outputs(results_dir, runs_by_model, args):
     summary = {"settings": settings_of(args), "rows": rows}
     if reference and not args.validation_only:
         edges, structure = edge_agreement(reference)
-        text += f"\nGraphVAE's learned graph across seeds:\n\n{markdown_table(edges)}\n"
+        text += f"\n{reference_name}'s learned graph across seeds:\n\n{markdown_table(edges)}\n"
         text += "".join(f"- {k}: {v}\n" for k, v in structure.items())
         summary.update(edges=edges, structure=structure)
         for run in reference:
@@ -256,7 +269,7 @@ def write_outputs(results_dir, runs_by_model, args):
                "curves": {MODELS[key][0]: mean_curve(runs, lambda h: -h["val_loss"])
                           for key, runs in runs_by_model.items()}}]
     if reference:
-        panels.append({"title": "GraphVAE edge probabilities (seed %d)" % reference[0]["seed"],
+        panels.append({"title": "edge probabilities (reference model, seed %d)" % reference[0]["seed"],
                        "xlabel": "epoch", "curves": {
                            name: [(h["epoch"], h["edge_probs"][name]) for h in reference[0]["history"]]
                            for name in reference[0]["history"][-1]["edge_probs"]}})
@@ -274,6 +287,11 @@ def mean_curve(runs, value):
 def main(argv=None):
     from utils.errors import ConfigError
     args = parse_args(argv)
+    kind = "image" if args.dataset in IMAGE_DATASETS else "sequence"
+    args.models = args.models or DEFAULT_MODELS[kind]
+    wrong = [m for m in args.models if (m in SEQUENCE_MODELS) != (kind == "sequence")]
+    if wrong:
+        raise ConfigError(f"--models {' '.join(wrong)} do not fit the {kind} dataset {args.dataset}")
     if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
         raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
     args.results = args.results or str(REPO / "docs" / "results" / args.dataset)

@@ -159,4 +159,5 @@ class RecurrentGraphVAE(BaseModel):
         cross = self.cross_gates.describe(self.node_dim)
         graph["cross_edges"] = cross["edges"]
         graph["cross_structure"] = cross["structure"]
+        graph["edges_dropped"] += cross["edges_dropped"]
         return graph
