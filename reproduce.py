@@ -297,7 +297,9 @@ def main(argv=None):
     args.results = args.results or str(REPO / "docs" / "results" / args.dataset)
     args.out = str(Path(args.out) / args.dataset)
     results_dir, settings = Path(args.results), settings_of(args)
-    todo = [(key, seed) for key in args.models for seed in args.seeds
+    # Seed by seed, the reference model first: an interrupted run leaves whole seeds behind.
+    order = sorted(args.models, key=lambda k: k not in REFERENCES)
+    todo = [(key, seed) for seed in args.seeds for key in order
             if read_run(results_dir, key, seed, settings) is None]
     if todo:
         print(f"{len(todo)} run(s) to train and evaluate, {args.jobs} at a time: "
