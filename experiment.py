@@ -7,9 +7,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 import data_loader.data_loaders as module_data
 import model as module_arch
+from model.likelihoods import likelihoods_for
 from trainer import Trainer
 from utils import distributed
 from utils.checkpoint import restore_model
+from utils.errors import ConfigError
 
 # Optimizers whose single-kernel (fused) implementation is used unless the config chooses
 # (optimizer.args.fused / foreach). On a CPU the default for-loop Adam costs ~9 ms a step on
@@ -41,6 +43,20 @@ def build_loader(config, split, sharded=False, **overrides):
 
 def build_model(config, input_dim, device="cpu"):
     return config.init_obj("arch", module_arch, input_dim=input_dim).to(device)
+
+
+def check_data_fits_model(loader, model):
+    """The likelihood models the data the loader gives (their `data`), or a one-line
+    ConfigError: e.g. a Bernoulli likelihood for 8-bit pixels."""
+    likelihood = model.likelihood
+    if loader.data == likelihood.data:
+        return
+    fits = " or ".join(repr(name) for name in likelihoods_for(loader.data))
+    other_data = {"8-bit": "data_loader.args.binarize 'none' (8-bit images)",
+                  "binary": "data_loader.args.binarize 'dynamic' (binary images)"}
+    raise ConfigError(f"arch.args.likelihood '{likelihood.name}' models {likelihood.data} data, "
+                      f"but the data loader gives {loader.data} data: use likelihood {fits}, "
+                      f"or {other_data.get(likelihood.data, 'other data_loader.args')}")
 
 
 def load_model(config, checkpoint, path, device="cpu"):
@@ -84,6 +100,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
         train_loader = build_loader(config, "train", sharded=True).to(device)
         valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
     model = build_model(config, train_loader.input_dim, device)
+    check_data_fits_model(train_loader, model)
     train_forward = None
     if world_size > 1:
         if device.type == "cuda" and config["trainer"]["sync_batchnorm"]:

@@ -11,7 +11,10 @@ to --results (default docs/results/<dataset>/):
                                     (small: commit them), and its per-image values
   results.md, results.json          the table: mean ± SD over seeds, the paired per-image
                                     difference to GraphVAE (mean ± standard error), active
-                                    units, and in how many seeds GraphVAE keeps each edge
+                                    units, and in how many seeds GraphVAE keeps each edge;
+                                    for 8-bit images (CIFAR-10, or --set
+                                    data_loader.args.binarize=none arch.args.likelihood=gaussian)
+                                    also -log p(x) and -ELBO in bits/dim
   curves.png, graph_seed<k>.png     validation curves, edge probabilities over epochs, graphs
 
 A run whose results file exists (with the same settings) is never trained again, so the table
@@ -45,7 +48,15 @@ SEQUENCE_MODELS = {
     "recurrent_graph_vae": ("RecurrentGraphVAE", "configs/recurrent_graph_vae_{dataset}.json"),
 }
 MODELS = {**IMAGE_MODELS, **SEQUENCE_MODELS}
-IMAGE_DATASETS, SEQUENCE_DATASETS = ("fashion_mnist", "mnist", "omniglot"), ("strokes", "piano")
+IMAGE_DATASETS = ("fashion_mnist", "mnist", "omniglot", "cifar10")
+SEQUENCE_DATASETS = ("strokes", "piano")
+# CIFAR-10 (method.md §6): its own configs (input 3x32x32, the Gaussian likelihood on 8-bit
+# pixels, the VAE's encoder widened for that input).
+CIFAR10_CONFIGS = {"vae": "configs/vae_cifar10.json",
+                   "ladder_vae": "configs/ladder_vae_cifar10.json",
+                   "fc_vae": "configs/fc_vae_cifar10.json",
+                   "noisy_full": "configs/noisy_full_vae_cifar10.json",
+                   "graph_vae": "configs/graph_vae_cifar10.json"}
 DEFAULT_MODELS = {"image": ["vae", "ladder_vae", "fc_vae", "noisy_full", "graph_vae"],
                   "sequence": ["vrnn", "recurrent_graph_vae"]}
 REFERENCES = ("graph_vae", "recurrent_graph_vae")  # paired differences are taken against it
@@ -83,6 +94,8 @@ def settings_of(args):
 def model_config(key, seed, args):
     from utils.config import apply_overrides, load_json
     name, path = MODELS[key]
+    if args.dataset == "cifar10":
+        path = CIFAR10_CONFIGS[key]
     config = load_json(REPO / path.format(dataset=args.dataset))
     config["name"] = f"{name.replace(' ', '').replace('-', '')}_{args.dataset}"
     config["seed"] = seed
@@ -191,6 +204,7 @@ def test_row(key, runs, reference_runs, reference_name):
            "log p(x)": fmt(*mean_sd([t["log_likelihood"] for t in test])),
            "ELBO": fmt(*mean_sd([t["elbo"] for t in test])),
            "KL": fmt(*mean_sd([t["kl"] for t in test])),
+           **bits_per_dim_cells(test, "log_likelihood_bits_per_dim", "elbo_bits_per_dim"),
            "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1)),
            "params": f"{test[0]['params']:,}",
            "s / epoch": f"{statistics.mean(r['seconds'] / r['epochs'] for r in runs):.1f}"}
@@ -211,7 +225,17 @@ def validation_row(key, runs):
             "best val ELBO": fmt(*mean_sd([-min(h["val_loss"] for h in r["history"])
                                            for r in runs])),
             "val KL": fmt(*mean_sd([h["val_kl"] for h in last])),
+            **bits_per_dim_cells(last, "val_elbo_bits_per_dim"),
             "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1))}
+
+
+def bits_per_dim_cells(results, *keys):
+    """Columns of bits/dim (NLL on the 0..255 scale) where the results have them (8-bit
+    images): -log p(x) (IS) and -ELBO."""
+    names = {"log_likelihood_bits_per_dim": "-log p(x) bits/dim",
+             "elbo_bits_per_dim": "-ELBO bits/dim", "val_elbo_bits_per_dim": "val -ELBO bits/dim"}
+    return {names[key]: fmt(*mean_sd([r[key] for r in results]), digits=3)
+            for key in keys if results[0].get(key) is not None}
 
 
 def edge_agreement(runs):
@@ -252,7 +276,10 @@ def write_outputs(results_dir, runs_by_model, args):
               + ("; validation set only" if args.validation_only else
                  f"; test set{f' (first {args.test_limit} images)' if args.test_limit else ''}, "
                  f"log p(x) by importance sampling with K = {args.samples}")
-              + ". Nats; mean ± SD over seeds; paired differences ± standard error over images.\n")
+              + ". Nats; mean ± SD over seeds; paired differences ± standard error over images"
+              + ("; bits/dim: negative log-likelihoods in bits per dimension on the 0..255 scale"
+                 if any("bits/dim" in column for row in rows for column in row) else "")
+              + ".\n")
     text = f"# Results\n\n{header}\n{markdown_table(rows)}"
     summary = {"settings": settings_of(args), "rows": rows}
     if reference and not args.validation_only:
@@ -294,6 +321,8 @@ def main(argv=None):
         raise ConfigError(f"--models {' '.join(wrong)} do not fit the {kind} dataset {args.dataset}")
     if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
         raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
+    if args.dataset == "cifar10" and not set(args.models) <= set(CIFAR10_CONFIGS):
+        raise ConfigError(f"CIFAR-10 has configs for --models {' '.join(CIFAR10_CONFIGS)} only")
     args.results = args.results or str(REPO / "docs" / "results" / args.dataset)
     args.out = str(Path(args.out) / args.dataset)
     results_dir, settings = Path(args.results), settings_of(args)

@@ -30,19 +30,26 @@ def parse_args(argv):
     return args.parse_args(argv)
 
 
-def as_images(model, x_params):
-    """The likelihood's means as (n, 1, side, side) images (e.g. 28 x 28)."""
-    return model.likelihood.mean(x_params).view(-1, *square_image_shape(model.input_dim))
+def image_shape_of(checkpoint):
+    """(C, H, W) of the images the checkpoint's model was trained on, as the checkpoint records
+    it (older checkpoints: a square grey image of its input width)."""
+    shape = checkpoint.get("image_shape")
+    return tuple(shape) if shape else square_image_shape(checkpoint["input_dim"])
+
+
+def as_images(model, x_params, shape):
+    """The likelihood's means as (n, C, H, W) images, e.g. (n, 3, 32, 32) for CIFAR-10."""
+    return model.likelihood.mean(x_params).view(-1, *shape)
 
 
 @torch.no_grad()
-def traversal(model, node, rows, steps):
+def traversal(model, node, rows, steps, shape):
     """(rows*steps) images: row r fixes every node but `node` to draw r; columns resample it."""
     _, base = model.sample_prior(rows)
     fixed = base.repeat_interleave(steps, dim=0)
     overrides = {i: fixed[:, i] for i in range(model.n_nodes) if i != node}
     x_params, _ = model.sample_prior(rows * steps, node_overrides=overrides)
-    return as_images(model, x_params)
+    return as_images(model, x_params, shape)
 
 
 def parse_nodes(text, n_nodes):
@@ -69,14 +76,15 @@ def main(argv=None):
         save_sequences(model.generate(args.n_samples, args.length).cpu().numpy(), kind, out)
         print(f"{args.n_samples} generated sequences of {args.length} steps written to {out}")
         return
+    shape = image_shape_of(checkpoint)
     if args.traverse is None:
         x_params, _ = model.sample_prior(args.n_samples)
-        save_images(as_images(model, x_params), out, nrow=int(args.n_samples ** 0.5))
+        save_images(as_images(model, x_params, shape), out, nrow=int(args.n_samples ** 0.5))
         print(f"{args.n_samples} samples written to {out}")
         return
     for node in parse_nodes(args.traverse, model.n_nodes):
         path = out if args.traverse != "all" else out.with_name(f"{out.stem}_z{node}{out.suffix}")
-        save_images(traversal(model, node, args.rows, args.steps), path, nrow=args.steps)
+        save_images(traversal(model, node, args.rows, args.steps, shape), path, nrow=args.steps)
         print(f"node z{node}: {args.rows} rows x {args.steps} draws written to {path}")
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from base.base_data_loader import BaseDataLoader
-from data_loader.image_datasets import load_images, square_image_shape
+from data_loader.image_datasets import IMAGE_SHAPES, load_images
 from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
 
 __all__ = ["BinarizedImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
@@ -12,14 +12,20 @@ SPLITS = ("train", "valid", "test")
 
 
 class BinarizedImageDataLoader(BaseDataLoader):
-    """Binary images x ~ Bernoulli(intensity).
+    """Images as binary pixels x ~ Bernoulli(intensity), or with binarize "none" as 8-bit pixels.
+
+    `binarize`: "dynamic" (training draws a fresh binary image every time an example is
+    seen), "fixed" (one binarization for every split), or "none": the 8-bit values k,
+    dequantised as x = (k + u) / 256 in [0, 1), u ~ U(0, 1) per pixel (method.md §6; the
+    8-bit likelihoods of model/likelihoods.py read x so). Training draws fresh noise u every
+    time an example is seen, as dynamic binarization does.
 
     Two seeds (method.md §5): `seed`, the run's (set by the program from the config's top-level
-    `seed`), draws the order of the training images and their dynamic binarization (a fresh
-    binary image every time an example is seen; the noise depends on seed, epoch and batch, so
-    a resumed run sees the same draws). `split_seed` draws the validation split and the one
-    fixed binarization of the validation and test images: the same for every run and model,
-    so that their per-image numbers are paired.
+    `seed`), draws the order of the training images and their fresh noise (binarization or
+    dequantisation; it depends on seed, epoch and batch, so a resumed run sees the same
+    draws). `split_seed` draws the validation split and the one fixed binarization or
+    dequantisation of the validation and test images: the same for every run and model, so
+    that their per-image numbers are paired.
 
     Split: the last `validation_size` images of the dataset's training set (in a fixed
     permutation drawn from split_seed) are the validation set; `test` is the dataset's own test
@@ -31,48 +37,62 @@ class BinarizedImageDataLoader(BaseDataLoader):
                  binarize="dynamic", subset=None, num_replicas=1, rank=0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if binarize not in ("dynamic", "fixed"):
-            raise ValueError(f"binarize must be 'dynamic' or 'fixed', got {binarize!r}")
+        if binarize not in ("dynamic", "fixed", "none"):
+            raise ValueError(f"binarize must be 'dynamic', 'fixed' or 'none' (8-bit pixels), "
+                             f"got {binarize!r}")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if subset is not None and (not isinstance(subset, int) or subset <= 0):
             raise ValueError(f"subset must be a positive number of images, got {subset}")
         images = select_split(load_images(dataset, data_dir, train=split != "test"),
                               split, validation_size, split_seed)[:subset]
-        self.intensities = images.float().div_(255.0)
-        self.dynamic = split == "train" and binarize == "dynamic"
-        if not self.dynamic:
-            generator = torch.Generator().manual_seed(split_seed + 1)
-            self.fixed = torch.bernoulli(self.intensities, generator=generator)
+        self.data = "8-bit" if binarize == "none" else "binary"
+        self.input_dim, self.image_shape = images.shape[1], IMAGE_SHAPES[dataset]
+        self.dynamic = split == "train" and binarize != "fixed"  # fresh draws every batch
+        generator = torch.Generator().manual_seed(split_seed + 1)
+        if self.data == "8-bit":
+            self.pixels = images
+            if not self.dynamic:
+                self.fixed = dequantize(images, generator)
+        else:
+            self.intensities = images.float().div_(255.0)
+            if not self.dynamic:
+                self.fixed = torch.bernoulli(self.intensities, generator=generator)
         super().__init__(len(images), batch_size, shuffle=shuffle and split == "train",
                          seed=seed, drop_last=False, num_replicas=num_replicas, rank=rank)
 
-    @property
-    def input_dim(self):
-        return self.intensities.shape[1]
-
-    @property
-    def image_shape(self):
-        return square_image_shape(self.input_dim)
-
     def to(self, device):
-        """Keep the images on device (e.g. a GPU: tens of MB), so that batches, and dynamic
-        binarization, are made there without a host-to-device copy."""
+        """Keep the images on device (e.g. a GPU: tens of MB), so that batches, and their
+        fresh noise (binarization or dequantisation), are made there without a copy."""
         self.device = torch.device(device)
-        self.intensities = self.intensities.to(self.device)
-        if not self.dynamic:
-            self.fixed = self.fixed.to(self.device)
+        for name in ("intensities", "pixels", "fixed"):
+            if hasattr(self, name):
+                setattr(self, name, getattr(self, name).to(self.device))
         return self
 
     def make_batch(self, indices, generator):
-        if self.dynamic:
-            # Bernoulli(p) as u < p, u ~ U(0, 1): the same distribution as torch.bernoulli,
-            # ~3x faster on CPUs (one vectorised uniform draw and a compare). The compare
-            # writes 0./1. floats straight into the batch (a bool result and a cast: 5x slower).
-            intensities = self.intensities[indices]
-            uniform = torch.rand(intensities.shape, generator=generator, device=self.device)
-            return torch.lt(uniform, intensities, out=torch.empty_like(intensities))
-        return self.fixed[indices]
+        if not self.dynamic:
+            return self.fixed[indices]
+        if self.data == "8-bit":
+            return dequantize(self.pixels[indices], generator)
+        # Bernoulli(p) as u < p, u ~ U(0, 1): the same distribution as torch.bernoulli,
+        # ~3x faster on CPUs (one vectorised uniform draw and a compare). The compare
+        # writes 0./1. floats straight into the batch (a bool result and a cast: 5x slower).
+        intensities = self.intensities[indices]
+        uniform = torch.rand(intensities.shape, generator=generator, device=self.device)
+        return torch.lt(uniform, intensities, out=torch.empty_like(intensities))
+
+
+# The largest noise u: k + u must round below k + 1 in float32 (its spacing is 2**-16 from 128
+# to 256), so that floor(256 x) is the pixel's value k for every x = (k + u) / 256.
+MAX_NOISE = 1.0 - 2.0 ** -16
+
+
+def dequantize(pixels, generator):
+    """8-bit values k (uint8) as x = (k + u) / 256 in [0, 1), u ~ U(0, 1) per pixel (drawn
+    from generator, on the pixels' device; below MAX_NOISE)."""
+    noise = torch.rand(pixels.shape, generator=generator, device=pixels.device)
+    return noise.clamp_(max=MAX_NOISE).add_(pixels).div_(256.0)
 
 
 def select_split(images, split, validation_size, seed):
@@ -90,6 +110,7 @@ class SequenceDataLoader(BaseDataLoader):
     """Variable-length sequences as padded batches {"x": (B, T_max, D), "mask": (B, T_max)}."""
 
     image_shape = None
+    data = None  # what the sequences are, for the likelihood (set by each loader)
 
     def __init__(self, sequences, batch_size, shuffle, seed, num_replicas, rank):
         if batch_size <= 0:
@@ -119,6 +140,8 @@ class StrokesDataLoader(SequenceDataLoader):
     their unit is the same for every split.
     """
 
+    data = "strokes"
+
     def __init__(self, data_dir="data/", split="train", batch_size=16, source="lasa",
                  subsample=10, valid_fraction=0.1, test_fraction=0.1, shuffle=True, seed=0,
                  split_seed=0, num_replicas=1, rank=0):
@@ -140,6 +163,8 @@ class PianoRollDataLoader(SequenceDataLoader):
     valid_fraction validation, the rest training; `seed` (the run's) orders the batches.
     `limit` uses only the first N chorales (quick runs).
     """
+
+    data = "binary"
 
     def __init__(self, data_dir="data/", split="train", batch_size=16, valid_fraction=0.1,
                  test_fraction=0.2, limit=None, shuffle=True, seed=0, split_seed=0,

@@ -1,7 +1,9 @@
-"""Grey-scale image datasets as one uint8 tensor (n, 28*28) of intensities, loaded offline first.
+"""Image datasets as one uint8 tensor (n, C*H*W) of 8-bit values, channel-major, loaded
+offline first: grey 28x28 (MNIST, Fashion-MNIST, Omniglot) or colour 3x32x32 (CIFAR-10).
 
 Where the files come from, in order:
-  1. files already in data_dir (torchvision's layout, e.g. <data_dir>/FashionMNIST/raw/),
+  1. files already in data_dir (torchvision's layout, e.g. <data_dir>/FashionMNIST/raw/,
+     <data_dir>/cifar-10-batches-py/),
   2. for Fashion-MNIST, Debian's `dataset-fashion-mnist` package: its IDX .gz files are
      decompressed into <data_dir>/FashionMNIST/raw/ (torchvision rejects their checksums as .gz),
   3. torchvision's download, for users with internet.
@@ -27,16 +29,21 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
+                "cifar10": (3, 32, 32)}  # (channels, height, width) of each dataset's images
+
+
 def square_image_shape(width):
-    """(channels, height, width) of a flattened square grey image: 784 pixels -> (1, 28, 28)."""
+    """(channels, height, width) of a flattened square grey image: 784 pixels -> (1, 28, 28)
+    (for checkpoints written before they recorded their image shape)."""
     side = math.isqrt(width)
     return (1, side, side)
 
 
 def load_images(name, data_dir, train):
-    """Intensities of the train (60k-style) or test split as a (n, 784) uint8 tensor."""
+    """The train or test split as a (n, C*H*W) uint8 tensor."""
     loaders = {"mnist": load_mnist_like, "fashion_mnist": load_mnist_like,
-               "omniglot": load_omniglot}
+               "omniglot": load_omniglot, "cifar10": load_cifar10}
     if name not in loaders:
         raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)})")
     return loaders[name](name, Path(data_dir), train)
@@ -53,7 +60,10 @@ def load_mnist_like(name, data_dir, train):
             cached(raw / target, check_idx, functools.partial(gunzip, source))
     else:
         if not all((raw / f).is_file() for f in IDX_FILES):
-            download(lambda: cls(data_dir, train=train, download=True), name, raw)
+            hint = ("install Debian's dataset-fashion-mnist (apt-get install "
+                    "dataset-fashion-mnist) or " if name == "fashion_mnist" else "")
+            download(lambda: cls(data_dir, train=train, download=True), name, raw,
+                     f"{hint}put the IDX files ({', '.join(IDX_FILES)}) in {raw}")
         for f in IDX_FILES:
             try:
                 check_idx(raw / f)
@@ -84,15 +94,34 @@ def check_idx(path):
     return path
 
 
-def download(make_dataset, name, raw):
+def download(make_dataset, name, where, remedy):
+    """make_dataset() (a torchvision download), or a one-line DataError ending in remedy."""
     try:
         make_dataset()
     except Exception as e:  # network errors come in many types; all mean the same here
-        hint = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or "
-                if name == "fashion_mnist" else "")
-        raise DataError(f"{name} files not found in {raw} and the download failed "
-                        f"({type(e).__name__}); {hint}put the IDX files "
-                        f"({', '.join(IDX_FILES)}) in {raw}") from None
+        raise DataError(f"{name} files not found in {where} and the download failed "
+                        f"({type(e).__name__}); {remedy}") from None
+
+
+def load_cifar10(name, data_dir, train):
+    """CIFAR-10 through torchvision, which checks every file's MD5 sum before it reads any
+    (the batches are Python pickles: only the published files are opened)."""
+    import torchvision
+    where = data_dir / torchvision.datasets.CIFAR10.base_folder
+    try:
+        dataset = torchvision.datasets.CIFAR10(data_dir, train=train, download=False)
+    except RuntimeError:  # missing, or failed the integrity check
+        download(lambda: torchvision.datasets.CIFAR10(data_dir, train=train, download=True),
+                 name, where, f"download {torchvision.datasets.CIFAR10.url} and extract it in "
+                 f"{data_dir} (it unpacks to {where}/)")
+        dataset = torchvision.datasets.CIFAR10(data_dir, train=train, download=False)
+    return channels_first(torch.from_numpy(dataset.data))
+
+
+def channels_first(images):
+    """(n, H, W, C) images (torchvision's CIFAR layout) as (n, C*H*W) rows, channel-major:
+    the layout of (C, H, W) image tensors."""
+    return images.permute(0, 3, 1, 2).reshape(len(images), -1).contiguous()
 
 
 def load_omniglot(name, data_dir, train):
@@ -126,7 +155,9 @@ def resized_omniglot(name, data_dir, train):
         dataset = torchvision.datasets.Omniglot(data_dir, background=train, download=False)
     except RuntimeError:
         download(lambda: torchvision.datasets.Omniglot(data_dir, background=train,
-                                                       download=True), name, root)
+                                                       download=True), name, root,
+                 f"put torchvision's Omniglot folders (images_background/, "
+                 f"images_evaluation/) in {root}")
         dataset = torchvision.datasets.Omniglot(data_dir, background=train, download=False)
     images = []
     for image, _ in dataset:

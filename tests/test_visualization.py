@@ -78,24 +78,28 @@ def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
         assert Image.open(tmp_path / f"samples_z{node}.png").size == (2 + 5 * 30, 2 + 3 * 30)
 
 
-def test_sample_script_rebuilds_the_model_from_the_width_its_checkpoint_records(tiny_config,
+def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(tiny_config,
                                                                                tmp_path):
     """sample.py needs no data and no table of loaders: a model of 16 x 16 images is drawn
-    as 16 x 16 images because its checkpoint says input_dim = 256."""
+    as 16 x 16 images because its checkpoint says input_dim = 256 and image_shape (1, 16, 16);
+    a checkpoint written before checkpoints recorded the shape is drawn as a square grey image
+    of its width."""
     from model import GraphVAE
     from utils.checkpoint import atomic_save
     checkpoint_path = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     checkpoint = load_checkpoint(checkpoint_path)
-    assert checkpoint["input_dim"] == 784
+    assert checkpoint["input_dim"] == 784 and checkpoint["image_shape"] == [1, 28, 28]
     args = checkpoint["config"]["arch"]["args"]
     small = GraphVAE(input_dim=256, **args)
-    assert sample.as_images(small, small.sample_prior(2)[0]).shape == (2, 1, 16, 16)
-    checkpoint.update(input_dim=256, state_dict=small.state_dict())
-    atomic_save(checkpoint, checkpoint_path)
+    shape = (1, 16, 16)
+    assert sample.as_images(small, small.sample_prior(2)[0], shape).shape == (2, 1, 16, 16)
     out = tmp_path / "small.png"
-    assert run_cli(lambda: sample.main(["--resume", str(checkpoint_path), "-n", "4",
-                                        "--out", str(out)])) == 0
-    assert Image.open(out).size == (2 + 2 * 18, 2 + 2 * 18)
+    for recorded in ([1, 16, 16], None):
+        checkpoint.update(input_dim=256, image_shape=recorded, state_dict=small.state_dict())
+        atomic_save(checkpoint, checkpoint_path)
+        assert run_cli(lambda: sample.main(["--resume", str(checkpoint_path), "-n", "4",
+                                            "--out", str(out)])) == 0
+        assert Image.open(out).size == (2 + 2 * 18, 2 + 2 * 18)
 
 
 def test_a_traversal_changes_only_the_chosen_node():

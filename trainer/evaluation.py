@@ -15,7 +15,9 @@ def evaluate(model, loader, device, n_samples=0, limit=None, per_example=False, 
     evaluation graph (model.eval(): discrete gates):
 
       loss (-ELBO), recon, kl, kl_per_node (N,), active_units (N,) and, with n_samples > 0,
-      log_likelihood (importance sampling with K = n_samples); n_examples, n_units.
+      log_likelihood (importance sampling with K = n_samples); n_examples, n_units; and
+      for 8-bit images elbo_bits_per_dim and log_likelihood_bits_per_dim: -ELBO and -log p(x)
+      in bits per dimension on the 0..255 scale (negative log-likelihoods: lower is better).
     per_example adds "per_example": {"elbo": [...], "log_likelihood": [...]} (per unit of each
     example, in loader order), for paired comparisons. Under DDP the sums cover every rank.
     E_q[u | x] for the active units is the posterior mean averaged over the K importance
@@ -49,6 +51,11 @@ def evaluate(model, loader, device, n_samples=0, limit=None, per_example=False, 
                for k, v in distributed.sum_over_ranks(moments, device).items()}
     results = means(sums)
     results.update(n_examples=n_examples, n_units=n_units, active_units=active_units(**moments))
+    bits_per_dim = getattr(model.likelihood, "bits_per_dim", None)
+    if bits_per_dim is not None:
+        results["elbo_bits_per_dim"] = bits_per_dim(-results["loss"])
+        if "log_likelihood" in results:
+            results["log_likelihood_bits_per_dim"] = bits_per_dim(results["log_likelihood"])
     if per_example:
         results["per_example"] = {k: v for k, v in examples.items() if v}
     return results

@@ -134,6 +134,13 @@ class Trainer(BaseTrainer):
         if stop:
             raise StopRequested
 
+    def _checkpoint_state(self, epoch):
+        """The base trainer's, and the images' (C, H, W) shape (None for sequences), so that
+        sample.py draws them without loading any data."""
+        shape = getattr(self.data_loader, "image_shape", None)
+        return {**super()._checkpoint_state(epoch),
+                "image_shape": None if shape is None else list(shape)}
+
     def _count_nonfinite(self, epoch):
         self.nonfinite_steps += 1
         self.logger.warning(f"non-finite loss at epoch {epoch}, batch {self.batches_done}: "
@@ -155,6 +162,8 @@ class Trainer(BaseTrainer):
             for split, prefix in (("train", ""), ("valid", "val_")):
                 if prefix + key in log:
                     scalar(f"{key}/{split}", log[prefix + key], epoch)
+        if "val_elbo_bits_per_dim" in log:  # 8-bit images: -ELBO in bits/dim
+            scalar("bits_per_dim/valid", log["val_elbo_bits_per_dim"], epoch)
         per_node = {"kl": log.get("val_kl_per_node", log.get("kl_per_node", [])),
                     "active_units": log.get("val_active_units", [])}
         for group, values in per_node.items():
