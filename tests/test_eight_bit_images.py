@@ -227,9 +227,9 @@ def test_reproduce_tabulates_bits_per_dim_for_8_bit_images():
         return {"seed": seed, "test": test, "seconds": 10.0, "epochs": 1,
                 "per_example": {"log_likelihood": np.zeros(3)}}
 
-    row = reproduce.test_row("graph_vae", [run(0, 4.0), run(1, 4.2)], [])
+    row = reproduce.test_row("graph_vae", [run(0, 4.0), run(1, 4.2)], [], "GraphVAE")
     assert row["-log p(x) bits/dim"] == "4.100 ± 0.141"
     assert row["-ELBO bits/dim"] == "4.200 ± 0.141"
     binary = {k: v for k, v in run(0, 4.0)["test"].items() if "bits" not in k}
     assert not any("bits" in column for column in reproduce.test_row(
-        "graph_vae", [{**run(0, 4.0), "test": binary}], []))
+        "graph_vae", [{**run(0, 4.0), "test": binary}], [], "GraphVAE"))
