@@ -262,11 +262,11 @@ class BaseTrainer:
     def resume(self, checkpoint, path):
         """Continue the run saved in checkpoint (loaded from path): weights, optimizer,
         scheduler, epoch and position in it, best-so-far and RNG states."""
+        checkpoints.restore_model(self.model, checkpoint, path)
         self.start_epoch = checkpoint["epoch"] + 1
         if self.start_epoch > self.epochs:
             raise ConfigError(f"{path} has finished {checkpoint['epoch']} epochs already; train "
                               f"longer with --epochs N (N > {checkpoint['epoch']})")
-        checkpoints.restore_model(self.model, checkpoint, path)
         fresh_groups = [dict(group) for group in self.optimizer.param_groups]
         changed = self._restore_optimizer(checkpoint, path)
         if self.lr_scheduler and checkpoint.get("lr_scheduler"):

@@ -186,9 +186,10 @@ def test_a_diverged_run_saves_a_state_that_evaluates_finitely(tiny_config, tmp_p
 
 def test_the_stop_message_advice_works_and_a_new_rate_gets_a_fresh_budget(
         tiny_config, tmp_path, monkeypatch, capsys):
+    tiny_config["data_loader"]["args"].update(subset=256, validation_size=100)  # 4 batches
     tiny_config["trainer"].update(epochs=2, tensorboard=False, max_nonfinite_steps=2)
     with pytest.MonkeyPatch.context() as patch:
-        nan_loss_on_steps(patch, {2, 10})  # epoch 1 batch 2, epoch 2 batch 2: the second stops
+        nan_loss_on_steps(patch, {2, 6})  # epoch 1 batch 2, epoch 2 batch 2: the second stops
         assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 2
     err = capsys.readouterr().err
     assert "(the end of epoch 1)" in err, err
