@@ -2,8 +2,11 @@
 a model, an optimiser and a trainer. train.py, test.py, sample.py, reproduce.py and every
 bench script build through here.
 """
+import inspect
+
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import lr_scheduler as module_scheduler
 
 import data_loader.data_loaders as module_data
 import model as module_arch
@@ -82,6 +85,42 @@ def build_optimizer(config, model):
     return optimizer, scheduler
 
 
+def check_optimizer(config):
+    """Try the configured optimizer and scheduler on a stand-in parameter before anything is
+    loaded: a type or setting that cannot make closure-free steps (LBFGS, SparseAdam, a
+    scheduler named as the optimizer, StepLR with step_size 0, ...) stops with one line."""
+    check_kind(config, "optimizer", torch.optim, torch.optim.Optimizer)
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = config.init_obj("optimizer", torch.optim, [parameter])
+    try_steps(config, "optimizer", parameter, optimizer.step)
+    if config["lr_scheduler"] is None:
+        return
+    check_kind(config, "lr_scheduler", module_scheduler, module_scheduler.LRScheduler)
+    scheduler = config.init_obj("lr_scheduler", module_scheduler, optimizer)
+    plateau = isinstance(scheduler, module_scheduler.ReduceLROnPlateau)
+    try_steps(config, "lr_scheduler", parameter,
+              lambda: (optimizer.step(), scheduler.step(0.0) if plateau else scheduler.step()))
+
+
+def check_kind(config, section, module, base):
+    """config[section] names a subclass of base (not base itself, nor another object)."""
+    factory = config.resolve(section, module)
+    if not (inspect.isclass(factory) and issubclass(factory, base)) or factory is base:
+        raise ConfigError(f"{section}.type '{config[section]['type']}' is not "
+                          f"{'an optimizer' if section == 'optimizer' else 'a scheduler'}")
+
+
+def try_steps(config, section, parameter, step):
+    try:
+        for _ in range(2):
+            parameter.grad = torch.zeros(1)
+            step()
+    except Exception as e:  # whatever the class raises, training could not use it
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{section} {config[section]['type']} cannot make a training step "
+                          f"with these settings: {detail}") from None
+
+
 def fused_supported(model):
     """Fused Adam takes floating-point parameters on the CPU or a CUDA device."""
     return all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
@@ -91,7 +130,9 @@ def fused_supported(model):
 def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     """Everything a training run needs, in this process (one of several under torchrun):
     sharded loaders, the model on its device (wrapped for DDP), optimiser, scheduler, and the
-    trainer, resumed from checkpoint when given. Nothing is written yet."""
+    trainer, resumed from checkpoint when given. Nothing is written yet. validate=False: a
+    trainer for timing steps (bench/), with no validation loader and no monitor check."""
+    check_optimizer(config)
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
     seed_everything(config)
@@ -111,6 +152,8 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     optimizer, lr_scheduler = build_optimizer(config, model)
     trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,
                       lr_scheduler, train_forward=train_forward)
+    if validate:
+        trainer.check_monitor()
     if checkpoint is not None:
         trainer.resume(checkpoint, resume_path)
     return trainer

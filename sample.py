@@ -8,15 +8,23 @@ and the columns resample node K from its prior given its (fixed) parents; --trav
 writes one such image per node.
 """
 import sys
-from pathlib import Path
 
-import torch
+if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is one line
+    from utils.errors import exit_on_interrupt
+    exit_on_interrupt()
 
-from data_loader.image_datasets import square_image_shape
-from experiment import load_model
-from logger.figures import save_images, save_sequences
-from utils.cli import add_flags, load_run_config, parser, run_cli
-from utils.errors import ConfigError
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from data_loader.image_datasets import square_image_shape  # noqa: E402
+from experiment import load_model  # noqa: E402
+from logger.figures import save_images, save_sequences  # noqa: E402
+from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
+from utils.errors import ConfigError, writing  # noqa: E402
+
+IMAGE_SUFFIXES = (".png", ".jpg")
+OUT_FIX = "choose a writable --out path"
 
 
 def parse_args(argv):
@@ -66,25 +74,31 @@ def main(argv=None):
         raise ConfigError("give the checkpoint to sample from with --resume")
     if min(args.n_samples, args.rows, args.steps, args.length) <= 0:
         raise ConfigError("-n, --rows, --steps and --length must be positive")
+    out = Path(args.out)
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"--out must name a {' or '.join(IMAGE_SUFFIXES)} file, got {out}")
     config, checkpoint = load_run_config(args)
     torch.manual_seed(config["seed"])
     model = load_model(config, checkpoint, args.resume)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with writing(out, OUT_FIX):
+        out.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "generate"):
         kind = "strokes" if config["data_loader"]["type"] == "StrokesDataLoader" else "piano"
-        save_sequences(model.generate(args.n_samples, args.length).cpu().numpy(), kind, out)
+        with writing(out, OUT_FIX):
+            save_sequences(model.generate(args.n_samples, args.length).cpu().numpy(), kind, out)
         print(f"{args.n_samples} generated sequences of {args.length} steps written to {out}")
         return
     shape = image_shape_of(checkpoint)
     if args.traverse is None:
         x_params, _ = model.sample_prior(args.n_samples)
-        save_images(as_images(model, x_params, shape), out, nrow=int(args.n_samples ** 0.5))
+        with writing(out, OUT_FIX):
+            save_images(as_images(model, x_params, shape), out, nrow=int(args.n_samples ** 0.5))
         print(f"{args.n_samples} samples written to {out}")
         return
     for node in parse_nodes(args.traverse, model.n_nodes):
         path = out if args.traverse != "all" else out.with_name(f"{out.stem}_z{node}{out.suffix}")
-        save_images(traversal(model, node, args.rows, args.steps, shape), path, nrow=args.steps)
+        with writing(path, OUT_FIX):
+            save_images(traversal(model, node, args.rows, args.steps, shape), path, nrow=args.steps)
         print(f"node z{node}: {args.rows} rows x {args.steps} draws written to {path}")
 
 

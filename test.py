@@ -8,18 +8,23 @@ prints the learned graph and writes everything as JSON next to the checkpoint
 (<checkpoint>-test.json, with the per-example values for paired comparisons; bits/dim as
 elbo_bits_per_dim and log_likelihood_bits_per_dim), the graph as graph.json and graph.dot.
 """
-import json
 import sys
-import time
-from pathlib import Path
 
-import torch
+if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is one line
+    from utils.errors import exit_on_interrupt
+    exit_on_interrupt()
 
-from experiment import build_loader, check_data_fits_model, load_model, prepare_device
-from logger.figures import graph_to_dot
-from trainer.evaluation import evaluate
-from utils.cli import add_flags, load_run_config, parser, run_cli
-from utils.errors import ConfigError
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from experiment import build_loader, check_data_fits_model, load_model, prepare_device  # noqa: E402
+from logger.figures import graph_to_dot  # noqa: E402
+from trainer.evaluation import evaluate  # noqa: E402
+from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
+from utils.errors import ConfigError, writing  # noqa: E402
 
 
 def parse_args(argv):
@@ -86,9 +91,13 @@ def main(argv=None):
                                   args.limit)
     print_report(results)
     out = Path(args.resume).with_name(Path(args.resume).stem + "-test.json")
-    out.write_text(json.dumps(results))
-    out.with_name("graph.json").write_text(json.dumps(results["graph"], indent=2))
-    out.with_name("graph.dot").write_text(graph_to_dot(results["graph"]))
+    outputs = {out: json.dumps(results), out.with_name("graph.json"):
+               json.dumps(results["graph"], indent=2),
+               out.with_name("graph.dot"): graph_to_dot(results["graph"])}
+    for path, text in outputs.items():
+        with writing(path, "the results are printed above; to have them written, evaluate a "
+                           "copy of the checkpoint in a writable folder"):
+            path.write_text(text)
     print(f"\nResults written to {out}; the graph to graph.json and graph.dot beside it "
           f"(render: dot -Tpng graph.dot -o graph.png)")
 

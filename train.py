@@ -3,14 +3,20 @@
 Several processes (DDP): torchrun --nproc_per_node=N train.py -c config.json, or on a GPU
 machine python train.py --device 0,1 -c config.json, which starts torchrun's workers itself.
 """
-import signal
-import subprocess
 import sys
 
-from experiment import build_trainer
-from logger import get_logger, setup_logging
-from utils import distributed
-from utils.cli import add_flags, load_run_config, parser, run_cli
+if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is one line
+    from utils.errors import exit_on_interrupt
+    exit_on_interrupt()
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+from contextlib import nullcontext  # noqa: E402
+
+from experiment import build_trainer  # noqa: E402
+from logger import get_logger, setup_logging  # noqa: E402
+from utils import distributed  # noqa: E402
+from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
          "--save-dir", "--data-dir")
@@ -29,19 +35,24 @@ def main(argv=None):
 
 def train(config, checkpoint=None, resume_path=None):
     """Train the run config describes (resumed from checkpoint); returns the run directory."""
-    # Everything is built (and so checked) before the run directory is created.
+    # Everything is built (and so checked) before the run directory is created; the run
+    # holds its directory's lock while it trains (rank 0 writes for all).
     trainer = build_trainer(config, checkpoint, resume_path)
-    if distributed.is_main():
-        config.make_run_dirs(resuming=checkpoint is not None)
-        setup_logging(config.log_dir)
-    config.save_dir, config.log_dir = distributed.broadcast((config.save_dir, config.log_dir))
-    logger = get_logger("train", config["trainer"]["verbosity"] if distributed.is_main() else 0)
-    logger.info(trainer.model)
-    world_size = distributed.world()[1]
-    logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
-                + (f"; {world_size} processes" if world_size > 1 else ""))
-    trainer.train()
-    logger.info(f"Done. Evaluate with: python test.py --resume {config.save_dir / 'model_best.pth'}")
+    main = distributed.is_main()
+    with config.open_run(resuming=checkpoint is not None) if main else nullcontext():
+        if main:
+            setup_logging(config.log_dir)
+        config.save_dir, config.log_dir = distributed.broadcast((config.save_dir, config.log_dir))
+        logger = get_logger("train", config["trainer"]["verbosity"] if main else 0)
+        logger.info(trainer.model)
+        world_size = distributed.world()[1]
+        logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
+                    + (f"; {world_size} processes" if world_size > 1 else ""))
+        trainer.train()
+    if not trainer.stopped:
+        best = config.save_dir / "model_best.pth"
+        logger.info(f"Done. Evaluate with: python test.py --resume "
+                    f"{best if best.is_file() else trainer.latest_checkpoint}")
     return config.save_dir
 
 

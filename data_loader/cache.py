@@ -8,6 +8,7 @@ crash, or another kind of file) is built again, with a warning that names it.
 """
 import sys
 
+from data_loader.files import writing_data
 from utils.errors import DataError
 from utils.files import atomic_write
 
@@ -27,7 +28,8 @@ def cached(path, load, write):
         except BrokenCache as e:
             print(f"warning: {path} is not a whole cache ({e}); building it again",
                   file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as f:
-        write(f)
+    with writing_data(path):  # an unwritable data_dir is one line
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            write(f)
     return load(path)

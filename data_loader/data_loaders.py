@@ -4,7 +4,8 @@ import torch
 
 from base.base_data_loader import BaseDataLoader
 from data_loader.image_datasets import IMAGE_SHAPES, load_images
-from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
+from data_loader.sequence_datasets import (check_split_seed, load_piano_rolls, load_strokes,
+                                           split_indices)
 
 __all__ = ["BinarizedImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
 
@@ -44,6 +45,7 @@ class BinarizedImageDataLoader(BaseDataLoader):
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if subset is not None and (not isinstance(subset, int) or subset <= 0):
             raise ValueError(f"subset must be a positive number of images, got {subset}")
+        check_split_seed(split_seed)
         images = select_split(load_images(dataset, data_dir, train=split != "test"),
                               split, validation_size, split_seed)[:subset]
         self.data = "8-bit" if binarize == "none" else "binary"

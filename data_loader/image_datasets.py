@@ -9,7 +9,8 @@ Where the files come from, in order:
   3. torchvision's download, for users with internet.
 If all fail, a DataError says what to install or where to put the files. The decompressed IDX
 files and Omniglot's resized tensors are caches (data_loader/cache.py: written whole, and
-built again if found broken); an IDX file that is not whole and cannot be rebuilt is named.
+built again if found broken); every image file is checked when it is read (IDX header,
+dimensions, size), and one that is not whole and cannot be rebuilt is named with the fix.
 """
 import functools
 import gzip
@@ -22,11 +23,14 @@ from pathlib import Path
 import torch
 
 from data_loader.cache import BrokenCache, cached
+from data_loader.files import data_directory
 from utils.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_IMAGES = b"\x00\x00\x08\x03"  # magic: unsigned bytes, 3 dimensions (n, rows, columns)
+FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
 
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
@@ -46,32 +50,43 @@ def load_images(name, data_dir, train):
                "omniglot": load_omniglot, "cifar10": load_cifar10}
     if name not in loaders:
         raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)})")
-    return loaders[name](name, Path(data_dir), train)
+    return loaders[name](name, data_directory(data_dir), train)
 
 
 def load_mnist_like(name, data_dir, train):
-    import torchvision
-    cls = {"mnist": torchvision.datasets.MNIST,
-           "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
-    raw = data_dir / cls.__name__ / "raw"
+    raw = data_dir / FOLDERS[name] / "raw"
     debian = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in IDX_FILES]
     if name == "fashion_mnist" and all(source.is_file() for source in debian):
         for source, target in zip(debian, IDX_FILES):
             cached(raw / target, check_idx, functools.partial(gunzip, source))
-    else:
-        if not all((raw / f).is_file() for f in IDX_FILES):
-            hint = ("install Debian's dataset-fashion-mnist (apt-get install "
-                    "dataset-fashion-mnist) or " if name == "fashion_mnist" else "")
-            download(lambda: cls(data_dir, train=train, download=True), name, raw,
-                     f"{hint}put the IDX files ({', '.join(IDX_FILES)}) in {raw}")
-        for f in IDX_FILES:
-            try:
-                check_idx(raw / f)
-            except BrokenCache as e:
-                raise DataError(f"{raw / f} is not a whole IDX file ({e}); delete it to download "
-                                f"it again, or put an intact copy there") from None
-    dataset = cls(data_dir, train=train, download=False)
-    return dataset.data.reshape(len(dataset.data), -1).contiguous()
+    elif not all((raw / f).is_file() for f in IDX_FILES):
+        def torchvision_download():
+            import torchvision
+            getattr(torchvision.datasets, FOLDERS[name])(data_dir, train=train, download=True)
+        hint = ("install Debian's dataset-fashion-mnist (apt-get install "
+                "dataset-fashion-mnist) or " if name == "fashion_mnist" else "")
+        download(torchvision_download, name, raw,
+                 f"{hint}put the IDX files ({', '.join(IDX_FILES)}) in {raw}")
+    return read_idx_images(raw / IDX_FILES[0 if train else 2])
+
+
+def read_idx_images(path):
+    """The images of an IDX file as a (n, rows * columns) uint8 tensor, its header checked."""
+    fix = ("delete it (it is then restored from Debian's dataset package or downloaded) or "
+           "replace it with the original file")
+    data = path.read_bytes()
+    if data[:4] != IDX_IMAGES:
+        raise DataError(f"{path} is not an IDX image file (it should start with bytes "
+                        f"00 00 08 03); {fix}")
+    try:
+        check_idx(path)
+    except BrokenCache as e:
+        raise DataError(f"{path} is not an IDX image file ({e}: truncated or damaged); "
+                        f"{fix}") from None
+    n, rows, columns = struct.unpack(">3I", data[4:16])
+    if n == 0 or rows != columns:
+        raise DataError(f"{path} holds {n} images of {rows} x {columns}, not square images; {fix}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=16).view(n, rows * columns)
 
 
 def gunzip(source, file):

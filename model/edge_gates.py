@@ -54,6 +54,8 @@ class GateSchedule:
 
     @classmethod
     def from_config(cls, values):
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"gate_schedule must be an object of settings, got {values!r}")
         values = dict(values or {})
         known = [f.name for f in fields(cls)]
         for key in values:

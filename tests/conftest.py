@@ -31,3 +31,16 @@ def write_config(tmp_path, config, name="config.json"):
     path = tmp_path / name
     path.write_text(json.dumps(config))
     return path
+
+
+def expect_one_line_error(argv, capsys, *fragments):
+    """train.py with argv stops with exit status 2 and one line naming every fragment."""
+    import train
+    from utils.cli import run_cli
+    capsys.readouterr()  # drop what earlier steps printed
+    status = run_cli(lambda: train.main(argv))
+    err = capsys.readouterr().err.split("\r")[-1]  # after any progress bar redraws
+    assert status == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, err

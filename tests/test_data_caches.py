@@ -14,7 +14,7 @@ import data_loader.sequence_datasets as sequence_datasets
 from data_loader.cache import BrokenCache, cached
 from data_loader.image_datasets import (DEBIAN_FASHION_MNIST, IDX_FILES, check_idx, load_images,
                                         load_image_cache)
-from data_loader.sequence_datasets import load_sequences, load_strokes, save_sequences
+from data_loader.sequence_datasets import load_sequences, load_strokes, write_sequences
 from experiment import build_trainer
 from tests.conftest import REPO
 from tests.test_ddp import free_port
@@ -24,8 +24,8 @@ from utils.errors import DataError
 
 IDX_HEADER = b"\0\0\x08\x02" + struct.pack(">2I", 2, 3)  # a 2 x 3 array of bytes follows
 CACHES = {  # kind: (load, write a whole cache, write a whole file of the kind holding wrong data)
-    "npz": (load_sequences,
-            lambda f: save_sequences(f, [np.ones((3, 3), np.float32), np.zeros((2, 3), np.float32)]),
+    "npz": (lambda path: load_sequences(path, 3, "rebuilt", BrokenCache),
+            lambda f: write_sequences(f, [np.ones((3, 3), np.float32), np.zeros((2, 3), np.float32)]),
             lambda f: np.savez(f, steps=np.ones((4, 3)), lengths=np.array([3, 2]))),
     "pt": (load_image_cache,
            lambda f: torch.save(torch.zeros(2, 784, dtype=torch.uint8), f),
@@ -69,7 +69,7 @@ def test_a_failed_build_leaves_nothing_behind(tmp_path):
         raise DataError("the source is gone")
 
     with pytest.raises(DataError, match="the source is gone"):
-        cached(tmp_path / "cache.npz", load_sequences, failing)
+        cached(tmp_path / "cache.npz", CACHES["npz"][0], failing)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -129,7 +129,7 @@ def test_two_processes_building_the_same_cache_at_once_both_succeed(tmp_path):
     assert [p.exitcode for p in processes] == [0, 0]
     cache = tmp_path / "lasa_strokes_every25.npz"
     assert list(tmp_path.iterdir()) == [cache]  # one whole file, no temporary ones
-    assert len(load_sequences(cache)) == 210
+    assert len(load_sequences(cache, 3, "")) == 210
 
 
 def build_loaders_as_rank(rank, config, out_dir, port):

@@ -10,7 +10,7 @@ import train
 from data_loader.image_datasets import channels_first
 from experiment import build_loader, build_model
 from tests.conftest import DATA_DIR, REPO, write_config
-from tests.test_reliability import expect_one_line_error
+from tests.conftest import expect_one_line_error
 from tests.test_training import logged, run_dir
 from trainer.evaluation import evaluate
 from utils.checkpoint import load_checkpoint

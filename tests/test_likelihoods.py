@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from model.likelihoods import DiscretizedLogistic, Gaussian, build_likelihood
+from model.likelihoods import Gaussian, build_likelihood
 
 D = 6
 

@@ -1,6 +1,9 @@
-"""Runs survive kills, stops, NaNs and bad input (issue: never lose a run)."""
+"""Runs survive kills, stops, NaNs, divergence, races, full disks and bit rot (never lose a
+run); bad input of every kind is in test_bad_inputs.py."""
 import errno
 import json
+import math
+import multiprocessing
 import os
 import random
 import signal
@@ -12,12 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import test as test_script
 import train
 from tests.conftest import REPO, write_config
 from tests.test_training import logged, run_dir
 from trainer import Trainer
-from utils.checkpoint import load_checkpoint
+from utils import run_dirs
+from utils.checkpoint import atomic_save, load_checkpoint
 from utils.cli import run_cli
+from utils.errors import CheckpointError
 
 
 def train_cli(argv):
@@ -147,17 +153,71 @@ def test_nonfinite_steps_are_skipped_and_counted(tiny_config, tmp_path, monkeypa
     assert logged(tmp_path / "saved", "nonfinite_steps") == [2.0]
 
 
-def test_too_many_nonfinite_losses_stop_with_the_last_good_state_saved(
+def test_too_many_nonfinite_losses_stop_and_set_the_checkpoint_back_to_the_last_finite_state(
         tiny_config, tmp_path, monkeypatch, capsys):
-    tiny_config["trainer"].update(epochs=1, tensorboard=False, max_nonfinite_steps=3)
-    nan_loss_on_steps(monkeypatch, {3, 4, 6})
+    tiny_config["trainer"].update(epochs=2, tensorboard=False, max_nonfinite_steps=3,
+                                  checkpoint_every_steps=1)
+    nan_loss_on_steps(monkeypatch, {11, 12, 14})  # epoch 2, batches 3, 4 and 6
     assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 2
     err = capsys.readouterr().err
-    assert "3 non-finite losses" in err and "lower optimizer.args.lr" in err
-    checkpoint = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-latest.pth")
-    assert checkpoint["batches_done"] == 5  # resuming retries the batch that failed
-    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values()
-               if v.is_floating_point())
+    assert err.count("\n") == 1 and "3 non-finite losses" in err, err
+    assert "set back to the last state known finite (the end of epoch 1)" in err, err
+    # Periodic checkpoints were taken inside epoch 2; the stop sets latest back to epoch 1.
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    checkpoint = load_checkpoint(latest)
+    assert (checkpoint["epoch"], checkpoint["batches_done"]) == (1, 0)
+    epoch1 = load_checkpoint(latest.with_name("checkpoint-epoch1.pth"))
+    for key, value in epoch1["state_dict"].items():
+        assert torch.equal(value, checkpoint["state_dict"][key]), key
+
+
+def test_a_diverged_run_saves_a_state_that_evaluates_finitely(tiny_config, tmp_path, capsys):
+    """--lr 1e6: the first step is finite and leaves huge weights, every later loss is NaN."""
+    tiny_config["data_loader"]["args"].update(subset=256, validation_size=100)
+    tiny_config["trainer"].update(epochs=2, tensorboard=False, max_nonfinite_steps=2)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config)), "--lr", "1e6"]) == 2
+    assert "(the initial weights)" in capsys.readouterr().err
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    assert run_cli(lambda: test_script.main(["--resume", str(latest), "-k", "0",
+                                             "--limit", "100"])) == 0
+    results = json.loads(latest.with_name("checkpoint-latest-test.json").read_text())
+    assert math.isfinite(results["elbo"])
+
+
+def test_the_stop_message_advice_works_and_a_new_rate_gets_a_fresh_budget(
+        tiny_config, tmp_path, monkeypatch, capsys):
+    tiny_config["data_loader"]["args"].update(subset=256, validation_size=100)  # 4 batches
+    tiny_config["trainer"].update(epochs=2, tensorboard=False, max_nonfinite_steps=2)
+    with pytest.MonkeyPatch.context() as patch:
+        nan_loss_on_steps(patch, {2, 6})  # epoch 1 batch 2, epoch 2 batch 2: the second stops
+        assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 2
+    err = capsys.readouterr().err
+    assert "(the end of epoch 1)" in err, err
+    argv = err.split("resume from it with a lower learning rate: ")[1].split()
+    assert argv[:2] == ["python", "train.py"] and argv[-2] == "--lr", argv
+    # Followed as printed; the epoch-1 state carries 1 non-finite step, and one more NaN
+    # would use up the old budget of 2: the new rate starts it afresh.
+    nan_loss_on_steps(monkeypatch, {1})
+    assert train_cli(argv[2:]) == 0
+    final = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-latest.pth")
+    assert final["epoch"] == 2 and final["nonfinite_steps"] == 1
+    assert final["optimizer"]["param_groups"][0]["lr"] == pytest.approx(float(argv[-1]))
+
+
+def test_resuming_with_new_optimizer_settings_applies_them(tiny_config, tmp_path, capsys):
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
+    tiny_config["arch"]["args"]["gate_schedule"]["lr"] = 0.05  # the logits' own group
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 0
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    capsys.readouterr()
+    assert train_cli(["--resume", str(latest), "--epochs", "2", "--lr", "1e-5",
+                      "--set", "optimizer.args.weight_decay=0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "Resumed from" in out and "optimizer.args.lr is 1e-05" in out, out
+    networks, logits = load_checkpoint(latest)["optimizer"]["param_groups"]
+    assert (networks["lr"], networks["weight_decay"]) == (1e-5, 0.01)
+    assert (logits["lr"], logits["weight_decay"]) == (0.05, 0.01)
 
 
 def test_extreme_inputs_give_finite_losses_across_seeds():
@@ -177,102 +237,128 @@ def test_extreme_inputs_give_finite_losses_across_seeds():
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-# -- bad input: one line, exit != 0, nothing overwritten ----------------------------------
-def expect_one_line_error(argv, capsys, *fragments):
-    capsys.readouterr()  # drop what earlier steps printed
-    status = train_cli(argv)
-    err = capsys.readouterr().err.split("\r")[-1]  # after any progress bar redraws
-    assert status == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
-def test_latent_size_not_divisible_by_the_node_count(tiny_config, tmp_path, capsys):
-    tiny_config["arch"]["args"].update(latent_dim=80, n_nodes=3)
-    expect_one_line_error(["-c", str(write_config(tmp_path, tiny_config))], capsys,
-                          "latent_dim 80 is not divisible by n_nodes 3")
+# -- run directories: never shared, one writer at a time ----------------------------------
+def claim_at_once(args):
+    """One of several processes claiming the same run name at the same moment."""
+    barrier, models, logs = args
+    barrier.wait()
+    return str(run_dirs.claim_new(Path(models), Path(logs))[0])
 
 
-def test_missing_data_files_without_internet(tiny_config, tmp_path, capsys, monkeypatch):
-    import torchvision
+def test_runs_started_at_the_same_moment_get_their_own_directories(tmp_path):
+    context = multiprocessing.get_context("fork")
+    n = 8
+    with context.Manager() as manager, context.Pool(n) as pool:
+        barrier = manager.Barrier(n)
+        args = (barrier, tmp_path / "models" / "run" / "0101_120000",
+                tmp_path / "log" / "run" / "0101_120000")
+        claimed = pool.map(claim_at_once, [args] * n)
+    assert len(set(claimed)) == n
+    assert len(list((tmp_path / "log" / "run").iterdir())) == n
 
-    def no_network(self):
-        raise OSError("no network")
 
-    monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
-    tiny_config["data_loader"]["args"].update(dataset="mnist", data_dir=str(tmp_path / "nodata"))
-    expect_one_line_error(["-c", str(write_config(tmp_path, tiny_config))], capsys,
-                          "mnist files not found", "put the IDX files")
-    assert not (tmp_path / "saved").exists()
+def test_a_second_writer_of_a_run_gets_one_line(tiny_config, tmp_path, capsys):
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 0
+    directory = run_dir(tmp_path / "saved")
+    before = files_and_times(directory)
+    held = run_dirs.lock(directory)  # as a training process holds it
+    try:
+        capsys.readouterr()
+        assert train_cli(["--resume", str(directory / "checkpoint-latest.pth"),
+                          "--epochs", "2"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in use by another training process" in err, err
+        assert files_and_times(directory) == before
+    finally:
+        held.close()
+    assert train_cli(["--resume", str(directory / "checkpoint-latest.pth"), "--epochs", "2"]) == 0
 
 
-def test_unwritable_save_dir(tiny_config, tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("a file where a directory should be")
-    tiny_config["trainer"]["save_dir"] = str(blocker / "saved")
-    expect_one_line_error(["-c", str(write_config(tmp_path, tiny_config))], capsys,
-                          "cannot write to save_dir", "trainer.save_dir")
+# -- checkpoint integrity ------------------------------------------------------------------
+@pytest.fixture
+def saved_checkpoint(tmp_path):
+    from model import GraphVAE
+    model = GraphVAE(input_dim=20, n_nodes=3, node_dim=2, encoder_hidden=[8], feature_dim=8,
+                     bottom_up_hidden=8, top_down_hidden=8, decoder_hidden=[8])
+    path = tmp_path / "checkpoint.pth"
+    atomic_save({"arch": "GraphVAE", "epoch": 1, "state_dict": model.state_dict(),
+                 "config": {"name": "x"}, "input_dim": 20}, path)
+    return path
+
+
+def test_a_flipped_byte_anywhere_in_a_checkpoint_is_detected(saved_checkpoint):
+    intact = saved_checkpoint.read_bytes()
+    assert torch.load(saved_checkpoint, weights_only=True)["epoch"] == 1  # torch reads it too
+    positions = sorted({0, 1, len(intact) - 1, len(intact) - 40, len(intact) - 48,
+                        *range(0, len(intact), max(1, len(intact) // 97))})
+    for position in positions:
+        damaged = bytearray(intact)
+        damaged[position] ^= 0x10
+        saved_checkpoint.write_bytes(damaged)
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(saved_checkpoint)
+        message = str(error.value)
+        assert "\n" not in message and str(saved_checkpoint) in message, (position, message)
+    middle = bytearray(intact)
+    middle[len(intact) // 3:len(intact) // 3 + 2000] = os.urandom(2000)
+    saved_checkpoint.write_bytes(middle)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load_checkpoint(saved_checkpoint)
+
+
+def test_a_write_that_does_not_read_back_never_replaces_a_checkpoint(saved_checkpoint,
+                                                                     monkeypatch):
+    intact = saved_checkpoint.read_bytes()
+    real_fdopen = os.fdopen
+
+    class FlipsAByte:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def write(self, data):
+            damaged = bytearray(data)
+            damaged[len(damaged) // 2] ^= 1
+            return self.f.write(bytes(damaged))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FlipsAByte(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="does not read back"):
+        atomic_save(load_checkpoint(saved_checkpoint), saved_checkpoint)
+    assert saved_checkpoint.read_bytes() == intact
+    assert not list(saved_checkpoint.parent.glob(".*.tmp"))
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_config, tmp_path, capsys,
                                                               monkeypatch):
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
     tiny_config["trainer"].update(epochs=2, tensorboard=False)
     path = write_config(tmp_path, tiny_config)
     assert train_cli(["-c", str(path), "--epochs", "1"]) == 0
     latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
     before = latest.read_bytes()
 
-    def full_disk(obj, f, *args, **kwargs):
-        f.write(b"partial")
+    def full_disk(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(torch, "save", full_disk)
-    expect_one_line_error(["--resume", str(latest), "--epochs", "2"], capsys,
-                          "could not write checkpoint",
-                          "No space left on device", "previous checkpoint is intact")
+    monkeypatch.setattr(os, "fsync", full_disk)
+    capsys.readouterr()
+    assert train_cli(["--resume", str(latest), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for fragment in ("could not write checkpoint", "No space left on device",
+                     "previous checkpoint is intact"):
+        assert fragment in err, err
     assert latest.read_bytes() == before
     assert not list(latest.parent.glob(".*.tmp"))
-
-
-@pytest.mark.parametrize("content, fragment", [
-    (b"", "is not a readable checkpoint"),
-    (b"hello, I am a text file\n", "is not a readable checkpoint"),
-])
-def test_non_checkpoint_files(tmp_path, capsys, content, fragment):
-    path = tmp_path / "model.pth"
-    path.write_bytes(content)
-    expect_one_line_error(["--resume", str(path)], capsys, fragment)
-
-
-def test_truncated_checkpoint_and_missing_checkpoint(tiny_config, tmp_path, capsys):
-    tiny_config["trainer"].update(epochs=1, tensorboard=False)
-    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 0
-    directory = run_dir(tmp_path / "saved")
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes((directory / "checkpoint-latest.pth").read_bytes()[:5000])
-    before = files_and_times(directory)
-    expect_one_line_error(["--resume", str(truncated)], capsys, "is not a readable checkpoint")
-    expect_one_line_error(["--resume", str(tmp_path / "nope.pth")], capsys,
-                          "checkpoint not found")
-    assert files_and_times(directory) == before
-
-
-def test_a_new_run_never_reuses_an_existing_directory(tiny_config, tmp_path):
-    tiny_config["trainer"].update(epochs=1, tensorboard=False)
-    path = write_config(tmp_path, tiny_config)
-    assert train_cli(["-c", str(path)]) == 0
-    assert train_cli(["-c", str(path)]) == 0
-    runs = list((tmp_path / "saved" / "models").glob("*/*"))
-    assert len(runs) == 2
-    assert all(json.loads((r / "config.json").read_text())["name"] for r in runs)
-
-
-def test_a_named_run_that_exists_is_not_overwritten(tiny_config, tmp_path, capsys):
-    tiny_config["trainer"].update(epochs=1, tensorboard=False)
-    path = write_config(tmp_path, tiny_config)
-    assert train_cli(["-c", str(path), "--run-id", "mine"]) == 0
-    before = files_and_times(tmp_path / "saved")
-    expect_one_line_error(["-c", str(path), "--run-id", "mine"], capsys, "exists already",
-                          "--resume")
-    assert files_and_times(tmp_path / "saved") == before

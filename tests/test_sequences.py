@@ -161,3 +161,21 @@ def test_a_short_run_on_real_handwriting_lowers_the_validation_loss(strokes_conf
     assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4", "--length",
                                         "30", "--out", str(out)])) == 0
     assert Image.open(out).size[0] > 100
+
+
+def test_a_trusted_strokes_npy_converts_once_into_the_file_the_loader_reads(tmp_path):
+    from data_loader import convert_strokes
+    from data_loader.sequence_datasets import load_strokes
+    from utils.errors import DataError
+    rng = np.random.default_rng(0)
+    strokes = [rng.normal(size=(t, 3)).astype(np.float32) for t in (5, 9, 3)]
+    source, target = tmp_path / "strokes.npy", tmp_path / "strokes.npz"
+    np.save(source, np.array(strokes, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="convert_strokes"):
+        load_strokes(tmp_path, source=str(source))  # training never unpickles it
+    assert run_cli(lambda: convert_strokes.main([str(source), str(target)])) == 0
+    loaded = load_strokes(tmp_path, source=str(target))
+    assert len(loaded) == 3 and all(np.array_equal(a, b) for a, b in zip(strokes, loaded))
+    loader = StrokesDataLoader(split="train", source=str(target), valid_fraction=0.0,
+                               test_fraction=0.0, batch_size=2)
+    assert loader.input_dim == 3 and len(loader.sequences) == 3

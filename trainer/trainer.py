@@ -9,7 +9,7 @@ the objective (model/objective.py).
 import torch
 from tqdm import tqdm
 
-from base.base_trainer import BaseTrainer, StopRequested, TrainingDiverged
+from base.base_trainer import BaseTrainer, StopRequested, TrainingDiverged, is_plateau
 from data_loader.batches import sequence_length, time_chunks, to_device
 from logger.figures import log_epoch_figures
 from model.objective import negative_elbo
@@ -17,6 +17,7 @@ from trainer.evaluation import evaluate, means, running_sums
 from utils import distributed
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
+METRICS = ("loss", "recon", "kl")  # the numbers an epoch logs, and with validation val_<name>
 
 
 class Trainer(BaseTrainer):
@@ -43,6 +44,10 @@ class Trainer(BaseTrainer):
         self.objective = torch.compile(self._objective) if cfg["compile"] else self._objective
         self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
         self._saved_buffers = [b.detach().clone() for b in self._float_buffers]
+
+    def logged_metrics(self):
+        validated = self.valid_data_loader is not None
+        return METRICS + tuple(f"val_{m}" for m in METRICS if validated)
 
     def kl_weight_at(self, epoch):
         """KL warm-up: the KL term's weight in the training objective rises linearly from
@@ -118,7 +123,9 @@ class Trainer(BaseTrainer):
         if self.valid_data_loader is not None:
             valid = evaluate(self.model, self.valid_data_loader, self.device)
             log.update({f"val_{k}": v for k, v in valid.items() if not k.startswith("n_")})
-        if self.lr_scheduler is not None:
+        if is_plateau(self.lr_scheduler):
+            self.lr_scheduler.step(log[self.monitor_metric])
+        elif self.lr_scheduler is not None:
             self.lr_scheduler.step()
         self._write_tensorboard(epoch, log)
         return log
@@ -146,11 +153,13 @@ class Trainer(BaseTrainer):
         self.logger.warning(f"non-finite loss at epoch {epoch}, batch {self.batches_done}: "
                             f"step skipped ({self.nonfinite_steps} so far)")
         if self.nonfinite_steps >= self.max_nonfinite_steps:
-            self._save_mid_epoch(epoch)
+            where = self._roll_back()
+            lower = self.optimizer.param_groups[0]["lr"] / 10
             raise TrainingDiverged(
                 f"training stopped after {self.nonfinite_steps} non-finite losses "
-                f"(trainer.max_nonfinite_steps); the last good state is saved in "
-                f"{self.latest_checkpoint}: lower optimizer.args.lr and resume from it")
+                f"(trainer.max_nonfinite_steps); {self.latest_checkpoint} is set back to the "
+                f"last state known finite ({where}); resume from it with a lower learning "
+                f"rate: python train.py --resume {self.latest_checkpoint} --lr {lower:.3g}")
 
     def _write_tensorboard(self, epoch, log):
         """Scalars under grouped tags (loss/train, loss/valid, kl/z0, edge_prob/z4->z3,

@@ -3,13 +3,14 @@
 Each script asks for the flags it uses (add_flags), so its --help offers nothing it ignores.
 """
 import argparse
+import copy
 import os
 import sys
 from pathlib import Path
 
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
-from utils.errors import ConfigError, UserError
+from utils.errors import INTERRUPTED, ConfigError, UserError
 
 # Flags that set a config key; any key can be set with --set.
 CONFIG_FLAGS = {
@@ -66,7 +67,7 @@ def load_run_config(args):
     if getattr(args, "config", None):
         config = load_json(args.config)
     elif checkpoint is not None:
-        config = checkpoint["config"]
+        config = copy.deepcopy(checkpoint["config"])  # the checkpoint's stays as it was saved
     else:
         raise ConfigError("give a config with -c config.json, or a checkpoint with --resume")
     for flag, (key, _) in CONFIG_FLAGS.items():
@@ -83,9 +84,13 @@ def load_run_config(args):
 
 
 def run_cli(main):
-    """Run main(); a UserError becomes one line on stderr and exit status 2."""
+    """Run main(); a UserError becomes one line on stderr and exit status 2, a Ctrl-C that
+    nothing handled one line and status 130."""
     try:
         return main() or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130

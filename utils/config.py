@@ -8,42 +8,69 @@ import copy
 import difflib
 import inspect
 import json
+import math
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from utils.errors import ConfigError
+from utils import run_dirs
+from utils.errors import ConfigError, writing
 
 OBJECT = "object"  # a section {"type": ..., "args": {...}} built by type name
 
-# key: (accepted types, default). These are the defaults: a config states only what differs.
+# Range rules: (test, what the value must be). A rule is checked only for a non-null value.
+POSITIVE = (lambda v: v >= 1, "a positive integer")
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
+SEED = (lambda v: 0 <= v <= 2**63 - 1, "an integer in 0..2**63-1")
+VERBOSITY = (0, 1, 2)  # logger/logger.py: warnings, info, debug
+
+
+def is_folder_name(name):
+    """Whether name is one path component: a run's directory can never leave save_dir."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
+def monitor_parts(monitor):
+    """(mode, metric) of trainer.monitor ('off' -> ('off', None)), or None if malformed."""
+    if monitor == "off":
+        return "off", None
+    mode, _, metric = monitor.partition(" ")
+    return (mode, metric) if mode in ("min", "max") and metric else None
+
+
+FOLDER_NAME = (is_folder_name, "one folder name (no '/', '\\' or '..')")
+
+# key: (accepted types, default, range rule or None). These are the defaults: a config states
+# only what differs.
 REQUIRED = object()
 TOP_LEVEL = {
-    "name": ((str,), REQUIRED),
-    "n_gpu": ((int, type(None)), None),  # null: a GPU per process if one is visible
-    "seed": ((int,), 0),
-    "arch": (OBJECT, REQUIRED),
-    "data_loader": (OBJECT, REQUIRED),
-    "optimizer": (OBJECT, {"type": "Adam", "args": {"lr": 3e-4}}),
-    "lr_scheduler": (OBJECT, None),
-    "trainer": ((dict,), {}),
+    "name": ((str,), REQUIRED, FOLDER_NAME),
+    "n_gpu": ((int, type(None)), None, NON_NEGATIVE),  # null: a GPU per process if visible
+    "seed": ((int,), 0, SEED),
+    "arch": (OBJECT, REQUIRED, None),
+    "data_loader": (OBJECT, REQUIRED, None),
+    "optimizer": (OBJECT, {"type": "Adam", "args": {"lr": 3e-4}}, None),
+    "lr_scheduler": (OBJECT, None, None),
+    "trainer": ((dict,), {}, None),
 }
 TRAINER = {
-    "epochs": ((int,), 100),
-    "save_dir": ((str,), "saved/"),
-    "save_period": ((int,), 10),
-    "verbosity": ((int,), 2),
-    "monitor": ((str,), "min val_loss"),
-    "early_stop": ((int,), 0),
-    "tensorboard": ((bool,), True),
-    "deterministic": ((bool,), False),
-    "checkpoint_every_steps": ((int, type(None)), None),
-    "max_nonfinite_steps": ((int,), 10),
-    "tbptt_steps": ((int, type(None)), None),
-    "kl_warmup_epochs": ((int,), 10),  # chosen on validation (docs/results/fashion_mnist_protocol)
-    "free_bits": ((float,), 0.0),
-    "amp": ((bool,), False),
-    "sync_batchnorm": ((bool,), True),
-    "compile": ((bool,), False),
+    "epochs": ((int,), 100, POSITIVE),
+    "save_dir": ((str,), "saved/", (bool, "a directory")),
+    "save_period": ((int,), 10, POSITIVE),
+    "verbosity": ((int,), 2, (lambda v: v in VERBOSITY, "0 (warnings), 1 (info) or 2 (debug)")),
+    "monitor": ((str,), "min val_loss", (monitor_parts, "'off' or 'min|max <metric>'")),
+    "early_stop": ((int,), 0, NON_NEGATIVE),
+    "tensorboard": ((bool,), True, None),
+    "deterministic": ((bool,), False, None),
+    "checkpoint_every_steps": ((int, type(None)), None, POSITIVE),
+    "max_nonfinite_steps": ((int,), 10, POSITIVE),
+    "tbptt_steps": ((int, type(None)), None, POSITIVE),
+    # chosen on validation (docs/results/fashion_mnist_protocol)
+    "kl_warmup_epochs": ((int,), 10, NON_NEGATIVE),
+    "free_bits": ((float,), 0.0, NON_NEGATIVE),
+    "amp": ((bool,), False, None),
+    "sync_batchnorm": ((bool,), True, None),
+    "compile": ((bool,), False, None),
 }
 # Keys of older configs, and where their settings live now.
 MOVED = {
@@ -57,7 +84,7 @@ MOVED = {
 
 def describe_type(types):
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-             dict: "an object", list: "a list", type(None): "null"}
+             dict: "an object", list: "a list", tuple: "a list", type(None): "null"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -85,7 +112,7 @@ def apply_schema(section, schema, where):
         if key not in schema:
             raise unknown_key_error(key, where, schema)
     filled = {}
-    for key, (types, default) in schema.items():
+    for key, (types, default, rule) in schema.items():
         if key not in section:
             if default is REQUIRED:
                 raise ConfigError(f"missing key '{where}{key}' in the config")
@@ -94,10 +121,12 @@ def apply_schema(section, schema, where):
         value = section[key]
         if types == OBJECT:
             filled[key] = check_object_shape(value, where + key)
-        elif not type_ok(value, types):
+            continue
+        if not type_ok(value, types):
             raise ConfigError(f"'{where}{key}' must be {describe_type(types)}, got {value!r}")
-        else:
-            filled[key] = value
+        if rule is not None and value is not None and not rule[0](value):
+            raise ConfigError(f"'{where}{key}' must be {rule[1]}, got {value!r}")
+        filled[key] = value
     return filled
 
 
@@ -118,9 +147,22 @@ def validate(config):
     """The config with every plain section checked and its defaults filled in."""
     if not isinstance(config, dict):
         raise ConfigError("the config must be a JSON object")
+    check_finite(config, "")
     config = apply_schema(config, TOP_LEVEL, "")
     config["trainer"] = apply_schema(config["trainer"], TRAINER, "trainer.")
     return config
+
+
+def check_finite(value, where):
+    """No NaN or infinity anywhere (JSON files and --set may spell them NaN, Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"'{where}' must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for k, item in enumerate(value):
+            check_finite(item, f"{where}[{k}]")
 
 
 def accepted_parameters(factory):
@@ -141,15 +183,31 @@ def accepted_parameters(factory):
     return parameters, True
 
 
+def value_types(parameter):
+    """The types a constructor argument takes, judged by its default (an int default annotated
+    float, like torch's weight_decay = 0, takes numbers); () when it tells nothing."""
+    default = parameter.default
+    if default in (None, inspect.Parameter.empty):
+        return ()
+    if type(default) is int and parameter.annotation in (float, "float"):
+        return (float,)
+    return (type(default),)
+
+
 def load_json(path):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing file with -c)")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8 "
+                          f"JSON") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, "
                           f"column {e.colno}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
 
 
 def parse_value(text):
@@ -169,7 +227,7 @@ def set_by_path(config, dotted_key, value):
         if not isinstance(node, dict):
             raise ConfigError(f"cannot set '{dotted_key}': '{'.'.join(parents[:k])}' "
                               f"is not an object")
-        default = TOP_LEVEL.get(key, (None, None))[1] if k == 0 else None
+        default = TOP_LEVEL.get(key, (None, None, None))[1] if k == 0 else None
         node = node.setdefault(key, copy.deepcopy(default) if isinstance(default, dict) else {})
     if not isinstance(node, dict):
         raise ConfigError(f"cannot set '{dotted_key}': '{'.'.join(parents)}' is not an object")
@@ -206,40 +264,43 @@ class ConfigParser:
             run_dir = save_dir / "models" / self.config["name"] / run_id
         self.save_dir = Path(run_dir)
         self.log_dir = save_dir / "log" / self.config["name"] / self.save_dir.name
+        self.exact_run_id = False  # a run id the user chose is never replaced by another
 
     def name_run(self, run_id):
         """Use run_id instead of the date and time; an existing run is never reused."""
+        if not is_folder_name(run_id):
+            raise ConfigError(f"--run-id must be {FOLDER_NAME[1]}, got {run_id!r}")
         self.save_dir = self.save_dir.with_name(run_id)
         self.log_dir = self.log_dir.with_name(run_id)
-        if self.save_dir.exists():
-            raise ConfigError(f"run directory {self.save_dir} exists already; continue it with "
-                              f"--resume {self.save_dir / 'checkpoint-latest.pth'} or choose "
-                              f"another --run-id")
+        self.exact_run_id = True
+        for path in (self.save_dir, self.log_dir):
+            if path.exists():
+                raise run_dirs.exists_error(path)
 
     def __getitem__(self, key):
         return self.config[key]
 
-    def make_run_dirs(self, resuming=False):
-        """Create the run's directories; a new run never reuses an existing one."""
-        if resuming:  # a write killed mid-way leaves its temporary file behind
-            for stale in self.save_dir.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
-        else:
-            base, k = self.save_dir, 1
-            while self.save_dir.exists() or self.log_dir.exists():
-                self.save_dir = base.with_name(f"{base.name}_{k}")
-                self.log_dir = self.log_dir.with_name(self.save_dir.name)
-                k += 1
+    @contextmanager
+    def open_run(self, resuming=False):
+        """Create the run's directories (a new run never reuses one; resuming reopens the
+        checkpoint's) and hold the run's lock while the run writes; writes config.json."""
+        with writing(self.save_dir, "set trainer.save_dir (--save-dir) to a writable "
+                                    "directory"):
+            if resuming:
+                self.save_dir.mkdir(parents=True, exist_ok=True)
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                self.save_dir, self.log_dir = run_dirs.claim_new(self.save_dir, self.log_dir,
+                                                                 self.exact_run_id)
+            lock = run_dirs.lock(self.save_dir)
         try:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.save_dir / ".write_test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise ConfigError(f"cannot write to save_dir {self.save_dir}: {e.strerror} "
-                              f"(set trainer.save_dir to a writable directory)") from None
-        (self.save_dir / "config.json").write_text(json.dumps(self.config, indent=2))
+            with writing(self.save_dir, "free space or choose another trainer.save_dir"):
+                for stale in self.save_dir.glob(".*.tmp"):  # of a write killed mid-way
+                    stale.unlink(missing_ok=True)
+                (self.save_dir / "config.json").write_text(json.dumps(self.config, indent=2))
+            yield
+        finally:
+            lock.close()
 
     def resolve(self, section, module):
         """The class or function named by config[section]['type'] in module, or a clear error."""
@@ -268,10 +329,10 @@ class ConfigParser:
                     continue
                 raise unknown_key_error(key, f"{section}.args.",
                                         [p for p in parameters if p not in PROGRAM_SET])
-            default = parameters[key].default
-            if default not in (None, inspect.Parameter.empty) and not type_ok(value, (type(default),)):
-                raise ConfigError(f"'{section}.args.{key}' must be "
-                                  f"{describe_type((type(default),))}, got {value!r}")
+            types = value_types(parameters[key])
+            if types and not type_ok(value, types):
+                raise ConfigError(f"'{section}.args.{key}' must be {describe_type(types)}, "
+                                  f"got {value!r}")
         signature = inspect.signature(factory)
         try:
             signature.bind(*args, **cfg_args, **kwargs)
@@ -285,5 +346,5 @@ class ConfigParser:
                                             **kwargs)
         try:
             return factory(*args, **cfg_args, **kwargs)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise ConfigError(f"{section}.args: {e}") from None

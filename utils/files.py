@@ -16,9 +16,10 @@ os.umask(UMASK)  # read once, restored at once: mkstemp's files get open()'s usu
 
 
 @contextmanager
-def atomic_write(path):
+def atomic_write(path, check=None):
     """A binary file to write path's new content into; on leaving the block it replaces path,
-    whole. On any error the temporary file is removed and path is left as it was."""
+    whole. check(temporary path), if given, runs before the rename and may refuse the file by
+    raising. On any error the temporary file is removed and path is left as it was."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -27,6 +28,8 @@ def atomic_write(path):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
