@@ -44,3 +44,31 @@ def expect_one_line_error(argv, capsys, *fragments):
     assert err.startswith("error: ") and err.count("\n") == 1, err
     for fragment in fragments:
         assert fragment in err, err
+
+
+def become_rank(rank, port, world_size=2):
+    """Make this (spawned) process one torchrun-like rank of a gloo job on this machine."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+
+
+def metric_before_and_after_training(config_dict, tmp_path, metric, test_images):
+    """A test-set metric of the untrained model and of the one train.py leaves (model_best),
+    for a config whose save_dir is tmp_path / "saved"."""
+    import train
+    from experiment import build_loader, build_model
+    from trainer.evaluation import evaluate
+    from utils.checkpoint import load_checkpoint
+    from utils.cli import run_cli
+    from utils.config import ConfigParser
+    config = ConfigParser(copy.deepcopy(config_dict))
+    loader = build_loader(config, "test", batch_size=500, subset=test_images)
+    measure = lambda model: evaluate(model, loader, torch.device("cpu"))[metric]  # noqa: E731
+    torch.manual_seed(0)
+    before = measure(build_model(config, loader.input_dim))
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config_dict))])) == 0
+    (best,) = (tmp_path / "saved" / "models").glob("*/*/model_best.pth")
+    model = build_model(config, loader.input_dim)
+    model.load_state_dict(load_checkpoint(best)["state_dict"])
+    return before, measure(model)

@@ -16,7 +16,7 @@ from data_loader.image_datasets import (DEBIAN_FASHION_MNIST, IDX_FILES, check_i
                                         load_image_cache)
 from data_loader.sequence_datasets import load_sequences, load_strokes, write_sequences
 from experiment import build_trainer
-from tests.conftest import REPO
+from tests.conftest import REPO, become_rank
 from tests.test_ddp import free_port
 from utils import distributed
 from utils.config import ConfigParser
@@ -96,11 +96,13 @@ def test_a_truncated_fashion_mnist_file_is_decompressed_again(tmp_path, capsys):
 def test_a_broken_idx_file_that_cannot_be_rebuilt_is_named(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
+    images = b"\0\0\x08\x03" + struct.pack(">3I", 1, 2, 2)  # one 2 x 2 image follows
     for name in IDX_FILES:
-        (raw / name).write_bytes(IDX_HEADER + bytes(6))
-    (raw / IDX_FILES[0]).write_bytes(IDX_HEADER + bytes(3))
-    with pytest.raises(DataError, match=f"{raw / IDX_FILES[0]} is not a whole IDX file "
-                                        r"\(15 bytes, its header says 18\); delete it"):
+        (raw / name).write_bytes(images + bytes(4))
+    (raw / IDX_FILES[0]).write_bytes(images + bytes(1))
+    with pytest.raises(DataError, match=f"{raw / IDX_FILES[0]} is not an IDX image file "
+                                        r"\(17 bytes, its header says 20: truncated or damaged\); "
+                                        "delete it"):
         load_images("mnist", tmp_path, train=True)
 
 
@@ -134,9 +136,7 @@ def test_two_processes_building_the_same_cache_at_once_both_succeed(tmp_path):
 
 def build_loaders_as_rank(rank, config, out_dir, port):
     """One torchrun-like rank building a run from an empty data folder; notes if it built."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE="2")
-    torch.set_num_threads(1)
+    become_rank(rank, port)
     original = sequence_datasets.lasa_strokes
 
     def noted(subsample):

@@ -9,10 +9,9 @@ import test as test_script
 import train
 from data_loader.image_datasets import channels_first
 from experiment import build_loader, build_model
-from tests.conftest import DATA_DIR, REPO, write_config
-from tests.conftest import expect_one_line_error
+from tests.conftest import (DATA_DIR, REPO, expect_one_line_error, metric_before_and_after_training,
+                            write_config)
 from tests.test_training import logged, run_dir
-from trainer.evaluation import evaluate
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
 from utils.config import ConfigParser
@@ -75,19 +74,8 @@ def test_training_on_8_bit_fashion_mnist_lowers_the_test_loss(eight_bit_config, 
     eight_bit_config["data_loader"]["args"].update(subset=60 * 64)  # 60 steps of batch 64
     eight_bit_config["optimizer"] = {"type": "Adam", "args": {"lr": 1e-3}}
     eight_bit_config["trainer"].update(epochs=1, tensorboard=False)
-    config = ConfigParser(json.loads(json.dumps(eight_bit_config)))
-    test_loader = build_loader(config, "test", batch_size=500, subset=500)
-
-    def test_bits_per_dim(model):
-        return evaluate(model, test_loader, torch.device("cpu"))["elbo_bits_per_dim"]
-
-    torch.manual_seed(0)
-    before = test_bits_per_dim(build_model(config, 784))
-    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, eight_bit_config))])) == 0
-    model = build_model(config, 784)
-    model.load_state_dict(load_checkpoint(run_dir(tmp_path / "saved") / "model_best.pth")
-                          ["state_dict"])
-    after = test_bits_per_dim(model)
+    before, after = metric_before_and_after_training(eight_bit_config, tmp_path,
+                                                     "elbo_bits_per_dim", 500)
     assert after < before - 0.3, (before, after)  # 0.3 bits/dim: 163 nats per image
 
 

@@ -11,8 +11,7 @@ import torch
 import test as test_script
 import train
 from experiment import build_loader, build_model
-from tests.conftest import REPO, write_config
-from trainer.evaluation import evaluate
+from tests.conftest import REPO, metric_before_and_after_training, write_config
 from utils.checkpoint import load_checkpoint
 from utils.cli import run_cli
 from utils.config import ConfigParser
@@ -35,18 +34,7 @@ def test_training_a_few_hundred_steps_lowers_the_test_negative_elbo_clearly(
     tiny_config["arch"]["type"] = arch
     tiny_config["data_loader"]["args"].update(subset=300 * 64)  # 300 steps of batch 64
     tiny_config["trainer"].update(epochs=1, tensorboard=False)
-    config = ConfigParser(json.loads(json.dumps(tiny_config)))
-    test_loader = build_loader(config, "test", batch_size=500, subset=2000)
-
-    def test_negative_elbo(model):
-        return evaluate(model, test_loader, torch.device("cpu"))["loss"]
-
-    torch.manual_seed(0)
-    before = test_negative_elbo(build_model(config, 784))
-    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
-    model = build_model(config, 784)
-    model.load_state_dict(load_checkpoint(run_dir(tmp_path / "saved") / "model_best.pth")["state_dict"])
-    after = test_negative_elbo(model)
+    before, after = metric_before_and_after_training(tiny_config, tmp_path, "loss", 2000)
     assert after < before - 150, (before, after)
 
 
