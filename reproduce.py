@@ -10,7 +10,7 @@ to --results (default docs/results/<dataset>/):
   runs/<model>_seed<k>.json, .npz   one finished run: its test results, history and graph
                                     (small: commit them), and its per-image values
   results.md, results.json          the table: mean ± SD over seeds, the paired per-image
-                                    difference to GraphVAE (mean ± standard error), active
+                                    difference to GraphVAE (mean ± standard errors), active
                                     units, and in how many seeds GraphVAE keeps each edge;
                                     for 8-bit images (CIFAR-10, or --set
                                     data_loader.args.binarize=none arch.args.likelihood=gaussian)
@@ -114,6 +114,7 @@ def run_one(key, seed, args, threads):
     import train
     from utils.checkpoint import load_checkpoint
     from utils.config import ConfigParser
+    from utils.errors import UserError
 
     torch.set_num_threads(threads)
     config = model_config(key, seed, args)
@@ -121,10 +122,13 @@ def run_one(key, seed, args, threads):
     latest = run_dir / "checkpoint-latest.pth"
     checkpoint = load_checkpoint(latest) if latest.is_file() else None
     parsed = ConfigParser(config, run_dir=run_dir)
-    if checkpoint is None or checkpoint["epoch"] < args.epochs or checkpoint["batches_done"]:
+    if not finished(checkpoint, args.epochs):
         print(f"[{key} seed {seed}] {'resuming' if checkpoint else 'training'}", flush=True)
-        train.train(parsed, checkpoint, latest if checkpoint else None)
+        train.train(parsed, checkpoint, latest if checkpoint else None, reuse_dir=True)
         checkpoint = load_checkpoint(latest)
+        if not finished(checkpoint, args.epochs):  # stopped (Ctrl-C, SIGTERM): no results
+            raise UserError(f"{key} seed {seed} stopped at epoch {checkpoint['epoch']}; run "
+                            f"reproduce.py again to resume it")
     history = checkpoint["history"]
     record = {"model": key, "seed": seed, "settings": settings_of(args),
               "epochs": checkpoint["epoch"], "seconds": sum(h["seconds"] for h in history),
@@ -138,6 +142,12 @@ def run_one(key, seed, args, threads):
         record["test"] = results
     write_run(Path(args.results), key, seed, record, per_example)
     print(f"[{key} seed {seed}] done", flush=True)
+
+
+def finished(checkpoint, epochs):
+    """Whether a run's latest checkpoint ends its whole budget."""
+    return checkpoint is not None and checkpoint["epoch"] >= epochs \
+        and not checkpoint["batches_done"]
 
 
 def run_path(results_dir, key, seed):
@@ -159,7 +169,7 @@ def read_run(results_dir, key, seed, settings):
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if record["settings"] != settings:
+    if record["settings"] != settings or record["epochs"] != settings["epochs"]:
         from utils.errors import ConfigError
         raise ConfigError(f"{path} was made with other settings ({record['settings']}); "
                           f"choose another --results directory")
@@ -180,15 +190,21 @@ def mean_sd(values):
 
 def paired_difference(runs, reference_runs, metric="log_likelihood"):
     """The model's per-image metric minus the reference's, seed by seed (the same test
-    images): (mean, standard error over images of the seed-averaged differences, per-seed
-    means)."""
+    images): (mean, standard error over images of the seed-averaged differences, standard
+    error over seeds of the per-seed mean differences, per-seed means).
+
+    The first standard error is the test images' noise only (pairing removes most of it); the
+    second is what another set of training runs would change, the one to judge a difference
+    by (with 3 seeds it is itself uncertain)."""
     by_seed = {r["seed"]: r["per_example"][metric] for r in reference_runs}
     diffs = [r["per_example"][metric] - by_seed[r["seed"]] for r in runs if r["seed"] in by_seed]
     if not diffs:
-        return None, None, []
+        return None, None, None, []
     averaged = np.mean(diffs, axis=0)
+    per_seed = [float(d.mean()) for d in diffs]
+    over_seeds = statistics.stdev(per_seed) / math.sqrt(len(per_seed)) if len(diffs) > 1 else None
     return (float(averaged.mean()), float(averaged.std(ddof=1) / math.sqrt(len(averaged))),
-            [float(d.mean()) for d in diffs])
+            over_seeds, per_seed)
 
 
 def fmt(mean, sd=None, digits=2):
@@ -209,11 +225,13 @@ def test_row(key, runs, reference_runs, reference_name):
            "params": f"{test[0]['params']:,}",
            "s / epoch": f"{statistics.mean(r['seconds'] / r['epochs'] for r in runs):.1f}"}
     if key not in REFERENCES and reference_runs:
-        mean, se, per_seed = paired_difference(runs, reference_runs)
-        row[f"Δ log p(x) vs {reference_name} (paired)"] = fmt(mean, se)
+        mean, se_images, se_seeds, per_seed = paired_difference(runs, reference_runs)
+        row[f"Δ log p(x) vs {reference_name} ± SE seeds"] = fmt(mean, se_seeds)
+        row["± SE images"] = fmt(se_images)
         row["Δ per seed"] = " / ".join(f"{d:+.2f}" for d in per_seed)
     else:
-        row[f"Δ log p(x) vs {reference_name} (paired)"] = row["Δ per seed"] = "—"
+        row[f"Δ log p(x) vs {reference_name} ± SE seeds"] = row["± SE images"] = "—"
+        row["Δ per seed"] = "—"
     return row
 
 
@@ -276,7 +294,9 @@ def write_outputs(results_dir, runs_by_model, args):
               + ("; validation set only" if args.validation_only else
                  f"; test set{f' (first {args.test_limit} images)' if args.test_limit else ''}, "
                  f"log p(x) by importance sampling with K = {args.samples}")
-              + ". Nats; mean ± SD over seeds; paired differences ± standard error over images"
+              + ". Nats; mean ± SD over seeds. Δ: the model's per-image log p(x) minus the "
+                "reference's on the same images and seed, ± its standard error over seeds "
+                "(run to run) and, apart, over images (test-set noise only)"
               + ("; bits/dim: negative log-likelihoods in bits per dimension on the 0..255 scale"
                  if any("bits/dim" in column for row in rows for column in row) else "")
               + ".\n")
@@ -337,8 +357,12 @@ def main(argv=None):
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             jobs = [pool.submit(run_one, key, seed, args, threads or default_threads())
                     for key, seed in todo]
-            for job in jobs:
-                job.result()
+            try:
+                for job in jobs:
+                    job.result()
+            except BaseException:  # a failure or Ctrl-C: start no other run
+                pool.shutdown(cancel_futures=True)
+                raise
     runs_by_model = {key: [read_run(results_dir, key, seed, settings) for seed in args.seeds]
                      for key in args.models}
     write_outputs(results_dir, runs_by_model, args)

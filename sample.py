@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from data_loader.image_datasets import square_image_shape  # noqa: E402
 from experiment import load_model  # noqa: E402
-from logger.figures import save_images, save_sequences  # noqa: E402
+from logger.figures import save_images, save_sequence_figure  # noqa: E402
 from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
 from utils.errors import ConfigError, writing  # noqa: E402
 
@@ -85,7 +85,7 @@ def main(argv=None):
     if hasattr(model, "generate"):
         kind = "strokes" if config["data_loader"]["type"] == "StrokesDataLoader" else "piano"
         with writing(out, OUT_FIX):
-            save_sequences(model.generate(args.n_samples, args.length).cpu().numpy(), kind, out)
+            save_sequence_figure(model.generate(args.n_samples, args.length).cpu().numpy(), kind, out)
         print(f"{args.n_samples} generated sequences of {args.length} steps written to {out}")
         return
     shape = image_shape_of(checkpoint)

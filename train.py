@@ -33,13 +33,15 @@ def main(argv=None):
         distributed.shutdown()
 
 
-def train(config, checkpoint=None, resume_path=None):
-    """Train the run config describes (resumed from checkpoint); returns the run directory."""
+def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
+    """Train the run config describes (resumed from checkpoint); returns the run directory.
+    reuse_dir: write into config's run directory even without a checkpoint (reproduce.py's
+    fixed directories, where a run killed before its first checkpoint starts again)."""
     # Everything is built (and so checked) before the run directory is created; the run
     # holds its directory's lock while it trains (rank 0 writes for all).
     trainer = build_trainer(config, checkpoint, resume_path)
     main = distributed.is_main()
-    with config.open_run(resuming=checkpoint is not None) if main else nullcontext():
+    with config.open_run(resuming=checkpoint is not None or reuse_dir) if main else nullcontext():
         if main:
             setup_logging(config.log_dir)
         config.save_dir, config.log_dir = distributed.broadcast((config.save_dir, config.log_dir))

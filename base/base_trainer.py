@@ -279,9 +279,14 @@ class BaseTrainer:
             self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
         for key in changed:
             self._apply_optimizer_arg(key, fresh_groups)
+        if self._apply_structure_lr(checkpoint, fresh_groups):
+            changed.append("gate_schedule.lr")
         self.batches_done = checkpoint.get("batches_done", 0)
-        # Saved sums are the total over ranks: rank 0 carries them on, the others start at 0.
-        sums = checkpoint.get("partial_sums") if distributed.is_main() else None
+        # Saved sums are the total over ranks: rank 0 carries them on, the others start from
+        # zeros of the same keys (so that every rank enters the same all-reduces).
+        sums = checkpoint.get("partial_sums") or None
+        if sums and not distributed.is_main():
+            sums = {k: torch.zeros_like(v) if torch.is_tensor(v) else 0 for k, v in sums.items()}
         self.partial_sums = {k: v.to(self.device) if torch.is_tensor(v) else v
                              for k, v in sums.items()} if sums else None
         # New optimizer settings (e.g. a lower rate after a divergence) get a fresh budget.
@@ -316,6 +321,20 @@ class BaseTrainer:
                                              f"applied from here on, with a fresh budget of "
                                              f"non-finite steps"))
         return changed
+
+    def _apply_structure_lr(self, checkpoint, fresh_groups):
+        """A changed arch.args.gate_schedule.lr applies to the structure logits' group (the
+        restored optimizer state would keep the old rate); whether it changed."""
+        def structure_lr(config):
+            return ((config.get("arch") or {}).get("args") or {}).get("gate_schedule", {}).get("lr")
+        old, new = structure_lr(checkpoint["config"]), structure_lr(self.config.config)
+        if old == new or len(fresh_groups) < 2:
+            return False
+        self.optimizer.param_groups[1]["lr"] = fresh_groups[1]["lr"]
+        self.optimizer.param_groups[1].pop("initial_lr", None)
+        self.notes.append((logging.INFO, f"arch.args.gate_schedule.lr is {new} (the "
+                                         f"checkpoint's: {old}); applied from here on"))
+        return True
 
     def _apply_optimizer_arg(self, key, fresh_groups):
         """Set a changed optimizer setting, as the freshly built optimizer has it, in every

@@ -3,10 +3,6 @@ Everything that needs to look inside a batch goes through these helpers."""
 import torch
 
 
-def batch_size(batch):
-    return (batch["x"] if isinstance(batch, dict) else batch).shape[0]
-
-
 def to_device(batch, device):
     """A tensor or a dict of tensors (sequence batches) on device."""
     if isinstance(batch, dict):

@@ -86,7 +86,7 @@ def save_curves(panels, path):
     plt.close(figure)
 
 
-def save_sequences(sequences, kind, path):
+def save_sequence_figure(sequences, kind, path):
     """Generated sequences: pen strokes (pen_lift, dx, dy) drawn as lines, or piano rolls
     (T, 88) as key-by-time images."""
     n = len(sequences)

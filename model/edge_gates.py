@@ -89,8 +89,9 @@ class GateSchedule:
     def temperature(self, epoch):
         rate = self.tau_rate
         if rate is None:
-            steps = max(self.anneal_epochs - 1, 1)
-            rate = (self.tau_floor / self.tau_init) ** (1.0 / steps)
+            if self.anneal_epochs == 1:  # at the floor from the first epoch
+                return self.tau_floor
+            rate = (self.tau_floor / self.tau_init) ** (1.0 / (self.anneal_epochs - 1))
         return max(self.tau_floor, self.tau_init * rate ** (epoch - 1))
 
     def frozen_at(self, epoch):

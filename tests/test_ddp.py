@@ -227,3 +227,18 @@ def ddp_worker_plain(rank, argv, port):
     become_rank(rank, port)
     if run_cli(lambda: train.main(argv)) != 0:
         raise SystemExit(1)
+
+
+def test_on_resume_every_rank_holds_partial_sums_with_the_same_keys(tiny_config, monkeypatch):
+    """Rank 0 carries the saved sums on; the others start from zeros of the same keys, so
+    every rank enters the same all-reduces at the end of the epoch (no hang)."""
+    from experiment import build_trainer
+    from utils import distributed
+    from utils.config import ConfigParser
+    trainer = build_trainer(ConfigParser(tiny_config), validate=False)
+    sums = {"loss": torch.tensor(5.0), "kl_per_node": torch.ones(3), "n": torch.tensor(2.0)}
+    checkpoint = {**trainer._checkpoint_state(0), "batches_done": 3, "partial_sums": sums}
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    trainer.resume(checkpoint, "ckpt")
+    assert set(trainer.partial_sums) == set(sums)
+    assert all(torch.equal(v, torch.zeros_like(sums[k])) for k, v in trainer.partial_sums.items())

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import reproduce
-from logger.figures import graph_figure, graph_to_dot, save_curves, save_sequences
+from logger.figures import graph_figure, graph_to_dot, save_curves, save_sequence_figure
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ def test_curves_and_sequences_are_written_as_pngs(tmp_path):
     strokes = np.zeros((4, 30, 3), dtype=np.float32)
     strokes[..., 1:] = np.random.default_rng(0).normal(size=(4, 30, 2))
     strokes[:, 10, 0] = 1.0
-    save_sequences(strokes, "strokes", tmp_path / "strokes.png")
-    save_sequences(np.random.default_rng(0).random((2, 40, 88)) > 0.9, "piano",
+    save_sequence_figure(strokes, "strokes", tmp_path / "strokes.png")
+    save_sequence_figure(np.random.default_rng(0).random((2, 40, 88)) > 0.9, "piano",
                    tmp_path / "rolls.png")
     for name in ("curves", "strokes", "rolls"):
         assert Image.open(tmp_path / f"{name}.png").size[0] > 200
@@ -76,13 +76,14 @@ def test_paired_differences_are_per_image_differences_averaged_over_seeds():
     # The other model is 0.5 nats better on every image, plus small per-image noise.
     other = [{"seed": r["seed"], "per_example": {"log_likelihood": r["per_example"]["log_likelihood"]
                                                  + 0.5 + rng.normal(0, 0.1, 500)}} for r in base]
-    mean, se, per_seed = reproduce.paired_difference(other, base)
+    mean, se_images, se_seeds, per_seed = reproduce.paired_difference(other, base)
     diffs = np.mean([o["per_example"]["log_likelihood"] - b["per_example"]["log_likelihood"]
                      for o, b in zip(other, base)], axis=0)
     assert mean == pytest.approx(diffs.mean()) and mean == pytest.approx(0.5, abs=0.02)
-    assert se == pytest.approx(diffs.std(ddof=1) / np.sqrt(500))
-    assert se < 0.01  # pairing removes the 80-nat spread between images
+    assert se_images == pytest.approx(diffs.std(ddof=1) / np.sqrt(500))
+    assert se_images < 0.01  # pairing removes the 80-nat spread between images
     assert len(per_seed) == 2
+    assert se_seeds == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)  # SD/sqrt(2) of two
 
 
 def test_markdown_table_lines_up():

@@ -362,3 +362,18 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_config, tmp_p
         assert fragment in err, err
     assert latest.read_bytes() == before
     assert not list(latest.parent.glob(".*.tmp"))
+
+
+def test_resuming_with_a_new_rate_for_the_structure_logits_applies_it(tiny_config, tmp_path, capsys):
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
+    tiny_config["arch"]["args"]["gate_schedule"]["lr"] = 0.05
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 0
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    schedule = json.dumps({**tiny_config["arch"]["args"]["gate_schedule"], "lr": 0.001})
+    capsys.readouterr()
+    assert train_cli(["--resume", str(latest), "--epochs", "2",
+                      "--set", f"arch.args.gate_schedule={schedule}"]) == 0
+    assert "arch.args.gate_schedule.lr is 0.001" in capsys.readouterr().out
+    networks, logits = load_checkpoint(latest)["optimizer"]["param_groups"]
+    assert logits["lr"] == 0.001 and networks["lr"] == 3e-4

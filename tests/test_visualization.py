@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 
+import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -143,3 +144,31 @@ def test_reproduce_trains_evaluates_tabulates_and_never_trains_a_finished_run_ag
     # Other settings never mix with these results.
     assert run_cli(lambda: reproduce.main(argv[:1] + ["2"] + argv[2:])) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def reproduce_args(tmp_path, *extra):
+    args = reproduce.parse_args(["--epochs", "1", "--seeds", "0", "-k", "2", "--test-limit", "20",
+                                 "--models", "graph_vae", "--out", str(tmp_path / "out"),
+                                 "--results", str(tmp_path / "results"), "--set",
+                                 f"data_loader.args.data_dir={DATA_DIR}", "data_loader.args.subset=128",
+                                 "data_loader.args.validation_size=500", *TINY_ARCH, *extra])
+    args.out = str(tmp_path / "out")
+    return args
+
+
+def test_a_run_killed_before_its_first_checkpoint_trains_again_in_its_directory(tmp_path):
+    args = reproduce_args(tmp_path)
+    run_dir = tmp_path / "out" / "models" / "GraphVAE_fashion_mnist" / "seed0"
+    run_dir.mkdir(parents=True)  # what a kill during the first epoch leaves
+    reproduce.run_one("graph_vae", 0, args, threads=1)
+    assert (run_dir / "checkpoint-latest.pth").is_file() and not run_dir.with_name("seed0_1").exists()
+    assert (tmp_path / "results" / "runs" / "graph_vae_seed0.json").is_file()
+
+
+def test_a_stopped_run_writes_no_results(tmp_path, monkeypatch):
+    from tests.test_reliability import stop_at_step
+    from utils.errors import UserError
+    stop_at_step(monkeypatch, 1)
+    with pytest.raises(UserError, match="stopped at epoch 0; run reproduce.py again"):
+        reproduce.run_one("graph_vae", 0, reproduce_args(tmp_path), threads=1)
+    assert not (tmp_path / "results").exists()

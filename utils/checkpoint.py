@@ -119,5 +119,7 @@ def restore_model(model, checkpoint, path):
         detail = lines[1].strip() if len(lines) > 1 else lines[0]
         if len(detail) > 160:
             detail = detail[:160] + "..."
+        hint = ("; a checkpoint from before the separate inference and prior top-down networks "
+                "needs --set arch.args.share_top_down=true") if "top_down_q" in detail else ""
         raise CheckpointError(f"{path} does not fit the configured architecture (resume with "
-                              f"the checkpoint's own config): {detail}") from None
+                              f"the checkpoint's own config): {detail}{hint}") from None
