@@ -28,7 +28,7 @@ import json
 import math
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -355,17 +355,25 @@ def main(argv=None):
               + ", ".join(f"{k} seed {s}" for k, s in todo), flush=True)
         threads = 1 if args.jobs > 1 else None
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            jobs = [pool.submit(run_one, key, seed, args, threads or default_threads())
-                    for key, seed in todo]
-            try:
-                for job in jobs:
-                    job.result()
-            except BaseException:  # a failure or Ctrl-C: start no other run
-                pool.shutdown(cancel_futures=True)
-                raise
+            run_in_turn(pool, [(run_one, key, seed, args, threads or default_threads())
+                               for key, seed in todo], args.jobs)
     runs_by_model = {key: [read_run(results_dir, key, seed, settings) for seed in args.seeds]
                      for key in args.models}
     write_outputs(results_dir, runs_by_model, args)
+
+
+def run_in_turn(pool, calls, at_a_time):
+    """Run calls, (function, *arguments) tuples, in the pool, at most at_a_time at once. After
+    a failure or Ctrl-C no other call starts: each is submitted only when a slot is free,
+    because a pool starts work it has been handed before it notices a shutdown."""
+    waiting, running = list(calls), set()
+    while waiting or running:
+        while waiting and len(running) < at_a_time:
+            function, *arguments = waiting.pop(0)
+            running.add(pool.submit(function, *arguments))
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for job in done:
+            job.result()  # a run's error (or Ctrl-C while waiting) ends the loop here
 
 
 def default_threads():

@@ -172,3 +172,28 @@ def test_a_stopped_run_writes_no_results(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="stopped at epoch 0; run reproduce.py again"):
         reproduce.run_one("graph_vae", 0, reproduce_args(tmp_path), threads=1)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("at_a_time", [1, 2])
+def test_after_a_failed_run_reproduce_starts_no_other(at_a_time):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    started, running, most_at_once, lock = [], [], [0], threading.Lock()
+
+    def run(name):
+        with lock:
+            started.append(name)
+            running.append(name)
+            most_at_once[0] = max(most_at_once[0], len(running))
+        time.sleep(0.05 if name == "fails" else 0.2)
+        with lock:
+            running.remove(name)
+        if name == "fails":
+            raise RuntimeError("diverged")
+
+    calls = [(run, "fails"), (run, "second"), (run, "third"), (run, "fourth")]
+    with ThreadPoolExecutor(4) as pool, pytest.raises(RuntimeError, match="diverged"):
+        reproduce.run_in_turn(pool, calls, at_a_time)
+    assert started == ["fails", "second"][:at_a_time]  # only what already ran when it failed
+    assert most_at_once[0] == at_a_time
