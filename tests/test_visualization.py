@@ -186,7 +186,7 @@ def test_after_a_failed_run_reproduce_starts_no_other(at_a_time):
             started.append(name)
             running.append(name)
             most_at_once[0] = max(most_at_once[0], len(running))
-        time.sleep(0.05 if name == "fails" else 0.2)
+        time.sleep(0.5 if name == "fails" else 1.0)  # the second starts while the first runs
         with lock:
             running.remove(name)
         if name == "fails":
