@@ -197,3 +197,26 @@ def test_after_a_failed_run_reproduce_starts_no_other(at_a_time):
         reproduce.run_in_turn(pool, calls, at_a_time)
     assert started == ["fails", "second"][:at_a_time]  # only what already ran when it failed
     assert most_at_once[0] == at_a_time
+
+
+def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp_path):
+    """docs/results/sequences/summarize.py: mean ± SD over seeds and the change in log p(x)
+    from the run without a counter-measure, paired by seed, ± its SE over seeds."""
+    import importlib.util
+    path = reproduce.REPO / "docs" / "results" / "sequences" / "summarize.py"
+    spec = importlib.util.spec_from_file_location("summarize", path)
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    log_likelihoods = {"none": [-10.0, -11.0], "warmup10": [-10.5, -11.0], "freebits": [-9.0, -9.0]}
+    for setting, values in log_likelihoods.items():
+        (tmp_path / setting / "runs").mkdir(parents=True)
+        for seed, value in enumerate(values):
+            test = {"log_likelihood": value, "elbo": value - 0.5, "kl": 0.25 * (seed + 1),
+                    "kl_per_node": [0.25 * (seed + 1)], "active_units": [2 * seed]}
+            (tmp_path / setting / "runs" / f"vrnn_seed{seed}.json").write_text(
+                json.dumps({"test": test}))
+    assert summarize.row(tmp_path, "none", "vrnn") == (
+        "| none | VRNN | -10.50 ± 0.71 | — | -11.00 ± 0.71 | 0.375 ± 0.177 | 1 |")
+    # Paired changes: warm-up (-0.5, 0.0) -> -0.25 ± 0.25; free bits (+1, +2) -> +1.50 ± 0.50.
+    assert "| -0.25 ± 0.25 |" in summarize.row(tmp_path, "warmup10", "vrnn")
+    assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
