@@ -26,10 +26,14 @@ choose protocol settings before looking at any test number).
 import argparse
 import json
 import math
+import os
+import signal
 import statistics
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import numpy as np
@@ -332,7 +336,7 @@ def mean_curve(runs, value):
 
 
 def main(argv=None):
-    from utils.errors import ConfigError
+    from utils.errors import ConfigError, UserError
     args = parse_args(argv)
     kind = "image" if args.dataset in IMAGE_DATASETS else "sequence"
     args.models = args.models or DEFAULT_MODELS[kind]
@@ -354,9 +358,14 @@ def main(argv=None):
         print(f"{len(todo)} run(s) to train and evaluate, {args.jobs} at a time: "
               + ", ".join(f"{k} seed {s}" for k, s in todo), flush=True)
         threads = 1 if args.jobs > 1 else None
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            run_in_turn(pool, [(run_one, key, seed, args, threads or default_threads())
-                               for key, seed in todo], args.jobs)
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool, \
+                stops_reach_workers():
+            try:
+                run_in_turn(pool, [(run_one, key, seed, args, threads or default_threads())
+                                   for key, seed in todo], args.jobs)
+            except BrokenProcessPool:  # a worker was killed (a stop during IS, the OOM killer)
+                raise UserError("a run's worker process was killed; run reproduce.py again to "
+                                "resume from the last checkpoints") from None
     runs_by_model = {key: [read_run(results_dir, key, seed, settings) for seed in args.seeds]
                      for key in args.models}
     write_outputs(results_dir, runs_by_model, args)
@@ -374,6 +383,22 @@ def run_in_turn(pool, calls, at_a_time):
         done, running = wait(running, return_when=FIRST_COMPLETED)
         for job in done:
             job.result()  # a run's error (or Ctrl-C while waiting) ends the loop here
+
+
+@contextmanager
+def stops_reach_workers():
+    """While runs train, a SIGTERM to this process (`kill <pid>`, a job scheduler) is passed on
+    to the worker processes, whose trainers save a checkpoint and stop; the failed runs then end
+    run_in_turn. Without it the workers trained on, orphaned. (Ctrl-C in a terminal already
+    reaches the whole process group.)"""
+    def forward(signum, frame):
+        for worker in active_children():
+            os.kill(worker.pid, signum)
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def default_threads():

@@ -220,3 +220,29 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     # Paired changes: warm-up (-0.5, 0.0) -> -0.25 ± 0.25; free bits (+1, +2) -> +1.50 ± 0.50.
     assert "| -0.25 ± 0.25 |" in summarize.row(tmp_path, "warmup10", "vrnn")
     assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
+
+
+def test_a_sigterm_to_reproduce_reaches_its_worker_processes():
+    """`kill <reproduce's pid>` stops the runs in its workers too (they save and stop), instead
+    of leaving them training, orphaned."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(30,))
+        worker.start()
+        with reproduce.stops_reach_workers():
+            os.kill(os.getpid(), signal.SIGTERM)
+            worker.join(10)
+        alive = worker.is_alive()
+        if alive:
+            worker.kill()
+        assert not alive and worker.exitcode == -signal.SIGTERM
+        assert received == []  # the forwarder handled it, not the handler before it
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert received == [signal.SIGTERM]  # and the previous handler is back afterwards
+    finally:
+        signal.signal(signal.SIGTERM, previous)
