@@ -25,13 +25,22 @@ from utils.cli import run_cli
 from utils.errors import DataError
 
 
+def latin1_bytes(text, encoding):
+    """What protocol-2 pickles of arrays call to turn their data back into bytes, limited to
+    the one codec they name (codecs.encode would look up any codec the file named)."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"it asks for the {encoding!r} codec, not latin1; "
+                                     f"nothing in it was run")
+    return codecs.encode(text, "latin1")
+
+
 # Everything a pickled object array of float arrays names: the array and dtype constructors,
 # and (in Python 3's protocol-2 pickles) the codec that turns its data back into bytes.
 ARRAY_GLOBALS = {("numpy._core.multiarray", "_reconstruct"): _reconstruct,
                  ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # NumPy < 2's name
                  ("numpy", "ndarray"): np.ndarray,
                  ("numpy", "dtype"): np.dtype,
-                 ("_codecs", "encode"): codecs.encode}
+                 ("_codecs", "encode"): latin1_bytes}
 
 
 class ArrayUnpickler(pickle.Unpickler):
@@ -63,7 +72,7 @@ def convert(source, target):
     """Write the sequences of the object array in source to target; their number."""
     try:
         strokes = read_object_array(source)
-    except (OSError, ValueError, EOFError, TypeError, AttributeError, IndexError,
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, IndexError, MemoryError,
             pickle.UnpicklingError) as e:  # a damaged pickle can raise any of these
         raise DataError(f"cannot read {source} as an object array of NumPy arrays: {e}") from None
     sequences = []

@@ -42,6 +42,15 @@ class Payload:
         return open, (self.marker, "w")
 
 
+class OtherCodec:
+    """Unpickling it calls _codecs.encode, the one function array pickles may name, with a
+    codec other than the latin1 they use."""
+
+    def __reduce__(self):
+        import codecs
+        return codecs.encode, ("text", "rot13")
+
+
 def tiny_config(save_dir):
     config = json.loads((REPO / "configs" / "tiny.json").read_text())
     config["data_loader"]["args"].update(data_dir=str(DATA_DIR), subset=128, validation_size=100)
@@ -407,6 +416,8 @@ CASES = [
      "the output must end in .npz"),
     ("convert", lambda s: [str(s.payload_npy()), str(s.tmp / "out.npz")],
      "not a NumPy array; nothing in it was run"),
+    ("convert", lambda s: [str(s.npy(np.array([OtherCodec(), None], dtype=object))),
+                           str(s.tmp / "out.npz")], "not latin1; nothing in it was run"),
     ("convert", lambda s: [str(s.npy(np.zeros((4, 5, 3)))), str(s.tmp / "out.npz")],
      "not the object array of (T, 3) sequences a strokes.npy is"),
     # -- G: output paths that cannot be written; script arguments -----------------------------
