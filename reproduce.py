@@ -402,7 +402,6 @@ def stops_reach_workers():
 
 
 def default_threads():
-    import os
     return os.cpu_count() or 1
 
 
