@@ -10,13 +10,17 @@ dict of tensors with one row per (sample, example), sample-major (row s * B + b)
                              of valid steps for a sequence
   posterior_mean  (P, N, d)  E_q[z | x] of every data point (image or valid step), averaged
                              over the n_samples draws of the parents (active units)
+  structure_cost  ()         only with a structure prior (model/structure_prior.py): its cost
+                             in nats per unit, added to the training objective, not the ELBO
 
 The ELBO of a row is log_px - kl.sum(-1) (model/objective.py); the importance-sampled
 log-likelihood uses log_px + log_ratio (model/metrics.py).
 
 Models with learned structure hold EdgeGates modules; the gates own their schedule, so the
-trainer only calls start_epoch(epoch) and optimises parameter_groups(lr).
+trainer only calls start_epoch(epoch) and optimises parameter_groups() (or the network groups
+and structure_parameters() with an optimiser of their own).
 """
+import torch
 from torch import nn
 
 from model.edge_gates import EdgeGates
@@ -40,16 +44,39 @@ class BaseModel(nn.Module):
                 messages.append(f"{name}: {message}")
         return messages
 
-    def parameter_groups(self):
+    def parameter_groups(self, without_structure=False):
         """The network weights, and the structure logits with their own rate where the gate
-        schedule gives one (torch.optim parameter groups; the first takes the optimiser's)."""
-        groups, structure = [], set()
+        schedule gives one (torch.optim parameter groups; the first takes the optimiser's).
+        without_structure: the network weights only (the logits have an optimiser of their own)."""
+        groups, structure = [], {id(p) for p in self.structure_parameters()}
         for gates in self.gate_sets().values():
             if gates.schedule.lr is not None and gates.structure_parameters():
                 groups.append({"params": gates.structure_parameters(), "lr": gates.schedule.lr})
-                structure.update(id(p) for p in gates.structure_parameters())
         network = [p for p in self.parameters() if id(p) not in structure]
+        if without_structure:
+            return [{"params": network}]
+        if not groups:  # the logits, if any, train with the network at the optimiser's rate
+            return [{"params": list(self.parameters())}]
         return [{"params": network}] + groups
+
+    def structure_parameters(self):
+        """The learned structure logits of every gate set."""
+        return [p for gates in self.gate_sets().values() for p in gates.structure_parameters()]
+
+    @property
+    def has_structure_cost(self):
+        return any(g.learned and g.prior.active for g in self.gate_sets().values())
+
+    def structure_cost(self):
+        """The structure prior's cost of every learned gate set, nats per unit (0-dim)."""
+        costs = [g.structure_cost() for g in self.gate_sets().values() if g.learned]
+        return torch.stack(costs).sum() if costs else torch.zeros(())
+
+    def with_structure_cost(self, output):
+        """output, with the structure prior's cost when the model has one (the contract)."""
+        if self.has_structure_cost:
+            output["structure_cost"] = self.structure_cost()
+        return output
 
     @property
     def may_leave_parameters_unused(self):

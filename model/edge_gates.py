@@ -20,19 +20,28 @@ Structures (method.md §1-2):
   none        every gate fixed to 0 (independent nodes).
 
 The gates own their schedule (GateSchedule): the temperature at each epoch, the epoch after
-which the graph is frozen, and the learning rate of the logits.
+which the graph is frozen, and the learning rate of the logits; and the cost on their edges
+(model/structure_prior.py), off by default.
+
+An edge whose probability is within UNDECIDED_BAND of 0.5 is reported as undecided: the
+evaluation graph still keeps it or drops it by 1[sigmoid(alpha) > 0.5], but nothing was learned.
 """
 import math
-from dataclasses import dataclass, fields
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from model import settings
+from model.structure_prior import StructurePrior
 
 STRUCTURES = ("learned", "noisy_full", "full", "chain", "identity", "none")
 RELAXED = ("learned", "noisy_full")  # structures trained with binary-concrete samples
 
 # Uniform noise is kept inside (EPS, 1 - EPS) so that log(u) - log(1 - u) stays finite.
 EPS = 1e-6
+UNDECIDED_BAND = 0.05  # |sigmoid(alpha) - 0.5| below this: the edge is reported as undecided
 
 
 @dataclass(frozen=True)
@@ -54,16 +63,7 @@ class GateSchedule:
 
     @classmethod
     def from_config(cls, values):
-        if values is not None and not isinstance(values, dict):
-            raise ValueError(f"gate_schedule must be an object of settings, got {values!r}")
-        values = dict(values or {})
-        known = [f.name for f in fields(cls)]
-        for key in values:
-            if key not in known:
-                raise ValueError(f"unknown gate_schedule key '{key}' (keys: {', '.join(known)})")
-        schedule = cls(**values)
-        schedule.check()
-        return schedule
+        return settings.from_config(cls, values, "gate_schedule")
 
     def check(self):
         def number(name, allow_none=False):
@@ -103,6 +103,12 @@ def candidate_edges(n_nodes):
     return [(j, i) for i in range(n_nodes) for j in range(i + 1, n_nodes)]
 
 
+def edge_status(prob, kept, learned):
+    if learned and abs(prob - 0.5) < UNDECIDED_BAND:
+        return "undecided"
+    return "kept" if kept else "dropped"
+
+
 def bernoulli_entropy(probs):
     """Entropy in nats of independent Bernoulli(probs), summed."""
     p = probs.clamp(EPS, 1 - EPS)
@@ -111,7 +117,7 @@ def bernoulli_entropy(probs):
 
 class EdgeGates(nn.Module):
     def __init__(self, n_nodes, structure="learned", init_prob=0.5, hard=False, edges=None,
-                 schedule=None, name_format="z{j}->z{i}"):
+                 schedule=None, name_format="z{j}->z{i}", prior=None):
         super().__init__()
         if structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
@@ -119,6 +125,8 @@ class EdgeGates(nn.Module):
             raise ValueError(f"gate_init_prob must be in (0, 1), got {init_prob}")
         self.n_nodes, self.structure, self.hard = n_nodes, structure, hard
         self.schedule = schedule or GateSchedule()
+        self.prior = prior or StructurePrior()
+        self.forced = None  # a graph that replaces the gates for a while (forcing_graph)
         self.edges = candidate_edges(n_nodes) if edges is None else list(edges)
         self.names = [name_format.format(j=j, i=i) for j, i in self.edges]
         # parent_slices[i] = (start, end): the gates of node i's parents (i+1..N-1 by default).
@@ -132,6 +140,10 @@ class EdgeGates(nn.Module):
         # The edge entropy when the graph was frozen: how undecided the structure still was
         # (-1 until then).
         self.register_buffer("entropy_at_freeze", torch.tensor(-1.0))
+        # Each edge's value (nats, trainer/edge_values.py) measured when the graph froze,
+        # before the networks adapted to it (once values_measured).
+        self.register_buffer("values_at_freeze", torch.zeros(len(self.edges)))
+        self.register_buffer("values_measured", torch.tensor(False))
         # Its Python copy, what forward() branches on: a branch on a tensor's value would
         # split a torch.compile'd training step into several graphs.
         self.is_frozen = False
@@ -191,13 +203,41 @@ class EdgeGates(nn.Module):
     def structure_parameters(self):
         return [self.logits] if self.learned else []
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
+    def structure_cost(self):
+        """The structure prior's cost of this graph, nats per unit (0-dim). Once the graph is
+        frozen it is reported but gives no gradient: the logits must stay where they froze."""
+        if not self.learned:
+            return torch.zeros((), device=self.tau.device)
+        cost = self.prior.cost(self.logits)
+        return cost.detach() if self.is_frozen else cost
+
+    def record_values_at_freeze(self, values):
+        """Keep {edge name: value} measured at the freeze (saved with the checkpoint)."""
+        self.values_at_freeze.copy_(torch.tensor([values[name] for name in self.names]))
+        self.values_measured.fill_(True)
+
+    @contextmanager
+    def forcing_graph(self, graph):
+        """Within the block, `graph` (n_edges,) of 0/1 replaces the gates in training and in
+        evaluation mode (for edge values: the same networks with one edge more or less)."""
+        previous, self.forced = self.forced, graph.to(self.tau.device, torch.float32)
+        try:
+            yield
+        finally:
+            self.forced = previous
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before edge values were measured have none.
+        state_dict.setdefault(prefix + "values_at_freeze", torch.zeros_like(self.values_at_freeze))
+        state_dict.setdefault(prefix + "values_measured", torch.tensor(False))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.is_frozen = bool(self.frozen)
 
     # -- the gates ----------------------------------------------------------------------------
     def forward(self, batch_size):
         """Gates for a batch, shape (batch_size, n_edges): one relaxed graph per example."""
+        if self.forced is not None:
+            return self.forced.expand(batch_size, -1)
         if not (self.relaxed and self.training and not self.is_frozen):
             return self.discrete().expand(batch_size, -1)
         u = torch.rand(batch_size, len(self.edges), device=self.logits.device)
@@ -214,12 +254,17 @@ class EdgeGates(nn.Module):
         return gates[:, start:end]
 
     def describe(self, node_dims):
-        """The graph as plain data (for logs, graph.json and pictures)."""
+        """The graph as plain data (for logs, graph.json and pictures). An edge's status is
+        kept, dropped or (learned graphs only) undecided; `kept` is its evaluation gate."""
         probs, kept = self.probs().tolist(), self.discrete().tolist()
         nodes = [{"id": i, "dims": node_dims, "root": i == self.n_nodes - 1}
                  for i in range(self.n_nodes)]
-        edges = [{"src": j, "dst": i, "name": name, "prob": p, "kept": bool(k)}
+        edges = [{"src": j, "dst": i, "name": name, "prob": p, "kept": bool(k),
+                  "status": edge_status(p, k, self.learned)}
                  for (j, i), name, p, k in zip(self.edges, self.names, probs, kept)]
+        if self.values_measured:
+            for edge, value in zip(edges, self.values_at_freeze.tolist()):
+                edge["value_at_freeze"] = value
         graph = {"nodes": nodes, "edges": edges, "structure": self.structure,
                  "edges_dropped": sum(not k for k in kept)}
         if self.learned:

@@ -13,6 +13,8 @@ gives the estimate that is fused with the bottom-up one by precision weighting, 
 prior p(z_i | parents). share_top_down=True uses one set for both (the Ladder VAE's form).
 Every node's KL is taken in closed form given its sampled parents; the root's prior is
 N(0, I), the same formula with mu_p = 0, logvar_p = 0.
+decoder "block" ties node i to its own block of outputs (model/networks.py: BlockDecoder);
+structure_prior puts a cost on the learned edges (model/structure_prior.py).
 """
 import torch
 from torch import nn
@@ -21,8 +23,11 @@ from model import gaussian
 from model.base_model import BaseModel
 from model.edge_gates import EdgeGates, GateSchedule
 from model.likelihoods import build_likelihood
-from model.networks import GroupedLinear, GroupMajor, mlp
+from model.networks import BlockDecoder, GroupedLinear, GroupMajor, mlp
+from model.structure_prior import StructurePrior
 from model.top_down import TOP_DOWN, split_params
+
+DECODERS = ("mlp", "block")
 
 
 class GraphVAE(BaseModel):
@@ -30,7 +35,7 @@ class GraphVAE(BaseModel):
                  structure="learned", gate_init_prob=0.5, hard_gates=False, gate_schedule=None,
                  share_top_down=False, encoder_hidden=(512, 512, 512), feature_dim=256,
                  bottom_up_hidden=256, top_down_hidden=256, decoder_hidden=(512, 512, 512),
-                 likelihood="bernoulli", top_down="mlp"):
+                 likelihood="bernoulli", top_down="mlp", decoder="mlp", structure_prior=None):
         super().__init__()
         node_dim = split_latent_dims(latent_dim, n_nodes, node_dim)
         check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
@@ -40,6 +45,8 @@ class GraphVAE(BaseModel):
                     **{f"decoder_hidden[{k}]": v for k, v in enumerate(decoder_hidden)})
         if top_down not in TOP_DOWN:
             raise ValueError(f"top_down must be one of {', '.join(TOP_DOWN)}, got {top_down!r}")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         self.n_nodes, self.node_dim = n_nodes, node_dim
         self.likelihood = build_likelihood(likelihood, input_dim)
@@ -58,9 +65,10 @@ class GraphVAE(BaseModel):
         self.top_down = TOP_DOWN[top_down](n_nodes, node_dim, top_down_hidden)  # the prior's
         self.top_down_q = None if share_top_down \
             else TOP_DOWN[top_down](n_nodes, node_dim, top_down_hidden)
-        self.decoder = mlp([n_nodes * node_dim, *decoder_hidden, self.likelihood.n_params])
+        self.decoder = build_decoder(decoder, n_nodes, node_dim, decoder_hidden, self.likelihood)
         self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates,
-                               schedule=GateSchedule.from_config(gate_schedule))
+                               schedule=GateSchedule.from_config(gate_schedule),
+                               prior=StructurePrior.from_config(structure_prior))
 
     # -- pieces ---------------------------------------------------------------------------
     def bottom_up_estimates(self, x):
@@ -90,6 +98,8 @@ class GraphVAE(BaseModel):
 
     def decode(self, z):
         """Decoder outputs (e.g. Bernoulli logits, fp32) for z of shape (..., N, d)."""
+        if isinstance(self.decoder, BlockDecoder):
+            return self.decoder(z).float()
         return self.decoder(z.flatten(-2)).float()
 
     # -- the model (contract: model/base_model.py) ----------------------------------------
@@ -103,10 +113,11 @@ class GraphVAE(BaseModel):
         x_params = self.decode(z)
         log_px = self.likelihood(x_params.view(n_samples, batch, -1), x).view(rows)
         log_ratio = (gaussian.log_density(z, *p) - gaussian.log_density(z, *q)).sum(-1)
-        return {"log_px": log_px, "kl": gaussian.kl_divergence(*q, *p), "log_ratio": log_ratio,
-                "units": torch.ones_like(log_px),
-                "posterior_mean": q[0].view(n_samples, batch, self.n_nodes, -1).mean(0),
-                "x_params": x_params, "z": z}
+        return self.with_structure_cost({
+            "log_px": log_px, "kl": gaussian.kl_divergence(*q, *p), "log_ratio": log_ratio,
+            "units": torch.ones_like(log_px),
+            "posterior_mean": q[0].view(n_samples, batch, self.n_nodes, -1).mean(0),
+            "x_params": x_params, "z": z})
 
     @torch.no_grad()
     def sample_prior(self, n, node_overrides=None):
@@ -142,6 +153,17 @@ class GraphLSTMVAE(GraphVAE):
 
     def __init__(self, top_down="lstm", **graph_vae_args):
         super().__init__(top_down=top_down, **graph_vae_args)
+
+
+def build_decoder(kind, n_nodes, node_dim, hidden, likelihood):
+    """The paper's MLP on concat(z_1..z_N), or the block decoder (node i -> output block i),
+    which needs a likelihood with one parameter per output and no layer across outputs."""
+    if kind == "mlp":
+        return mlp([n_nodes * node_dim, *hidden, likelihood.n_params])
+    if likelihood.name != "bernoulli":
+        raise ValueError(f"decoder 'block' needs likelihood 'bernoulli' (one logit per output), "
+                         f"not {likelihood.name!r}")
+    return BlockDecoder(n_nodes, node_dim, hidden, likelihood.n_params)
 
 
 def split_latent_dims(latent_dim, n_nodes, node_dim):

@@ -43,3 +43,24 @@ class GroupMajor(nn.Module):
 
     def forward(self, x):
         return x.unflatten(1, (self.groups, -1)).transpose(0, 1).contiguous()
+
+
+class BlockDecoder(nn.Module):
+    """A decoder that ties each latent node to its own block of outputs: node i's d dims go
+    through their own MLP to outputs [i * W, (i + 1) * W), W = n_outputs / N. With it, "node i
+    explains block i" and a DAG over the nodes can be compared with the data's true one.
+    (N, d) latents in, (n_outputs,) out, for any leading dimensions."""
+
+    def __init__(self, n_nodes, node_dim, hidden, n_outputs):
+        super().__init__()
+        if n_outputs % n_nodes:
+            raise ValueError(f"the block decoder gives each of the {n_nodes} nodes an equal "
+                             f"block of the {n_outputs} outputs: use n_nodes dividing {n_outputs}")
+        self.blocks = nn.ModuleList(mlp([node_dim, *hidden, n_outputs // n_nodes])
+                                    for _ in range(n_nodes))
+
+    def forward(self, z):
+        leading = z.shape[:-2]
+        z = z.reshape(-1, *z.shape[-2:])
+        out = torch.cat([block(z[:, i]) for i, block in enumerate(self.blocks)], dim=-1)
+        return out.view(*leading, -1)

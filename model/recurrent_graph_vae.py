@@ -28,6 +28,7 @@ from model.edge_gates import EdgeGates, GateSchedule
 from model.graph_vae import check_sizes
 from model.likelihoods import build_likelihood
 from model.networks import mlp
+from model.structure_prior import StructurePrior
 from model.top_down import split_params
 
 
@@ -35,7 +36,7 @@ class RecurrentGraphVAE(BaseModel):
     def __init__(self, input_dim=3, n_nodes=3, node_dim=8, structure="learned",
                  cross_structure="learned", gate_init_prob=0.5, hard_gates=False,
                  gate_schedule=None, rnn_hidden=128, hidden=128, feature_dim=64,
-                 likelihood="strokes", n_mixtures=5):
+                 likelihood="strokes", n_mixtures=5, structure_prior=None):
         super().__init__()
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
@@ -48,11 +49,13 @@ class RecurrentGraphVAE(BaseModel):
         self.likelihood = build_likelihood(likelihood, input_dim, **options)
 
         schedule = GateSchedule.from_config(gate_schedule)
-        self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates, schedule=schedule)
+        prior = StructurePrior.from_config(structure_prior)  # on both kinds of edges
+        self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates, schedule=schedule,
+                               prior=prior)
         cross_edges = [(j, i) for i in range(n_nodes) for j in range(n_nodes)]
         self.cross_gates = EdgeGates(n_nodes, cross_structure, gate_init_prob, hard_gates,
                                      edges=cross_edges, schedule=schedule,
-                                     name_format="z{j}(t-1)->z{i}")
+                                     name_format="z{j}(t-1)->z{i}", prior=prior)
         # No BatchNorm: padded steps would enter its statistics.
         self.phi_x = mlp([input_dim, hidden, feature_dim], True, batch_norm=False)
         self.phi_z = mlp([n_nodes * node_dim, hidden, feature_dim], True, batch_norm=False)
@@ -136,8 +139,9 @@ class RecurrentGraphVAE(BaseModel):
             z_prev = z
         means = torch.stack(means, dim=1)  # (S*B, T, N, d)
         means = means.view(n_samples, -1, *means.shape[1:]).mean(0)[batch["mask"]]
-        return {"log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
-                "posterior_mean": means, "state": (h, z_prev)}
+        return self.with_structure_cost({
+            "log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
+            "posterior_mean": means, "state": (h, z_prev)})
 
     @torch.no_grad()
     def generate(self, n, length):
