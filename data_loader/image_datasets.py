@@ -1,5 +1,6 @@
 """Image datasets as one uint8 tensor (n, C*H*W) of 8-bit values, channel-major, loaded
-offline first: grey 28x28 (MNIST, Fashion-MNIST, Omniglot) or colour 3x32x32 (CIFAR-10).
+offline first: grey 28x28 (MNIST, Fashion-MNIST, Omniglot) or colour 3x32x32 (CIFAR-10); and
+the synthetic ground-truth DAG images, 16x16, generated in memory (data_loader/synthetic_dag.py).
 
 Where the files come from, in order:
   1. files already in data_dir (torchvision's layout, e.g. <data_dir>/FashionMNIST/raw/,
@@ -24,6 +25,8 @@ import torch
 
 from data_loader.cache import BrokenCache, cached
 from data_loader.files import data_directory
+from data_loader.synthetic_dag import IMAGE_SHAPE as SYNTHETIC_SHAPE
+from data_loader.synthetic_dag import synthetic_dag_images
 from utils.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -34,7 +37,8 @@ FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's l
 
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
-                "cifar10": (3, 32, 32)}  # (channels, height, width) of each dataset's images
+                "cifar10": (3, 32, 32),
+                "synthetic_dag": SYNTHETIC_SHAPE}  # (channels, height, width) of each dataset's images
 
 
 def square_image_shape(width):
@@ -47,7 +51,8 @@ def square_image_shape(width):
 def load_images(name, data_dir, train):
     """The train or test split as a (n, C*H*W) uint8 tensor."""
     loaders = {"mnist": load_mnist_like, "fashion_mnist": load_mnist_like,
-               "omniglot": load_omniglot, "cifar10": load_cifar10}
+               "omniglot": load_omniglot, "cifar10": load_cifar10,
+               "synthetic_dag": lambda name, data_dir, train: synthetic_dag_images(train)[0]}
     if name not in loaders:
         raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)})")
     return loaders[name](name, data_directory(data_dir), train)
