@@ -70,31 +70,45 @@ def load_model(config, checkpoint, path, device="cpu"):
 
 
 def build_optimizer(config, model):
-    """The configured torch.optim optimizer over the model's parameter groups (the structure
-    logits with their own rate if the gate schedule gives one), and the scheduler."""
+    """(optimizer, scheduler, structure optimizer): the configured torch.optim optimizer over
+    the model's parameter groups (the structure logits with their own rate if the gate schedule
+    gives one), its scheduler, and the structure logits' own optimizer when the config has a
+    structure_optimizer (the logits are then not in the first; None otherwise)."""
     args = config["optimizer"]["args"]
     overrides = {}
     if config["optimizer"]["type"] in FUSED_BY_DEFAULT and "fused" not in args \
             and "foreach" not in args and fused_supported(model):
         overrides["fused"] = True
-    optimizer = config.init_obj("optimizer", torch.optim, model.parameter_groups(),
+    separate = config["structure_optimizer"] is not None and bool(model.structure_parameters())
+    if separate and any(g.schedule.lr is not None for g in model.gate_sets().values()):
+        raise ConfigError("arch.args.gate_schedule.lr and structure_optimizer both set the "
+                          "structure logits' rate; give it as structure_optimizer.args.lr")
+    optimizer = config.init_obj("optimizer", torch.optim,
+                                model.parameter_groups(without_structure=separate),
                                 overrides=overrides)
     scheduler = None
     if config["lr_scheduler"] is not None:
         scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
-    return optimizer, scheduler
+    structure = config.init_obj("structure_optimizer", torch.optim,
+                                model.structure_parameters()) if separate else None
+    return optimizer, scheduler, structure
 
 
 def check_optimizer(config):
     """Try the configured optimizer and scheduler on a stand-in parameter before anything is
     loaded: a type or setting that cannot make closure-free steps (LBFGS, SparseAdam, a
     scheduler named as the optimizer, StepLR with step_size 0, ...) stops with one line."""
-    check_kind(config, "optimizer", torch.optim, torch.optim.Optimizer)
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = config.init_obj("optimizer", torch.optim, [parameter])
-    try_steps(config, "optimizer", parameter, optimizer.step)
+    for section in ("optimizer", "structure_optimizer"):
+        if config[section] is None:
+            continue
+        check_kind(config, section, torch.optim, torch.optim.Optimizer)
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        optimizer = config.init_obj(section, torch.optim, [parameter])
+        try_steps(config, section, parameter, optimizer.step)
     if config["lr_scheduler"] is None:
         return
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = config.init_obj("optimizer", torch.optim, [parameter])
     check_kind(config, "lr_scheduler", module_scheduler, module_scheduler.LRScheduler)
     scheduler = config.init_obj("lr_scheduler", module_scheduler, optimizer)
     plateau = isinstance(scheduler, module_scheduler.ReduceLROnPlateau)
@@ -107,7 +121,7 @@ def check_kind(config, section, module, base):
     factory = config.resolve(section, module)
     if not (inspect.isclass(factory) and issubclass(factory, base)) or factory is base:
         raise ConfigError(f"{section}.type '{config[section]['type']}' is not "
-                          f"{'an optimizer' if section == 'optimizer' else 'a scheduler'}")
+                          f"{'a scheduler' if section == 'lr_scheduler' else 'an optimizer'}")
 
 
 def try_steps(config, section, parameter, step):
@@ -149,9 +163,10 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
         train_forward = DistributedDataParallel(
             model, device_ids=[device] if device.type == "cuda" else None,
             find_unused_parameters=model.may_leave_parameters_unused)
-    optimizer, lr_scheduler = build_optimizer(config, model)
+    optimizer, lr_scheduler, structure_optimizer = build_optimizer(config, model)
     trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,
-                      lr_scheduler, train_forward=train_forward)
+                      lr_scheduler, train_forward=train_forward,
+                      structure_optimizer=structure_optimizer)
     if validate:
         trainer.check_monitor()
     if checkpoint is not None:

@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from experiment import build_loader, check_data_fits_model, load_model, prepare_device  # noqa: E402
 from logger.figures import graph_to_dot  # noqa: E402
+from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
 from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
 from utils.errors import ConfigError, writing  # noqa: E402
@@ -33,11 +34,16 @@ def parse_args(argv):
                       help="importance samples per example (paper: 5000; 0 skips IS)")
     args.add_argument("--bs", type=int, default=100, help="test examples per batch")
     args.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
+    args.add_argument("--no-edge-values", action="store_true",
+                      help="skip measuring each learned edge's value on the validation split")
     return args.parse_args(argv)
 
 
-def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, limit=None):
-    """Test results of a checkpoint (a dict, as test.py writes it)."""
+def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, limit=None,
+                        measure_edges=True):
+    """Test results of a checkpoint (a dict, as test.py writes it). With a learned graph,
+    every edge's value (trainer/edge_values.py) is measured on the validation split and
+    given in the graph beside the value measured at the freeze."""
     torch.manual_seed(config["seed"])
     device = prepare_device(config)
     loader = build_loader(config, "test", batch_size=batch_size).to(device)
@@ -46,8 +52,14 @@ def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, lim
     start = time.perf_counter()
     results = evaluate(model, loader, device, n_samples, limit, per_example=True, progress=True)
     results["elbo"] = -results.pop("loss")
+    graph = model.describe_graph()
+    if measure_edges and model.structure_parameters():
+        valid = build_loader(config, "valid", batch_size=batch_size).to(device)
+        values = edge_values(model, valid, device)
+        for edge in graph["edges"] + graph.get("cross_edges", []):
+            edge["value"] = values.get(edge["name"])
     results.update(samples=n_samples, limit=limit, seconds=time.perf_counter() - start,
-                   checkpoint=str(path), epoch=checkpoint["epoch"], graph=model.describe_graph(),
+                   checkpoint=str(path), epoch=checkpoint["epoch"], graph=graph,
                    params=model.n_parameters(),
                    per="step" if results["n_units"] != results["n_examples"] else "example")
     return results
@@ -68,6 +80,8 @@ def print_report(results):
     if results.get("log_likelihood_bits_per_dim") is not None:
         rows.append((f"-log p(x) (bits/dim), IS K={results['samples']}",
                      f"{results['log_likelihood_bits_per_dim']:.4f}"))
+    if results.get("structure_cost") is not None:
+        rows.append((f"structure cost ({unit}, not in the ELBO)", f"{results['structure_cost']:.3f}"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value:>12}")
@@ -76,8 +90,18 @@ def print_report(results):
           f"{graph['edges_dropped']} of {len(graph['edges'])} edges dropped"
           + (f"; edge entropy at the freeze {graph['entropy_at_freeze']:.2f} nats"
              if graph.get("entropy_at_freeze") is not None else "") + "):")
-    for edge in graph["edges"] + graph.get("cross_edges", []):
-        print(f"  {edge['name']:16s} p={edge['prob']:.3f}  {'kept' if edge['kept'] else 'dropped'}")
+    edges = graph["edges"] + graph.get("cross_edges", [])
+    if any("value" in e or "value_at_freeze" in e for e in edges):
+        print(f"  (value: validation ELBO with the edge minus without it, {unit}; now, and at "
+              f"the freeze)")
+    for edge in edges:
+        status = edge.get("status", "kept" if edge["kept"] else "dropped")
+        if status == "undecided":
+            status += f" ({'kept' if edge['kept'] else 'dropped'} in evaluation)"
+        values = "".join(f"  {label} {edge[key]:+.3f}" for key, label in
+                         (("value", "value"), ("value_at_freeze", "at freeze"))
+                         if edge.get(key) is not None)
+        print(f"  {edge['name']:16s} p={edge['prob']:.3f}  {status:<9s}{values}")
 
 
 def main(argv=None):
@@ -88,7 +112,7 @@ def main(argv=None):
         raise ConfigError("-k must be >= 0, --bs and --limit positive")
     config, checkpoint = load_run_config(args)
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
-                                  args.limit)
+                                  args.limit, measure_edges=not args.no_edge_values)
     print_report(results)
     out = Path(args.resume).with_name(Path(args.resume).stem + "-test.json")
     outputs = {out: json.dumps(results), out.with_name("graph.json"):

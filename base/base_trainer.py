@@ -39,11 +39,15 @@ class TrainingDiverged(UserError):
 
 
 class BaseTrainer:
-    def __init__(self, model, optimizer, config, device, lr_scheduler=None):
+    def __init__(self, model, optimizer, config, device, lr_scheduler=None,
+                 structure_optimizer=None):
         self.config, self.device = config, device
         cfg = config["trainer"]
         self.logger = get_logger("trainer", cfg["verbosity"] if distributed.is_main() else 0)
         self.model, self.optimizer, self.lr_scheduler = model, optimizer, lr_scheduler
+        # The structure logits' own optimiser (config: structure_optimizer), if any.
+        self.structure_optimizer = structure_optimizer
+        self.optimizers = [o for o in (optimizer, structure_optimizer) if o is not None]
         self.epochs = cfg["epochs"]
         self.save_period = cfg["save_period"]
         self.early_stop = cfg["early_stop"] or math.inf
@@ -182,6 +186,8 @@ class BaseTrainer:
             "history": self.history,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "structure_optimizer": self.structure_optimizer.state_dict()
+            if self.structure_optimizer else None,
             "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler else None,
             "monitor_best": self.monitor_best,
             "not_improved_count": self.not_improved_count,
@@ -274,6 +280,7 @@ class BaseTrainer:
             raise ConfigError(f"{path} has finished {checkpoint['epoch']} epochs already; train "
                               f"longer with --epochs N (N > {checkpoint['epoch']})")
         fresh_groups = [dict(group) for group in self.optimizer.param_groups]
+        structure_changed = self._restore_structure_optimizer(checkpoint, path)
         changed = self._restore_optimizer(checkpoint, path)
         if self.lr_scheduler and checkpoint.get("lr_scheduler"):
             self.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
@@ -281,6 +288,7 @@ class BaseTrainer:
             self._apply_optimizer_arg(key, fresh_groups)
         if self._apply_structure_lr(checkpoint, fresh_groups):
             changed.append("gate_schedule.lr")
+        changed += structure_changed
         self.batches_done = checkpoint.get("batches_done", 0)
         # Saved sums are the total over ranks: rank 0 carries them on, the others start from
         # zeros of the same keys (so that every rank enters the same all-reduces).
@@ -320,6 +328,35 @@ class BaseTrainer:
                                              f"(the checkpoint's: {old.get(key, 'default')}); "
                                              f"applied from here on, with a fresh budget of "
                                              f"non-finite steps"))
+        return changed
+
+    def _restore_structure_optimizer(self, checkpoint, path):
+        """Load the structure logits' optimiser (kept or not, as the checkpoint's run had it);
+        settings the config changes apply from here on. Returns what changed."""
+        saved = (checkpoint["config"].get("structure_optimizer") or {}).get("type")
+        configured = (self.config["structure_optimizer"] or {}).get("type")
+        state = checkpoint.get("structure_optimizer")
+        if saved != configured or (state is None) != (self.structure_optimizer is None):
+            raise ConfigError(f"{path} was trained with structure_optimizer {saved or 'null'}; "
+                              f"resume with the same (its settings may change) or start a new "
+                              f"run")
+        if self.structure_optimizer is None:
+            return []
+        fresh = [dict(group) for group in self.structure_optimizer.param_groups]
+        try:
+            self.structure_optimizer.load_state_dict(state)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: structure_optimizer state does not fit the "
+                                  f"configured one: {e}") from None
+        changed = []
+        for group, new in zip(self.structure_optimizer.param_groups, fresh):
+            for key, value in new.items():
+                if key != "params" and group.get(key) != value:
+                    self.notes.append((logging.INFO, f"structure_optimizer.args.{key} is "
+                                                     f"{value} (the checkpoint's: "
+                                                     f"{group.get(key)}); applied from here on"))
+                    group[key] = value
+                    changed.append(f"structure_optimizer.{key}")
         return changed
 
     def _apply_structure_lr(self, checkpoint, fresh_groups):

@@ -86,6 +86,20 @@ def save_curves(panels, path):
     plt.close(figure)
 
 
+def save_tradeoff(points, path, xlabel, ylabel, title=""):
+    """A scatter plot, one colour per label; points: {label: [(x, y), ...]}."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for label, xy in points.items():
+        if xy:
+            axes.plot(*zip(*xy), "o", label=label, alpha=0.8)
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def save_sequence_figure(sequences, kind, path):
     """Generated sequences: pen strokes (pen_lift, dx, dy) drawn as lines, or piano rolls
     (T, 88) as key-by-time images."""

@@ -4,7 +4,9 @@ Batches are image tensors (B, D) or sequence dicts {"x", "mask"}; with trainer.t
 sequence batch is cut into chunks of that many steps, one optimisation step each, the
 recurrent state carried (detached) from chunk to chunk: truncated backpropagation in time.
 The gates' schedule belongs to the model (model.start_epoch); the KL warm-up and free bits to
-the objective (model/objective.py).
+the objective (model/objective.py). The structure logits may have an optimiser of their own
+(structure_optimizer). With a learned graph and validation data, every edge's value
+(trainer/edge_values.py) is measured when the graph freezes and after the last epoch.
 """
 import torch
 from tqdm import tqdm
@@ -13,6 +15,7 @@ from base.base_trainer import BaseTrainer, StopRequested, TrainingDiverged, is_p
 from data_loader.batches import sequence_length, time_chunks, to_device
 from logger.figures import log_epoch_figures
 from model.objective import negative_elbo
+from trainer.edge_values import edge_values
 from trainer.evaluation import evaluate, means, running_sums
 from utils import distributed
 
@@ -22,10 +25,10 @@ METRICS = ("loss", "recon", "kl")  # the numbers an epoch logs, and with validat
 
 class Trainer(BaseTrainer):
     def __init__(self, model, optimizer, config, device, data_loader, valid_data_loader=None,
-                 lr_scheduler=None, train_forward=None):
+                 lr_scheduler=None, train_forward=None, structure_optimizer=None):
         """train_forward: what runs the training forward pass, e.g. the model wrapped in
         DistributedDataParallel; by default the model itself."""
-        super().__init__(model, optimizer, config, device, lr_scheduler)
+        super().__init__(model, optimizer, config, device, lr_scheduler, structure_optimizer)
         cfg = config["trainer"]
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
         self.checkpoint_every_steps = cfg["checkpoint_every_steps"]
@@ -38,6 +41,7 @@ class Trainer(BaseTrainer):
         # bf16 autocast of the training step (matmuls in bf16; the model keeps its Gaussian
         # and likelihood maths in fp32); evaluation always runs in fp32.
         self.amp = cfg["amp"]
+        self.measure_edges = cfg["edge_values"] and valid_data_loader is not None
         self.train_forward = model if train_forward is None else train_forward
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
@@ -56,11 +60,26 @@ class Trainer(BaseTrainer):
         return min(1.0, epoch / warmup) if warmup else 1.0
 
     def begin_epoch(self, epoch):
-        """The model's gate schedule and the objective's KL weight for `epoch`."""
+        """The model's gate schedule and the objective's KL weight for `epoch`; when the graph
+        freezes now, each edge's value is measured before the networks adapt to it."""
+        learned = [g for g in self.model.gate_sets().values() if g.learned]
+        was_frozen = [g.is_frozen for g in learned]
         for message in self.model.start_epoch(epoch):
             self.logger.info(message)
+        froze = [g for g, before in zip(learned, was_frozen) if g.is_frozen and not before]
+        if froze and self.measure_edges:
+            values = edge_values(self.model, self.valid_data_loader, self.device)
+            for gates in froze:
+                gates.record_values_at_freeze(values)
         self.kl_weight.fill_(self.kl_weight_at(epoch))
         self.model.train()
+
+    def values_at_freeze(self, epoch):
+        """{edge: value} measured at the start of `epoch` if the graph froze then, else {}."""
+        return {edge["name"]: edge["value_at_freeze"]
+                for gates in self.model.gate_sets().values()
+                if gates.learned and gates.schedule.freeze_epoch == epoch - 1
+                for edge in gates.describe(0)["edges"] if "value_at_freeze" in edge}
 
     def train_step(self, batch):
         """Optimisation step(s) on one batch; returns [(terms, count)] (one per TBPTT chunk),
@@ -76,7 +95,8 @@ class Trainer(BaseTrainer):
         for chunk in time_chunks(batch, self.tbptt_steps, total):
             if state is not None:
                 chunk["state"] = tuple(s.detach() for s in state)
-            self.optimizer.zero_grad(set_to_none=True)
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
             if distributed.active():
@@ -89,7 +109,8 @@ class Trainer(BaseTrainer):
                     buffer.copy_(saved)
                 return None
             loss.backward()
-            self.optimizer.step()
+            for optimizer in self.optimizers:
+                optimizer.step()
             results.append((terms, count))
             state = output.get("state")
         return results
@@ -123,6 +144,10 @@ class Trainer(BaseTrainer):
         if self.valid_data_loader is not None:
             valid = evaluate(self.model, self.valid_data_loader, self.device)
             log.update({f"val_{k}": v for k, v in valid.items() if not k.startswith("n_")})
+        if self.values_at_freeze(epoch):
+            log["edge_values_at_freeze"] = self.values_at_freeze(epoch)
+        if self.measure_edges and epoch == self.epochs:
+            log["edge_values"] = edge_values(self.model, self.valid_data_loader, self.device)
         if is_plateau(self.lr_scheduler):
             self.lr_scheduler.step(log[self.monitor_metric])
         elif self.lr_scheduler is not None:
@@ -180,6 +205,12 @@ class Trainer(BaseTrainer):
                 scalar(f"{group}/z{node}", value, epoch)
         for name, prob in log["edge_probs"].items():
             scalar(f"edge_prob/{name}", prob, epoch)
+        for key, tag in (("edge_values_at_freeze", "edge_value_at_freeze"),
+                         ("edge_values", "edge_value")):
+            for name, value in log.get(key, {}).items():
+                scalar(f"{tag}/{name}", value, epoch)
+        if "structure_cost" in log:
+            scalar("structure_cost/train", log["structure_cost"], epoch)
         for key in ("tau", "kl_weight", "nonfinite_steps"):
             if log.get(key) is not None:
                 scalar(f"schedule/{key}", log[key], epoch)

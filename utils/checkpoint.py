@@ -33,7 +33,7 @@ FIELD_TYPES = {"arch": str, "epoch": int, "state_dict": dict, "config": dict, "i
                "batches_done": int, "nonfinite_steps": int, "not_improved_count": int,
                "history": list, "optimizer": dict, "rng": (list, dict),
                "monitor_best": (int, float), "partial_sums": (dict, type(None)),
-               "lr_scheduler": (dict, type(None))}
+               "lr_scheduler": (dict, type(None)), "structure_optimizer": (dict, type(None))}
 UNREADABLE = ("is not a readable checkpoint (truncated, damaged or another kind of file{}); "
               "use an intact checkpoint-*.pth")
 

@@ -50,6 +50,9 @@ TOP_LEVEL = {
     "arch": (OBJECT, REQUIRED, None),
     "data_loader": (OBJECT, REQUIRED, None),
     "optimizer": (OBJECT, {"type": "Adam", "args": {"lr": 3e-4}}, None),
+    # The structure logits' own optimiser, e.g. {"type": "SGD", "args": {"lr": 1.0}}; null:
+    # they are trained by `optimizer` (at arch.args.gate_schedule.lr if given).
+    "structure_optimizer": (OBJECT, None, None),
     "lr_scheduler": (OBJECT, None, None),
     "trainer": ((dict,), {}, None),
 }
@@ -71,6 +74,8 @@ TRAINER = {
     "amp": ((bool,), False, None),
     "sync_batchnorm": ((bool,), True, None),
     "compile": ((bool,), False, None),
+    # Measure every learned edge's value (trainer/edge_values.py) at the freeze and the end.
+    "edge_values": ((bool,), True, None),
 }
 # Keys of older configs, and where their settings live now.
 MOVED = {
