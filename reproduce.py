@@ -22,14 +22,26 @@ can be rebuilt from committed results on a machine without any checkpoint; an un
 resumes from its checkpoint in --out. --jobs N trains N runs at a time (one thread each).
 --validation-only trains and tabulates validation numbers without touching the test set (to
 choose protocol settings before looking at any test number).
+
+--sweep KEY=V1,V2,... (repeatable) trains every model once per combination of the values, e.g.
+
+    python reproduce.py --dataset synthetic_dag --models graph_vae --seeds 0 1 2 \
+        --sweep arch.args.decoder=mlp,block arch.args.structure_prior.edge_penalty=0,0.1,0.3
+
+each combination a row of its own (runs/<model>-<values>_seed<k>.json). On a data set with a
+known DAG (synthetic_dag) the table reports edge precision, recall and structural Hamming
+distance of the learned graphs; with learned graphs, sparsity.png plots the validation ELBO
+against the number of kept edges, and the edge values of every row are tabulated.
 """
 import argparse
+import itertools
 import json
 import math
 import os
 import signal
 import statistics
 import sys
+from dataclasses import dataclass
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -52,7 +64,7 @@ SEQUENCE_MODELS = {
     "recurrent_graph_vae": ("RecurrentGraphVAE", "configs/recurrent_graph_vae_{dataset}.json"),
 }
 MODELS = {**IMAGE_MODELS, **SEQUENCE_MODELS}
-IMAGE_DATASETS = ("fashion_mnist", "mnist", "omniglot", "cifar10")
+IMAGE_DATASETS = ("fashion_mnist", "mnist", "omniglot", "cifar10", "synthetic_dag")
 SEQUENCE_DATASETS = ("strokes", "piano")
 # CIFAR-10 (method.md §6): its own configs (input 3x32x32, the Gaussian likelihood on 8-bit
 # pixels, the VAE's encoder widened for that input).
@@ -61,6 +73,9 @@ CIFAR10_CONFIGS = {"vae": "configs/vae_cifar10.json",
                    "fc_vae": "configs/fc_vae_cifar10.json",
                    "noisy_full": "configs/noisy_full_vae_cifar10.json",
                    "graph_vae": "configs/graph_vae_cifar10.json"}
+# The synthetic ground-truth DAG (data_loader/synthetic_dag.py): GraphVAE sized for its 4
+# factors of 2 dims and 16 x 16 images.
+SYNTHETIC_CONFIGS = {"graph_vae": "configs/graph_vae_synthetic_dag.json"}
 DEFAULT_MODELS = {"image": ["vae", "ladder_vae", "fc_vae", "noisy_full", "graph_vae"],
                   "sequence": ["vrnn", "recurrent_graph_vae"]}
 REFERENCES = ("graph_vae", "recurrent_graph_vae")  # paired differences are taken against it
@@ -85,34 +100,78 @@ def parse_args(argv):
     parser.add_argument("--test-limit", type=int, default=None, help="evaluate N test images")
     parser.add_argument("--validation-only", action="store_true",
                         help="train and report validation numbers; never touch the test set")
+    parser.add_argument("--sweep", nargs="+", default=[], metavar="KEY=V1,V2",
+                        help="train every model once per combination of these config values")
     return parser.parse_args(argv)
 
 
-def settings_of(args):
-    """What makes two runs comparable: a results file is reused only with the same settings."""
+@dataclass(frozen=True)
+class Variant:
+    """A model with the overrides of one combination of --sweep values."""
+    model: str
+    values: tuple = ()  # ((config key, value text), ...)
+
+    @property
+    def key(self):
+        """The run's file name stem: the model, then each swept key's last part and value."""
+        return "-".join([self.model] + [f"{k.rsplit('.', 1)[-1]}_{v}" for k, v in self.values])
+
+    @property
+    def name(self):
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.values)
+        return MODELS[self.model][0] + (f" ({label})" if label else "")
+
+    @property
+    def overrides(self):
+        return [f"{k}={v}" for k, v in self.values]
+
+
+def variants(models, sweeps):
+    """Every model with every combination of the --sweep values, in the order given."""
+    from utils.errors import ConfigError
+    axes = []
+    for sweep in sweeps:
+        key, sep, values = sweep.partition("=")
+        if not sep or not key or not values:
+            raise ConfigError(f"--sweep '{sweep}' must look like key.path=value1,value2")
+        axes.append([(key, value) for value in values.split(",")])
+    return [Variant(model, combination) for model in models
+            for combination in itertools.product(*axes)]
+
+
+def settings_of(args, variant=None):
+    """What makes two runs comparable: a results file is reused only with the same settings
+    (a variant's swept values count as overrides)."""
+    extra = variant.overrides if variant else []
     return {"dataset": args.dataset, "epochs": args.epochs, "samples": args.samples,
-            "test_limit": args.test_limit, "overrides": sorted(args.set),
+            "test_limit": args.test_limit, "overrides": sorted(args.set + extra),
             "validation_only": args.validation_only}
 
 
-def model_config(key, seed, args):
+def as_variant(run):
+    return run if isinstance(run, Variant) else Variant(run)
+
+
+def model_config(run, seed, args):
     from utils.config import apply_overrides, load_json
-    name, path = MODELS[key]
-    if args.dataset == "cifar10":
-        path = CIFAR10_CONFIGS[key]
+    variant = as_variant(run)
+    name, path = MODELS[variant.model]
+    path = {"cifar10": CIFAR10_CONFIGS, "synthetic_dag": SYNTHETIC_CONFIGS}.get(
+        args.dataset, {}).get(variant.model, path)
     config = load_json(REPO / path.format(dataset=args.dataset))
-    config["name"] = f"{name.replace(' ', '').replace('-', '')}_{args.dataset}"
+    config["name"] = f"{name.replace(' ', '').replace('-', '')}_{args.dataset}" \
+        + variant.key[len(variant.model):]
     config["seed"] = seed
     if args.dataset in IMAGE_DATASETS:
         config.setdefault("data_loader", {}).setdefault("args", {})["dataset"] = args.dataset
     trainer = config.setdefault("trainer", {})
     trainer.update(epochs=args.epochs, save_dir=args.out, early_stop=0, tensorboard=False)
-    return apply_overrides(config, args.set)
+    return apply_overrides(config, args.set + variant.overrides)
 
 
-def run_one(key, seed, args, threads):
-    """Train (or resume) and evaluate one (model, seed); write its results file. Runs in a
-    worker process of its own."""
+def run_one(run, seed, args, threads):
+    """Train (or resume) and evaluate one (model or variant, seed); write its results file.
+    Runs in a worker process of its own."""
     import torch
     import test as test_script
     import train
@@ -121,7 +180,9 @@ def run_one(key, seed, args, threads):
     from utils.errors import UserError
 
     torch.set_num_threads(threads)
-    config = model_config(key, seed, args)
+    variant = as_variant(run)
+    key = variant.key
+    config = model_config(variant, seed, args)
     run_dir = Path(args.out) / "models" / config["name"] / f"seed{seed}"
     latest = run_dir / "checkpoint-latest.pth"
     checkpoint = load_checkpoint(latest) if latest.is_file() else None
@@ -134,7 +195,7 @@ def run_one(key, seed, args, threads):
             raise UserError(f"{key} seed {seed} stopped at epoch {checkpoint['epoch']}; run "
                             f"reproduce.py again to resume it")
     history = checkpoint["history"]
-    record = {"model": key, "seed": seed, "settings": settings_of(args),
+    record = {"model": key, "seed": seed, "settings": settings_of(args, variant),
               "epochs": checkpoint["epoch"], "seconds": sum(h["seconds"] for h in history),
               "history": [{k: v for k, v in h.items() if not k.startswith("kl_per")}
                           for h in history]}
@@ -217,10 +278,11 @@ def fmt(mean, sd=None, digits=2):
     return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
 
 
-def test_row(key, runs, reference_runs, reference_name):
+def test_row(run, runs, reference_runs, reference_name, learned=False, true_dag=None):
+    variant = as_variant(run)
     test = [r["test"] for r in runs]
     active = np.mean([t["active_units"] for t in test], axis=0)
-    row = {"Model": MODELS[key][0], "seeds": len(runs),
+    row = {"Model": variant.name, "seeds": len(runs),
            "log p(x)": fmt(*mean_sd([t["log_likelihood"] for t in test])),
            "ELBO": fmt(*mean_sd([t["elbo"] for t in test])),
            "KL": fmt(*mean_sd([t["kl"] for t in test])),
@@ -228,7 +290,7 @@ def test_row(key, runs, reference_runs, reference_name):
            "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1)),
            "params": f"{test[0]['params']:,}",
            "s / epoch": f"{statistics.mean(r['seconds'] / r['epochs'] for r in runs):.1f}"}
-    if key not in REFERENCES and reference_runs:
+    if runs is not reference_runs and reference_runs:
         mean, se_images, se_seeds, per_seed = paired_difference(runs, reference_runs)
         row[f"Δ log p(x) vs {reference_name} ± SE seeds"] = fmt(mean, se_seeds)
         row["± SE images"] = fmt(se_images)
@@ -236,19 +298,70 @@ def test_row(key, runs, reference_runs, reference_name):
     else:
         row[f"Δ log p(x) vs {reference_name} ± SE seeds"] = row["± SE images"] = "—"
         row["Δ per seed"] = "—"
+    if learned:
+        row.update(structure_cells([kept_edges(r) for r in runs], true_dag))
     return row
 
 
-def validation_row(key, runs):
+def validation_row(run, runs, learned=False, true_dag=None):
     last = [r["history"][-1] for r in runs]
     active = np.mean([h["val_active_units"] for h in last], axis=0)
-    return {"Model": MODELS[key][0], "seeds": len(runs),
-            "final val ELBO": fmt(*mean_sd([-h["val_loss"] for h in last])),
-            "best val ELBO": fmt(*mean_sd([-min(h["val_loss"] for h in r["history"])
-                                           for r in runs])),
-            "val KL": fmt(*mean_sd([h["val_kl"] for h in last])),
-            **bits_per_dim_cells(last, "val_elbo_bits_per_dim"),
-            "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1))}
+    row = {"Model": as_variant(run).name, "seeds": len(runs),
+           "final val ELBO": fmt(*mean_sd([-h["val_loss"] for h in last])),
+           "best val ELBO": fmt(*mean_sd([-min(h["val_loss"] for h in r["history"])
+                                          for r in runs])),
+           "val KL": fmt(*mean_sd([h["val_kl"] for h in last])),
+           **bits_per_dim_cells(last, "val_elbo_bits_per_dim"),
+           "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1))}
+    if learned:
+        row.update(structure_cells([kept_edges(r) for r in runs], true_dag))
+    return row
+
+
+def kept_edges(record):
+    """The names of the edges a run's final graph keeps (sigmoid(alpha) > 0.5)."""
+    return {name for name, p in record["history"][-1]["edge_probs"].items() if p > 0.5}
+
+
+def recovery(kept, true_edges):
+    """A learned graph (the names of its kept edges) against the true DAG: edge precision,
+    recall and structural Hamming distance (edges to add or remove; the node order fixes every
+    edge's direction, so there are no reversals). Precision is None when nothing is kept."""
+    kept, true = set(kept), set(true_edges)
+    hits = len(kept & true)
+    return {"precision": hits / len(kept) if kept else None,
+            "recall": hits / len(true) if true else None, "shd": len(kept ^ true)}
+
+
+def structure_cells(kept_per_seed, true_dag=None):
+    """Columns of a learned graph: edges kept, and against a known DAG its recovery."""
+    cells = {"edges kept": fmt(*mean_sd([len(k) for k in kept_per_seed]), digits=1)}
+    if true_dag is not None:
+        scores = [recovery(k, true_dag) for k in kept_per_seed]
+        for name in ("precision", "recall", "shd"):
+            cells[name] = fmt(*mean_sd([s[name] for s in scores]))
+        cells["true DAG found"] = f"{sum(s['shd'] == 0 for s in scores)} of {len(scores)}"
+    return cells
+
+
+def edge_value_rows(runs_by_variant):
+    """Per learned row and edge: in how many seeds it is kept, sigma(alpha), and its value
+    (validation ELBO with minus without it, nats) at the freeze and after the last epoch,
+    each the mean over seeds (trainer/edge_values.py)."""
+    rows = []
+    for variant, runs in runs_by_variant.items():
+        last = [r["history"][-1] for r in runs]
+        at_freeze = [next((h["edge_values_at_freeze"] for h in r["history"]
+                           if "edge_values_at_freeze" in h), {}) for r in runs]
+        for name in last[0].get("edge_values", {}):
+            rows.append({"Model": variant.name, "edge": name,
+                         "kept in seeds": f"{sum(h['edge_probs'][name] > 0.5 for h in last)} of "
+                                          f"{len(runs)}",
+                         "σ(α)": fmt(*mean_sd([h["edge_probs"][name] for h in last])),
+                         "value at freeze": fmt(*mean_sd([v.get(name) for v in at_freeze]), digits=3),
+                         "value at end": fmt(*mean_sd([h["edge_values"][name] for h in last]),
+                                             digits=3)})
+    return rows
 
 
 def bits_per_dim_cells(results, *keys):
@@ -284,17 +397,22 @@ def markdown_table(rows):
 
 
 # -- outputs ---------------------------------------------------------------------------------
-def write_outputs(results_dir, runs_by_model, args):
-    from logger.figures import graph_figure, save_curves
-    reference_key = next((k for k in REFERENCES if k in runs_by_model), None)
-    reference = runs_by_model[reference_key] if reference_key else []
-    reference_name = MODELS[reference_key][0] if reference_key else "—"
+def write_outputs(results_dir, runs_by_variant, args):
+    from logger.figures import graph_figure, save_curves, save_tradeoff
+    reference_variant = next((v for v in runs_by_variant if v.model in REFERENCES), None)
+    reference = runs_by_variant[reference_variant] if reference_variant else []
+    reference_name = reference_variant.name if reference_variant else "—"
+    learned = {v: is_learned(v, args) for v in runs_by_variant}
+    true_dag = known_dag(args.dataset)
     if args.validation_only:
-        rows = [validation_row(key, runs) for key, runs in runs_by_model.items()]
+        rows = [validation_row(v, runs, learned[v], true_dag)
+                for v, runs in runs_by_variant.items()]
     else:
-        rows = [test_row(key, runs, reference, reference_name) for key, runs in runs_by_model.items()]
+        rows = [test_row(v, runs, reference, reference_name, learned[v], true_dag)
+                for v, runs in runs_by_variant.items()]
     header = (f"{args.dataset}: {args.epochs} epochs, seeds {', '.join(map(str, args.seeds))}"
               + (f", overrides {' '.join(args.set)}" if args.set else "")
+              + (f", sweep {' '.join(args.sweep)}" if args.sweep else "")
               + ("; validation set only" if args.validation_only else
                  f"; test set{f' (first {args.test_limit} images)' if args.test_limit else ''}, "
                  f"log p(x) by importance sampling with K = {args.samples}")
@@ -303,6 +421,8 @@ def write_outputs(results_dir, runs_by_model, args):
                 "(run to run) and, apart, over images (test-set noise only)"
               + ("; bits/dim: negative log-likelihoods in bits per dimension on the 0..255 scale"
                  if any("bits/dim" in column for row in rows for column in row) else "")
+              + (f"; precision, recall and SHD of the kept edges against the true DAG "
+                 f"({', '.join(true_dag)})" if true_dag else "")
               + ".\n")
     text = f"# Results\n\n{header}\n{markdown_table(rows)}"
     summary = {"settings": settings_of(args), "rows": rows}
@@ -314,19 +434,46 @@ def write_outputs(results_dir, runs_by_model, args):
         for run in reference:
             figure = graph_figure(run["test"]["graph"])
             figure.savefig(results_dir / f"graph_seed{run['seed']}.png", dpi=100)
+    values = edge_value_rows({v: runs for v, runs in runs_by_variant.items() if learned[v]})
+    if values:
+        text += ("\nEdge values (validation ELBO with the edge minus without it, nats; mean ± SD "
+                 "over seeds):\n\n" + markdown_table(values))
+        summary["edge_values"] = values
     (results_dir / "results.md").write_text(text)
     (results_dir / "results.json").write_text(json.dumps(summary, indent=1))
     panels = [{"title": "validation ELBO (nats), mean over seeds", "xlabel": "epoch",
-               "curves": {MODELS[key][0]: mean_curve(runs, lambda h: -h["val_loss"])
-                          for key, runs in runs_by_model.items()}}]
+               "curves": {v.name: mean_curve(runs, lambda h: -h["val_loss"])
+                          for v, runs in runs_by_variant.items()}}]
     if reference:
         panels.append({"title": "edge probabilities (reference model, seed %d)" % reference[0]["seed"],
                        "xlabel": "epoch", "curves": {
                            name: [(h["epoch"], h["edge_probs"][name]) for h in reference[0]["history"]]
                            for name in reference[0]["history"][-1]["edge_probs"]}})
     save_curves(panels, results_dir / "curves.png")
+    written = ["results.json", "curves.png"]
+    if args.sweep and any(learned.values()):
+        save_tradeoff({v.name: [(len(kept_edges(r)), -r["history"][-1]["val_loss"]) for r in runs]
+                       for v, runs in runs_by_variant.items() if learned[v]},
+                      results_dir / "sparsity.png", xlabel="edges kept (final graph)",
+                      ylabel="final validation ELBO (nats)",
+                      title="likelihood against sparsity (one point per seed)")
+        written.append("sparsity.png")
     print("\n" + text)
-    print(f"Written: {results_dir / 'results.md'}, results.json, curves.png")
+    print(f"Written: {results_dir / 'results.md'}, {', '.join(written)}")
+
+
+def is_learned(variant, args):
+    """Whether the variant's model learns its graph (its config's arch.args.structure)."""
+    config = model_config(variant, 0, args)
+    return config["arch"].get("args", {}).get("structure", "learned") == "learned"
+
+
+def known_dag(dataset):
+    """The true DAG's edge names of a data set made from one, else None."""
+    if dataset != "synthetic_dag":
+        return None
+    from data_loader.synthetic_dag import true_dag
+    return true_dag()
 
 
 def mean_curve(runs, value):
@@ -339,36 +486,39 @@ def main(argv=None):
     from utils.errors import ConfigError, UserError
     args = parse_args(argv)
     kind = "image" if args.dataset in IMAGE_DATASETS else "sequence"
-    args.models = args.models or DEFAULT_MODELS[kind]
+    args.models = args.models or (["graph_vae"] if args.dataset == "synthetic_dag"
+                                  else DEFAULT_MODELS[kind])
     wrong = [m for m in args.models if (m in SEQUENCE_MODELS) != (kind == "sequence")]
     if wrong:
         raise ConfigError(f"--models {' '.join(wrong)} do not fit the {kind} dataset {args.dataset}")
     if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
         raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
-    if args.dataset == "cifar10" and not set(args.models) <= set(CIFAR10_CONFIGS):
-        raise ConfigError(f"CIFAR-10 has configs for --models {' '.join(CIFAR10_CONFIGS)} only")
+    for dataset, configs in (("cifar10", CIFAR10_CONFIGS), ("synthetic_dag", SYNTHETIC_CONFIGS)):
+        if args.dataset == dataset and not set(args.models) <= set(configs):
+            raise ConfigError(f"{dataset} has configs for --models {' '.join(configs)} only")
     args.results = args.results or str(REPO / "docs" / "results" / args.dataset)
     args.out = str(Path(args.out) / args.dataset)
-    results_dir, settings = Path(args.results), settings_of(args)
+    results_dir = Path(args.results)
     # Seed by seed, the reference model first: an interrupted run leaves whole seeds behind.
-    order = sorted(args.models, key=lambda k: k not in REFERENCES)
-    todo = [(key, seed) for seed in args.seeds for key in order
-            if read_run(results_dir, key, seed, settings) is None]
+    order = sorted(variants(args.models, args.sweep), key=lambda v: v.model not in REFERENCES)
+    todo = [(variant, seed) for seed in args.seeds for variant in order
+            if read_run(results_dir, variant.key, seed, settings_of(args, variant)) is None]
     if todo:
         print(f"{len(todo)} run(s) to train and evaluate, {args.jobs} at a time: "
-              + ", ".join(f"{k} seed {s}" for k, s in todo), flush=True)
+              + ", ".join(f"{v.key} seed {s}" for v, s in todo), flush=True)
         threads = 1 if args.jobs > 1 else None
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool, \
                 stops_reach_workers():
             try:
-                run_in_turn(pool, [(run_one, key, seed, args, threads or default_threads())
-                                   for key, seed in todo], args.jobs)
+                run_in_turn(pool, [(run_one, variant, seed, args, threads or default_threads())
+                                   for variant, seed in todo], args.jobs)
             except BrokenProcessPool:  # a worker was killed (a stop during IS, the OOM killer)
                 raise UserError("a run's worker process was killed; run reproduce.py again to "
                                 "resume from the last checkpoints") from None
-    runs_by_model = {key: [read_run(results_dir, key, seed, settings) for seed in args.seeds]
-                     for key in args.models}
-    write_outputs(results_dir, runs_by_model, args)
+    runs_by_variant = {variant: [read_run(results_dir, variant.key, seed,
+                                          settings_of(args, variant)) for seed in args.seeds]
+                       for variant in variants(args.models, args.sweep)}
+    write_outputs(results_dir, runs_by_variant, args)
 
 
 def run_in_turn(pool, calls, at_a_time):
