@@ -12,13 +12,13 @@ import data_loader.data_loaders as module_data
 import model as module_arch
 from model.likelihoods import likelihoods_for
 from trainer import Trainer
-from utils import distributed
+from utils import distributed, factories
 from utils.checkpoint import restore_model
 from utils.errors import ConfigError
 
 # Optimizers whose single-kernel (fused) implementation is used unless the config chooses
-# (optimizer.args.fused / foreach). On a CPU the default for-loop Adam costs ~9 ms a step on
-# the paper-sized model (a dozen small kernels per parameter tensor); fused Adam ~2 ms.
+# (optimizer.args.fused / foreach): the for-loop form runs a dozen small kernels per parameter
+# tensor, which dominates the optimiser's time on this model (docs/performance.md).
 FUSED_BY_DEFAULT = ("Adam", "AdamW")
 
 
@@ -40,12 +40,13 @@ def build_loader(config, split, sharded=False, **overrides):
     """The data loader of one split; the run's seed orders it; overrides replace config args
     (e.g. batch_size, subset). sharded: this process's shard under DDP."""
     rank, world_size, _ = distributed.world() if sharded else (0, 1, 0)
-    return config.init_obj("data_loader", module_data, split=split, seed=config["seed"],
-                           num_replicas=world_size, rank=rank, overrides=overrides)
+    return factories.init_obj(config, "data_loader", module_data, split=split,
+                              seed=config["seed"], num_replicas=world_size, rank=rank,
+                              overrides=overrides)
 
 
 def build_model(config, input_dim, device="cpu"):
-    return config.init_obj("arch", module_arch, input_dim=input_dim).to(device)
+    return factories.init_obj(config, "arch", module_arch, input_dim=input_dim).to(device)
 
 
 def check_data_fits_model(loader, model):
@@ -83,13 +84,14 @@ def build_optimizer(config, model):
     if separate and any(g.schedule.lr is not None for g in model.gate_sets().values()):
         raise ConfigError("arch.args.gate_schedule.lr and structure_optimizer both set the "
                           "structure logits' rate; give it as structure_optimizer.args.lr")
-    optimizer = config.init_obj("optimizer", torch.optim,
+    optimizer = factories.init_obj(config, "optimizer", torch.optim,
                                 model.parameter_groups(without_structure=separate),
                                 overrides=overrides)
     scheduler = None
     if config["lr_scheduler"] is not None:
-        scheduler = config.init_obj("lr_scheduler", torch.optim.lr_scheduler, optimizer)
-    structure = config.init_obj("structure_optimizer", torch.optim,
+        scheduler = factories.init_obj(config, "lr_scheduler", torch.optim.lr_scheduler,
+                                       optimizer)
+    structure = factories.init_obj(config, "structure_optimizer", torch.optim,
                                 model.structure_parameters()) if separate else None
     return optimizer, scheduler, structure
 
@@ -103,14 +105,14 @@ def check_optimizer(config):
             continue
         check_kind(config, section, torch.optim, torch.optim.Optimizer)
         parameter = torch.nn.Parameter(torch.zeros(1))
-        optimizer = config.init_obj(section, torch.optim, [parameter])
+        optimizer = factories.init_obj(config, section, torch.optim, [parameter])
         try_steps(config, section, parameter, optimizer.step)
     if config["lr_scheduler"] is None:
         return
     parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = config.init_obj("optimizer", torch.optim, [parameter])
+    optimizer = factories.init_obj(config, "optimizer", torch.optim, [parameter])
     check_kind(config, "lr_scheduler", module_scheduler, module_scheduler.LRScheduler)
-    scheduler = config.init_obj("lr_scheduler", module_scheduler, optimizer)
+    scheduler = factories.init_obj(config, "lr_scheduler", module_scheduler, optimizer)
     plateau = isinstance(scheduler, module_scheduler.ReduceLROnPlateau)
     try_steps(config, "lr_scheduler", parameter,
               lambda: (optimizer.step(), scheduler.step(0.0) if plateau else scheduler.step()))
@@ -118,7 +120,7 @@ def check_optimizer(config):
 
 def check_kind(config, section, module, base):
     """config[section] names a subclass of base (not base itself, nor another object)."""
-    factory = config.resolve(section, module)
+    factory = factories.resolve(config, section, module)
     if not (inspect.isclass(factory) and issubclass(factory, base)) or factory is base:
         raise ConfigError(f"{section}.type '{config[section]['type']}' is not "
                           f"{'a scheduler' if section == 'lr_scheduler' else 'an optimizer'}")

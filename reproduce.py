@@ -41,10 +41,10 @@ import os
 import signal
 import statistics
 import sys
-from dataclasses import dataclass
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
@@ -66,7 +66,7 @@ SEQUENCE_MODELS = {
 MODELS = {**IMAGE_MODELS, **SEQUENCE_MODELS}
 IMAGE_DATASETS = ("fashion_mnist", "mnist", "omniglot", "cifar10", "synthetic_dag")
 SEQUENCE_DATASETS = ("strokes", "piano")
-# CIFAR-10 (method.md §6): its own configs (input 3x32x32, the Gaussian likelihood on 8-bit
+# CIFAR-10 (docs/method.md §6): its own configs (input 3x32x32, the Gaussian likelihood on 8-bit
 # pixels, the VAE's encoder widened for that input).
 CIFAR10_CONFIGS = {"vae": "configs/vae_cifar10.json",
                    "ladder_vae": "configs/ladder_vae_cifar10.json",
@@ -173,6 +173,7 @@ def run_one(run, seed, args, threads):
     """Train (or resume) and evaluate one (model or variant, seed); write its results file.
     Runs in a worker process of its own."""
     import torch
+
     import test as test_script
     import train
     from utils.checkpoint import load_checkpoint
@@ -556,5 +557,5 @@ def default_threads():
 
 
 if __name__ == "__main__":
-    from utils.cli import run_cli
+    from utils.errors import run_cli
     sys.exit(run_cli(main))

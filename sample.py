@@ -10,18 +10,18 @@ writes one such image per node.
 import sys
 
 if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is one line
-    from utils.errors import exit_on_interrupt
+    from utils.signals import exit_on_interrupt
     exit_on_interrupt()
 
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from cli import add_flags, load_run_config, parser  # noqa: E402
 from data_loader.image_datasets import square_image_shape  # noqa: E402
 from experiment import load_model  # noqa: E402
 from logger.figures import save_images, save_sequence_figure  # noqa: E402
-from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
-from utils.errors import ConfigError, writing  # noqa: E402
+from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg")
 OUT_FIX = "choose a writable --out path"

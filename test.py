@@ -11,7 +11,7 @@ elbo_bits_per_dim and log_likelihood_bits_per_dim), the graph as graph.json and 
 import sys
 
 if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is one line
-    from utils.errors import exit_on_interrupt
+    from utils.signals import exit_on_interrupt
     exit_on_interrupt()
 
 import json  # noqa: E402
@@ -20,12 +20,12 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from cli import add_flags, load_run_config, parser  # noqa: E402
 from experiment import build_loader, check_data_fits_model, load_model, prepare_device  # noqa: E402
 from logger.figures import graph_to_dot  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
-from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
-from utils.errors import ConfigError, writing  # noqa: E402
+from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
 
 def parse_args(argv):

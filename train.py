@@ -6,17 +6,18 @@ machine python train.py --device 0,1 -c config.json, which starts torchrun's wor
 import sys
 
 if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is one line
-    from utils.errors import exit_on_interrupt
+    from utils.signals import exit_on_interrupt
     exit_on_interrupt()
 
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
 
+from cli import add_flags, load_run_config, parser  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
-from utils import distributed  # noqa: E402
-from utils.cli import add_flags, load_run_config, parser, run_cli  # noqa: E402
+from utils import distributed, run_dirs  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
          "--save-dir", "--data-dir")
@@ -41,7 +42,8 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
     # holds its directory's lock while it trains (rank 0 writes for all).
     trainer = build_trainer(config, checkpoint, resume_path)
     main = distributed.is_main()
-    with config.open_run(resuming=checkpoint is not None or reuse_dir) if main else nullcontext():
+    opened = run_dirs.open_run(config, resuming=checkpoint is not None or reuse_dir)
+    with opened if main else nullcontext():
         if main:
             setup_logging(config.log_dir)
         config.save_dir, config.log_dir = distributed.broadcast((config.save_dir, config.log_dir))

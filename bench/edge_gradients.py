@@ -17,9 +17,8 @@ import torch
 
 from experiment import build_loader, load_model
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
 from utils.config import ConfigParser
-from utils.errors import ConfigError
+from utils.errors import ConfigError, run_cli
 
 
 def edge_gradients(model, loader, batches):

@@ -8,7 +8,7 @@ crash, or another kind of file) is built again, with a warning that names it.
 """
 import sys
 
-from data_loader.files import writing_data
+from data_loader.data_dir import writing_data
 from utils.errors import DataError
 from utils.files import atomic_write
 

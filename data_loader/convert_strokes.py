@@ -21,8 +21,7 @@ import numpy as np
 from numpy._core.multiarray import _reconstruct  # what NumPy's pickles of arrays call
 
 from data_loader.sequence_datasets import STROKE_WIDTH, check_sequences, save_sequences
-from utils.cli import run_cli
-from utils.errors import DataError
+from utils.errors import DataError, run_cli
 
 
 def latin1_bytes(text, encoding):

@@ -7,21 +7,22 @@ from data_loader.image_datasets import IMAGE_SHAPES, load_images
 from data_loader.sequence_datasets import (check_split_seed, load_piano_rolls, load_strokes,
                                            split_indices)
 
-__all__ = ["BinarizedImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
+__all__ = ["ImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
 
 SPLITS = ("train", "valid", "test")
 
 
-class BinarizedImageDataLoader(BaseDataLoader):
-    """Images as binary pixels x ~ Bernoulli(intensity), or with binarize "none" as 8-bit pixels.
+class ImageDataLoader(BaseDataLoader):
+    """Images as binary pixels x ~ Bernoulli(intensity), or with binarize "none" as 8-bit
+    pixels (formerly BinarizedImageDataLoader; configs with that name still work).
 
     `binarize`: "dynamic" (training draws a fresh binary image every time an example is
     seen), "fixed" (one binarization for every split), or "none": the 8-bit values k,
-    dequantised as x = (k + u) / 256 in [0, 1), u ~ U(0, 1) per pixel (method.md §6; the
+    dequantised as x = (k + u) / 256 in [0, 1), u ~ U(0, 1) per pixel (docs/method.md §6; the
     8-bit likelihoods of model/likelihoods.py read x so). Training draws fresh noise u every
     time an example is seen, as dynamic binarization does.
 
-    Two seeds (method.md §5): `seed`, the run's (set by the program from the config's top-level
+    Two seeds (docs/method.md §5): `seed`, the run's (set by the program from the config's top-level
     `seed`), draws the order of the training images and their fresh noise (binarization or
     dequantisation; it depends on seed, epoch and batch, so a resumed run sees the same
     draws). `split_seed` draws the validation split and the one fixed binarization or
@@ -77,9 +78,9 @@ class BinarizedImageDataLoader(BaseDataLoader):
             return self.fixed[indices]
         if self.data == "8-bit":
             return dequantize(self.pixels[indices], generator)
-        # Bernoulli(p) as u < p, u ~ U(0, 1): the same distribution as torch.bernoulli,
-        # ~3x faster on CPUs (one vectorised uniform draw and a compare). The compare
-        # writes 0./1. floats straight into the batch (a bool result and a cast: 5x slower).
+        # Bernoulli(p) as u < p, u ~ U(0, 1): the same distribution as torch.bernoulli, in
+        # one vectorised uniform draw and a compare, which writes 0./1. floats straight into
+        # the batch (a bool result and a cast would be a second pass over it).
         intensities = self.intensities[indices]
         uniform = torch.rand(intensities.shape, generator=generator, device=self.device)
         return torch.lt(uniform, intensities, out=torch.empty_like(intensities))

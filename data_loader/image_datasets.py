@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from data_loader.cache import BrokenCache, cached
-from data_loader.files import data_directory
+from data_loader.data_dir import data_directory
 from data_loader.synthetic_dag import IMAGE_SHAPE as SYNTHETIC_SHAPE
 from data_loader.synthetic_dag import synthetic_dag_images
 from utils.errors import DataError
@@ -36,9 +36,9 @@ IDX_IMAGES = b"\x00\x00\x08\x03"  # magic: unsigned bytes, 3 dimensions (n, rows
 FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
 
 
+# (channels, height, width) of each data set's images
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
-                "cifar10": (3, 32, 32),
-                "synthetic_dag": SYNTHETIC_SHAPE}  # (channels, height, width) of each dataset's images
+                "cifar10": (3, 32, 32), "synthetic_dag": SYNTHETIC_SHAPE}
 
 
 def square_image_shape(width):

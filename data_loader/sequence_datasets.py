@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_loader.cache import BrokenCache, cached
-from data_loader.files import DATA_DIR_FIX, data_directory
+from data_loader.data_dir import DATA_DIR_FIX, data_directory
 from utils.config import SEED
 from utils.errors import DataError, writing
 from utils.files import atomic_write
@@ -79,17 +79,6 @@ def positions_to_strokes(positions):
     pen = np.zeros((len(offsets), 1), dtype=np.float32)
     pen[-1] = 1.0
     return np.concatenate([pen, offsets], axis=1).astype(np.float32)
-
-
-def strokes_to_positions(strokes):
-    """The inverse, for drawing: a list of (T_k, 2) polylines starting at the origin."""
-    positions = np.cumsum(np.asarray(strokes)[:, 1:], axis=0)
-    lines, start = [], 0
-    for end in np.flatnonzero(np.asarray(strokes)[:, 0] > 0.5).tolist() + [len(strokes) - 1]:
-        if end >= start:
-            lines.append(positions[start:end + 1])
-        start = end + 1
-    return lines
 
 
 def load_piano_rolls(data_dir, limit=None):

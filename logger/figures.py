@@ -14,7 +14,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
 
-from data_loader.sequence_datasets import strokes_to_positions  # noqa: E402
 
 N_RECONSTRUCTIONS = 16
 N_SAMPLES = 64
@@ -122,6 +121,18 @@ def save_sequence_figure(sequences, kind, path):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def strokes_to_positions(strokes):
+    """Pen-stroke steps (pen_lift, dx, dy) as a list of (T_k, 2) polylines from the origin,
+    for drawing (a pen lift ends a polyline)."""
+    positions = np.cumsum(np.asarray(strokes)[:, 1:], axis=0)
+    lines, start = [], 0
+    for end in np.flatnonzero(np.asarray(strokes)[:, 0] > 0.5).tolist() + [len(strokes) - 1]:
+        if end >= start:
+            lines.append(positions[start:end + 1])
+        start = end + 1
+    return lines
 
 
 def graph_to_dot(graph):

@@ -24,3 +24,13 @@ def get_logger(name, verbosity=2):
     logger = logging.getLogger(name)
     logger.setLevel(LEVELS[verbosity])
     return logger
+
+
+def format_value(value):
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {format_value(v)}" for k, v in value.items())
+    return str(value)

@@ -6,11 +6,11 @@ the gates of one node's parents are a contiguous slice, ordered j = i+1, ..., N-
 Other edge sets (e.g. the cross-step edges of RecurrentGraphVAE, z_{t-1}^j -> z_t^i for all
 j, i) are given as `edges`, a list of (parent, child) grouped by child in the same way.
 
-Structures (method.md §1-2):
+Structures (docs/method.md §1-2):
   learned     c_ji ~ Bernoulli(sigmoid(alpha_ji)), relaxed in training by a binary-concrete
               sample at temperature tau; discrete 1[sigmoid(alpha) > 0.5] in evaluation and
               once the graph is frozen.
-  noisy_full  the control of issue 14: trained with the same binary-concrete samples as
+  noisy_full  the gate-noise control: trained with the same binary-concrete samples as
               `learned` at a fixed, non-learned probability (gate_init_prob), the same
               temperature schedule and freeze epoch; every edge kept in evaluation and once
               frozen. It separates "learning the structure" from "training with noisy gates".

@@ -1,4 +1,4 @@
-"""GraphVAE (method.md §1) and, as configurations of it, the FC-VAE, Ladder VAE and VAE (§2).
+"""GraphVAE (docs/method.md §1) and, as configurations of it, the FC-VAE, Ladder VAE and VAE (§2).
 
 Latents: N nodes of d dims (node_dim, or latent_dim M = N * d); node N-1 is the root, the
 candidate parents of node i are j > i.
@@ -145,7 +145,7 @@ class GraphVAE(BaseModel):
 
 
 class GraphLSTMVAE(GraphVAE):
-    """GraphVAE whose per-node top-down MLPs are one LSTM shared by the nodes (method.md §3).
+    """GraphVAE whose per-node top-down MLPs are one LSTM shared by the nodes (docs/method.md §3).
 
     The same gates, fusion, loss and evaluation: only the top-down network differs
     (model/top_down.py: LSTMTopDown). top_down_hidden is the LSTM's hidden size.

@@ -7,7 +7,7 @@ outputs against (B, D) data without copying it K times), and has `mean(params)` 
 figures show) and `sample(params)`. Its `data` names the data it models ("binary",
 "8-bit", "strokes"): the program refuses a data loader that gives other data.
 
-8-bit images (method.md §6) arrive dequantised, as x = (k + u) / 256 in [0, 1) for the pixel
+8-bit images (docs/method.md §6) arrive dequantised, as x = (k + u) / 256 in [0, 1) for the pixel
 value k in 0..255 and u ~ U(0, 1) (data_loader: binarize "none"). Two likelihoods read them:
   gaussian              the paper's: a density on [0, 1), N(sigmoid(o), exp(fc(o))), with the
                         log-variance layer fc(D, D) a parameter of the likelihood;
@@ -29,10 +29,10 @@ class BernoulliLogProb(torch.autograd.Function):
     """x * l - softplus(l) summed over the last dim, with a one-pass backward (x - sigmoid(l)).
 
     Speed (the likelihood of 784 pixels is the largest elementwise op of a training step):
-    softplus(l) = max(l, 0) + log(1 + exp(-|l|)) uses log, not log1p or softplus, which are
-    about 8x slower on CPUs here. Since exp(-|l|) <= 1, log(1 + e) differs from log1p(e) by
-    at most ~6e-8 nats per pixel. The backward is one fused expression instead of autograd's
-    chain through softplus, mul and sum.
+    softplus(l) = max(l, 0) + log(1 + exp(-|l|)) uses log, not log1p or softplus, whose CPU
+    kernels are much slower (docs/performance.md). Since exp(-|l|) <= 1, log(1 + e) differs
+    from log1p(e) by at most ~6e-8 nats per pixel. The backward is one fused expression
+    instead of autograd's chain through softplus, mul and sum.
     """
 
     @staticmethod

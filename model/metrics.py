@@ -1,4 +1,4 @@
-"""Evaluation metrics (method.md, Evaluation and §5): importance-sampled log-likelihood and
+"""Evaluation metrics (docs/method.md, Evaluation and §5): importance-sampled log-likelihood and
 active units."""
 import math
 

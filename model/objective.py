@@ -1,7 +1,7 @@
 """The one objective: the negative ELBO, -E_q[log p(x|z)] + sum_i KL_i, per unit of data.
 
 A unit is an image, or a valid step of a sequence (the model's `units`). Two training-only
-options change the objective but never the reported terms (method.md §5):
+options change the objective but never the reported terms (docs/method.md §5):
   kl_weight  KL warm-up: the KL term weighted by a number rising from 0 to 1;
   free_bits  per node: the objective uses max(free_bits, KL_i), KL_i averaged over the batch
              (Kingma et al., 2016), so nothing pushes a node's KL below free_bits.

@@ -1,4 +1,4 @@
-"""RecurrentGraphVAE (method.md §4): a VRNN whose latent at every step is a Graph VAE.
+"""RecurrentGraphVAE (docs/method.md §4): a VRNN whose latent at every step is a Graph VAE.
 
 At step t the nodes z_t^0..z_t^{N-1} (node N-1 the root) have two kinds of gated parents:
   * within-step: the higher nodes of the same step, gates c_ji shared across time

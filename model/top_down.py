@@ -3,11 +3,11 @@
 Both kinds take the parents multiplied by their gates, shape (B, N-1-i, d), ordered
 i+1, ..., N-1, and return (mu, logvar), each (B, d):
 
-  MLPTopDown   one MLP per non-root node (GraphVAE, method.md §1): fc(#parent dims, hidden)-
+  MLPTopDown   one MLP per non-root node (GraphVAE, docs/method.md §1): fc(#parent dims, hidden)-
                BN-ReLU, fc(hidden, d)-ReLU, then the (mean, log-variance) heads fc(d, d) x 2.
                (choice: a ReLU after fc(hidden, d), as in the bottom-up heads; the paper's
                appendix lists none there, which would make the heads a linear composition.)
-  LSTMTopDown  one LSTM shared by all nodes (GraphLSTMVAE, method.md §3). For node i it reads
+  LSTMTopDown  one LSTM shared by all nodes (GraphLSTMVAE, docs/method.md §3). For node i it reads
                the gated parents as a short sequence, root first (c_ji * z_j for j = N-1 down
                to i+1), from a fresh zero state; a per-node head maps its last hidden state to
                (mean, log-variance). Nothing flows between nodes except through kept edges:

@@ -36,7 +36,7 @@ def write_config(tmp_path, config, name="config.json"):
 def expect_one_line_error(argv, capsys, *fragments):
     """train.py with argv stops with exit status 2 and one line naming every fragment."""
     import train
-    from utils.cli import run_cli
+    from utils.errors import run_cli
     capsys.readouterr()  # drop what earlier steps printed
     status = run_cli(lambda: train.main(argv))
     err = capsys.readouterr().err.split("\r")[-1]  # after any progress bar redraws
@@ -60,8 +60,8 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     from experiment import build_loader, build_model
     from trainer.evaluation import evaluate
     from utils.checkpoint import load_checkpoint
-    from utils.cli import run_cli
     from utils.config import ConfigParser
+    from utils.errors import run_cli
     config = ConfigParser(copy.deepcopy(config_dict))
     loader = build_loader(config, "test", batch_size=500, subset=test_images)
     measure = lambda model: evaluate(model, loader, torch.device("cpu"))[metric]  # noqa: E731

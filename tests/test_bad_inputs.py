@@ -26,7 +26,7 @@ from data_loader import convert_strokes
 from tests.conftest import DATA_DIR, REPO
 from utils import run_dirs
 from utils.checkpoint import atomic_save, load_checkpoint
-from utils.cli import run_cli
+from utils.errors import run_cli
 
 SCRIPTS = {"train": train.main, "test": test_script.main, "sample": sample.main,
            "convert": convert_strokes.main}

@@ -26,7 +26,7 @@ def test_override_of_the_wrong_type_names_the_key(tiny_config):
 
 def test_defaults_are_filled_in_and_configs_state_only_what_differs(tiny_config):
     config = ConfigParser({"name": "x", "arch": {"type": "GraphVAE"},
-                           "data_loader": {"type": "BinarizedImageDataLoader"}})
+                           "data_loader": {"type": "ImageDataLoader"}})
     assert config["trainer"]["epochs"] == 100 and config["optimizer"]["args"] == {"lr": 3e-4}
     assert config["arch"]["args"] == {} and json.dumps(config.config)  # plain data
     from utils.config import TOP_LEVEL, TRAINER

@@ -12,8 +12,13 @@ import torch.multiprocessing as mp
 
 import data_loader.sequence_datasets as sequence_datasets
 from data_loader.cache import BrokenCache, cached
-from data_loader.image_datasets import (DEBIAN_FASHION_MNIST, IDX_FILES, check_idx, load_images,
-                                        load_image_cache)
+from data_loader.image_datasets import (
+    DEBIAN_FASHION_MNIST,
+    IDX_FILES,
+    check_idx,
+    load_image_cache,
+    load_images,
+)
 from data_loader.sequence_datasets import load_sequences, load_strokes, write_sequences
 from experiment import build_trainer
 from tests.conftest import REPO, become_rank

@@ -1,4 +1,4 @@
-"""8-bit images (method.md §6): the dequantising loader, training and bits/dim end to end on real
+"""8-bit images (docs/method.md §6): the dequantising loader, training and bits/dim end to end on real
 Fashion-MNIST, the pairing of likelihood and data, and CIFAR-10 (skipped without its files)."""
 import json
 
@@ -9,12 +9,17 @@ import test as test_script
 import train
 from data_loader.image_datasets import channels_first
 from experiment import build_loader, build_model
-from tests.conftest import (DATA_DIR, REPO, expect_one_line_error, metric_before_and_after_training,
-                            write_config)
+from tests.conftest import (
+    DATA_DIR,
+    REPO,
+    expect_one_line_error,
+    metric_before_and_after_training,
+    write_config,
+)
 from tests.test_training import logged, run_dir
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
 from utils.config import ConfigParser
+from utils.errors import run_cli
 
 CIFAR10_FILES = DATA_DIR / "cifar-10-batches-py"
 needs_cifar10 = pytest.mark.skipif(not CIFAR10_FILES.is_dir(),

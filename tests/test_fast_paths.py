@@ -43,7 +43,7 @@ def test_bernoulli_log_prob_broadcasts_data_over_samples_with_exact_gradients():
 
 def adam_config(**args):
     return ConfigParser({"name": "t", "arch": {"type": "GraphVAE", "args": {}},
-                         "data_loader": {"type": "BinarizedImageDataLoader", "args": {}},
+                         "data_loader": {"type": "ImageDataLoader", "args": {}},
                          "optimizer": {"type": "Adam", "args": {"lr": 1e-3, **args}}})
 
 

@@ -1,5 +1,5 @@
 """GraphLSTMVAE: GraphVAE's gates and fusion with one LSTM as the top-down network, whose
-gates stay the structure (method.md §3)."""
+gates stay the structure (docs/method.md §3)."""
 import pytest
 import torch
 

@@ -22,8 +22,7 @@ from tests.test_training import logged, run_dir
 from trainer import Trainer
 from utils import run_dirs
 from utils.checkpoint import atomic_save, load_checkpoint
-from utils.cli import run_cli
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, run_cli
 
 
 def train_cli(argv):

@@ -10,15 +10,15 @@ from PIL import Image
 import sample
 import test as test_script
 import train
+from data_loader.batches import time_chunks
 from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
-from data_loader.sequence_datasets import (positions_to_strokes, score_to_roll,
-                                           strokes_to_positions)
+from data_loader.sequence_datasets import positions_to_strokes, score_to_roll
+from logger.figures import strokes_to_positions
 from model import RecurrentGraphVAE
 from model.objective import negative_elbo
 from tests.conftest import DATA_DIR, REPO, write_config
 from tests.test_training import logged, run_dir
-from data_loader.batches import time_chunks
-from utils.cli import run_cli
+from utils.errors import run_cli
 
 SMALL = dict(input_dim=3, n_nodes=3, node_dim=2, rnn_hidden=8, hidden=8, feature_dim=4,
              likelihood="strokes", n_mixtures=2)

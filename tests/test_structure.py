@@ -17,7 +17,7 @@ from model.structure_prior import StructurePrior, bernoulli_kl
 from tests.conftest import write_config
 from trainer.edge_values import edge_values
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
+from utils.errors import run_cli
 
 SMALL = dict(input_dim=20, n_nodes=3, node_dim=2, encoder_hidden=[16], feature_dim=8,
              bottom_up_hidden=8, top_down_hidden=8, decoder_hidden=[16])

@@ -13,8 +13,8 @@ import train
 from experiment import build_loader, build_model
 from tests.conftest import REPO, metric_before_and_after_training, write_config
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
 from utils.config import ConfigParser
+from utils.errors import run_cli
 
 
 def run_dir(save_dir):

@@ -15,7 +15,7 @@ import train
 from tests.conftest import DATA_DIR, write_config
 from tests.test_training import run_dir
 from utils.checkpoint import load_checkpoint
-from utils.cli import run_cli
+from utils.errors import run_cli
 
 TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
              "arch.args.bottom_up_hidden=16", "arch.args.top_down_hidden=16",
@@ -29,7 +29,9 @@ def trained_checkpoint(tiny_config, tmp_path, **trainer):
 
 
 def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_config, tmp_path):
-    trained_checkpoint(tiny_config, tmp_path, tensorboard=True)
+    checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=True, log_every_steps=2)
+    assert run_cli(lambda: train.main(["--resume", str(checkpoint.with_name(
+        "checkpoint-latest.pth")), "--epochs", "2"])) == 0
     (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
     assert not [p for p in log_dir.iterdir() if p.is_dir()]  # one run: no sub-runs
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
@@ -38,11 +40,21 @@ def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_co
     recon = events.Images("reconstructions")[-1]
     assert (recon.width, recon.height) == (2 + 16 * 30, 2 + 2 * 30)  # inputs above, recons below
     scalars = set(events.Tags()["scalars"])
-    assert {"loss/train", "loss/valid", "recon/train", "kl/valid", "kl/z0", "active_units/z2",
-            "edge_prob/z1->z0", "edge_prob/z2->z0", "edge_prob/z2->z1", "schedule/tau"} <= scalars
+    assert {"loss/train", "loss/valid", "recon/train", "kl/valid", "kl_valid/z0",
+            "active_units_valid/z2", "edge_prob/z1->z0", "edge_prob/z2->z0", "edge_prob/z2->z1",
+            "schedule/tau", "lr/networks", "loss/train_step", "grad_norm/train_step"} <= scalars
+    assert not any(tag.startswith("hparam") for tag in scalars)
+    steps = [event.step for event in events.Scalars("loss/train_step")]
+    assert steps == [2, 4, 6, 8, 10, 12, 14, 16]  # every 2nd of 8 steps per epoch, 2 epochs
+    assert [event.step for event in events.Scalars("loss/valid")] == [1, 2]
     plugins = EventAccumulator(str(log_dir))
     plugins.Reload()
     assert plugins.PluginTagToContent("hparams")  # the HParams tab has the run
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    written = [value.tag for path in log_dir.glob("events.out.tfevents.*")
+               for event in EventFileLoader(str(path)).Load()
+               for value in event.summary.value if value.tag.startswith("_hparams_/experiment")]
+    assert written == ["_hparams_/experiment"]  # once, not again when the run resumed
 
 
 def parse_dot_edges(text):

@@ -12,9 +12,10 @@ import torch
 from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer, StopRequested, TrainingDiverged, is_plateau
-from data_loader.batches import sequence_length, time_chunks, to_device
-from logger.figures import log_epoch_figures
+from data_loader.batches import to_device
 from model.objective import negative_elbo
+from trainer import step as steps
+from trainer import tensorboard
 from trainer.edge_values import edge_values
 from trainer.evaluation import evaluate, means, running_sums
 from utils import distributed
@@ -38,16 +39,15 @@ class Trainer(BaseTrainer):
         # The KL weight as a tensor for the step: a changing Python float would make a
         # torch.compile'd step recompile at every epoch of the warm-up.
         self.kl_weight = torch.tensor(1.0, device=device)
-        # bf16 autocast of the training step (matmuls in bf16; the model keeps its Gaussian
-        # and likelihood maths in fp32); evaluation always runs in fp32.
-        self.amp = cfg["amp"]
+        self.amp = cfg["amp"]  # bf16 autocast of the training step (trainer/step.py)
+        self.log_every_steps = cfg["log_every_steps"]
         self.measure_edges = cfg["edge_values"] and valid_data_loader is not None
         self.train_forward = model if train_forward is None else train_forward
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
         self.objective = torch.compile(self._objective) if cfg["compile"] else self._objective
-        self._float_buffers = [b for b in model.buffers() if b.is_floating_point()]
-        self._saved_buffers = [b.detach().clone() for b in self._float_buffers]
+        self.buffers = steps.BufferGuard(model)
+        self.step_record = None  # (loss, gradient norm) of a step TensorBoard shows
 
     def logged_metrics(self):
         validated = self.valid_data_loader is not None
@@ -82,38 +82,36 @@ class Trainer(BaseTrainer):
                 for edge in gates.describe(0)["edges"] if "value_at_freeze" in edge}
 
     def train_step(self, batch):
-        """Optimisation step(s) on one batch; returns [(terms, count)] (one per TBPTT chunk),
-        or None when a loss is not finite. A non-finite step is skipped: parameters and
-        buffers (BatchNorm statistics, which the forward pass already updated) stay as they
-        were before it (with TBPTT, the chunks before it keep their updates)."""
-        for saved, buffer in zip(self._saved_buffers, self._float_buffers):
-            saved.copy_(buffer)
+        """One ELBO step per chunk of the batch (the batch itself, unless truncated BPTT cuts
+        it); returns [(terms, count)], one per chunk, or None when a loss is not finite. A
+        non-finite step is skipped: parameters and buffers (BatchNorm statistics, which the
+        forward pass already updated) stay as they were (earlier chunks keep their updates)."""
+        self.buffers.remember()
         results, state = [], None
-        # Under DDP every rank cuts its batch into as many chunks as the longest of the step.
-        total = distributed.max_int(sequence_length(batch), self.device) \
-            if self.tbptt_steps and distributed.active() else None
-        for chunk in time_chunks(batch, self.tbptt_steps, total):
+        for chunk in steps.chunks(batch, self.tbptt_steps, self.device):
             if state is not None:
                 chunk["state"] = tuple(s.detach() for s in state)
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            with steps.autocast(self.device, self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
-            if distributed.active():
-                # DDP averages gradients over ranks; weighting each rank's mean by its share
-                # of the units makes that the mean over all units (ranks' counts may differ).
-                loss = loss * (count * distributed.world()[1] / distributed.sum_tensor(count))
-            # The one device-to-host sync of a step: whether to apply it.
-            if not distributed.all_true(torch.isfinite(loss), self.device):
-                for saved, buffer in zip(self._saved_buffers, self._float_buffers):
-                    buffer.copy_(saved)
+            loss = steps.weighted_for_ddp(loss, count)
+            if not steps.finite_everywhere(loss, self.device):
+                self.buffers.restore()
                 return None
             loss.backward()
+            self._record_step(terms["loss"])
             for optimizer in self.optimizers:
                 optimizer.step()
             results.append((terms, count))
             state = output.get("state")
         return results
+
+    def _record_step(self, loss):
+        """Keep the loss and gradient norm of every log_every_steps-th step for TensorBoard."""
+        if self.writer is not None and self.writer.enabled \
+                and (self.batches_done + 1) % self.log_every_steps == 0:
+            self.step_record = (loss, steps.gradient_norm(self.model.parameters()))
 
     def _objective(self, chunk, kl_weight):
         """(model output, training loss, reported terms, count) of one batch or chunk."""
@@ -134,7 +132,11 @@ class Trainer(BaseTrainer):
             for terms, count in results or []:
                 self.partial_sums = running_sums(terms, count, self.partial_sums)
             self.batches_done += 1
-            if self.batches_done % PROGRESS_EVERY == 0 and results:
+            if self.step_record is not None:
+                step = (epoch - 1) * len(self.data_loader) + self.batches_done
+                tensorboard.write_step(self.writer, step, *self.step_record)
+                self.step_record = None
+            if self.batches_done % PROGRESS_EVERY == 0 and results and not progress.disable:
                 progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
             self._checkpoint_inside_epoch(epoch)
         log = means(distributed.sum_over_ranks(self.partial_sums, self.device))
@@ -160,7 +162,7 @@ class Trainer(BaseTrainer):
         every = self.checkpoint_every_steps
         periodic = every and self.batches_done % every == 0 \
             and self.batches_done < len(self.data_loader)
-        stop = distributed.any_true(self.stop_requested, self.device)  # every rank stops together
+        stop = distributed.any_true(self.stops.requested, self.device)  # every rank stops together
         if periodic or stop:
             self._save_mid_epoch(epoch)
         if stop:
@@ -186,37 +188,18 @@ class Trainer(BaseTrainer):
                 f"last state known finite ({where}); resume from it with a lower learning "
                 f"rate: python train.py --resume {self.latest_checkpoint} --lr {lower:.3g}")
 
+    def _write_hparams(self):
+        tensorboard.write_hparams(self.writer, self.config)
+
     def _write_tensorboard(self, epoch, log):
-        """Scalars under grouped tags (loss/train, loss/valid, kl/z0, edge_prob/z4->z3,
-        active_units/z0, ...), one TensorBoard run per training run; and the figures."""
+        """The epoch's scalars and figures (trainer/tensorboard.py)."""
         if not self.writer.enabled:
             return
-        scalar = self.writer.add_scalar
-        for key in ("loss", "recon", "kl"):
-            for split, prefix in (("train", ""), ("valid", "val_")):
-                if prefix + key in log:
-                    scalar(f"{key}/{split}", log[prefix + key], epoch)
-        if "val_elbo_bits_per_dim" in log:  # 8-bit images: -ELBO in bits/dim
-            scalar("bits_per_dim/valid", log["val_elbo_bits_per_dim"], epoch)
-        per_node = {"kl": log.get("val_kl_per_node", log.get("kl_per_node", [])),
-                    "active_units": log.get("val_active_units", [])}
-        for group, values in per_node.items():
-            for node, value in enumerate(values):
-                scalar(f"{group}/z{node}", value, epoch)
-        for name, prob in log["edge_probs"].items():
-            scalar(f"edge_prob/{name}", prob, epoch)
-        for key, tag in (("edge_values_at_freeze", "edge_value_at_freeze"),
-                         ("edge_values", "edge_value")):
-            for name, value in log.get(key, {}).items():
-                scalar(f"{tag}/{name}", value, epoch)
-        if "structure_cost" in log:
-            scalar("structure_cost/train", log["structure_cost"], epoch)
-        for key in ("tau", "kl_weight", "nonfinite_steps"):
-            if log.get(key) is not None:
-                scalar(f"schedule/{key}", log[key], epoch)
-        loader = self.valid_data_loader or self.data_loader
-        x = to_device(next(iter(loader)), self.device)
-        # Own random numbers, so that switching TensorBoard on does not change training.
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            log_epoch_figures(self.writer, self.model, x, getattr(loader, "image_shape", None),
-                              epoch)
+        rates = {"networks": self.optimizer.param_groups[0]["lr"]}
+        structure = self.structure_optimizer or (self.optimizer if
+                                                 len(self.optimizer.param_groups) > 1 else None)
+        if structure is not None:
+            rates["structure"] = structure.param_groups[-1]["lr"]
+        tensorboard.write_epoch(self.writer, log, epoch, rates)
+        tensorboard.write_figures(self.writer, self.model, self.valid_data_loader or
+                                  self.data_loader, self.device, epoch)

@@ -6,15 +6,13 @@ directory is created or any data is loaded.
 """
 import copy
 import difflib
-import inspect
 import json
 import math
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from utils import run_dirs
-from utils.errors import ConfigError, writing
+from utils.errors import ConfigError
 
 OBJECT = "object"  # a section {"type": ..., "args": {...}} built by type name
 
@@ -72,6 +70,7 @@ TRAINER = {
     "kl_warmup_epochs": ((int,), 10, NON_NEGATIVE),
     "free_bits": ((float,), 0.0, NON_NEGATIVE),
     "amp": ((bool,), False, None),
+    "log_every_steps": ((int,), 50, POSITIVE),  # TensorBoard: training loss, gradient norm
     "sync_batchnorm": ((bool,), True, None),
     "compile": ((bool,), False, None),
     # Measure every learned edge's value (trainer/edge_values.py) at the freeze and the end.
@@ -85,6 +84,10 @@ MOVED = {
     "optimizer.structure_lr": "arch.args.gate_schedule.lr",
     "data_loader.args.seed": "the top-level 'seed' (the run's) and data_loader.args.split_seed (the split's)",
 }
+
+
+# Types that were renamed: a config (or a checkpoint's) that names the old one gets the new.
+RENAMED_TYPES = {"data_loader": {"BinarizedImageDataLoader": "ImageDataLoader"}}
 
 
 def describe_type(types):
@@ -155,6 +158,9 @@ def validate(config):
     check_finite(config, "")
     config = apply_schema(config, TOP_LEVEL, "")
     config["trainer"] = apply_schema(config["trainer"], TRAINER, "trainer.")
+    for section, renamed in RENAMED_TYPES.items():
+        if config[section] is not None and config[section]["type"] in renamed:
+            config[section]["type"] = renamed[config[section]["type"]]
     return config
 
 
@@ -168,35 +174,6 @@ def check_finite(value, where):
     elif isinstance(value, (list, tuple)):
         for k, item in enumerate(value):
             check_finite(item, f"{where}[{k}]")
-
-
-def accepted_parameters(factory):
-    """({name: Parameter}, takes_any) of a constructor; a subclass's **kwargs that it passes
-    on to its parent are resolved by following the class hierarchy."""
-    classes = factory.__mro__ if inspect.isclass(factory) else [factory]
-    parameters = {}
-    for cls in classes:
-        function = cls.__init__ if inspect.isclass(factory) else cls
-        if function is object.__init__:
-            break
-        own = inspect.signature(function).parameters
-        for name, p in own.items():
-            if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
-                parameters.setdefault(name, p)
-        if not any(p.kind == p.VAR_KEYWORD for p in own.values()):
-            return parameters, False
-    return parameters, True
-
-
-def value_types(parameter):
-    """The types a constructor argument takes, judged by its default (an int default annotated
-    float, like torch's weight_decay = 0, takes numbers); () when it tells nothing."""
-    default = parameter.default
-    if default in (None, inspect.Parameter.empty):
-        return ()
-    if type(default) is int and parameter.annotation in (float, "float"):
-        return (float,)
-    return (type(default),)
 
 
 def load_json(path):
@@ -253,11 +230,6 @@ def apply_overrides(config, assignments):
     return config
 
 
-# Constructor arguments the program sets (never the config): the data width, the split, the
-# run's seed and the process's shard.
-PROGRAM_SET = ("input_dim", "split", "seed", "num_replicas", "rank")
-
-
 class ConfigParser:
     """The validated config plus where the run writes (models/ and log/ under save_dir)."""
 
@@ -284,72 +256,3 @@ class ConfigParser:
 
     def __getitem__(self, key):
         return self.config[key]
-
-    @contextmanager
-    def open_run(self, resuming=False):
-        """Create the run's directories (a new run never reuses one; resuming reopens the
-        checkpoint's) and hold the run's lock while the run writes; writes config.json."""
-        with writing(self.save_dir, "set trainer.save_dir (--save-dir) to a writable "
-                                    "directory"):
-            if resuming:
-                self.save_dir.mkdir(parents=True, exist_ok=True)
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                self.save_dir, self.log_dir = run_dirs.claim_new(self.save_dir, self.log_dir,
-                                                                 self.exact_run_id)
-            lock = run_dirs.lock(self.save_dir)
-        try:
-            with writing(self.save_dir, "free space or choose another trainer.save_dir"):
-                for stale in self.save_dir.glob(".*.tmp"):  # of a write killed mid-way
-                    stale.unlink(missing_ok=True)
-                (self.save_dir / "config.json").write_text(json.dumps(self.config, indent=2))
-            yield
-        finally:
-            lock.close()
-
-    def resolve(self, section, module):
-        """The class or function named by config[section]['type'] in module, or a clear error."""
-        type_name = self.config[section]["type"]
-        choices = getattr(module, "__all__", None) or [
-            n for n in dir(module) if not n.startswith("_") and inspect.isclass(getattr(module, n))]
-        if type_name not in choices:
-            close = difflib.get_close_matches(type_name, choices, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"choices: {', '.join(choices)}"
-            raise ConfigError(f"unknown {section}.type '{type_name}'; {hint}")
-        return getattr(module, type_name)
-
-    def check_args(self, section, module, *args, overrides=None, **kwargs):
-        """Check that the section's args fit the constructor (names and value types).
-
-        kwargs are set by the program and may not appear in the config; overrides replace
-        config values (e.g. the test batch size)."""
-        factory = self.resolve(section, module)
-        cfg_args = {**self.config[section]["args"], **(overrides or {})}
-        parameters, takes_any = accepted_parameters(factory)
-        for key, value in cfg_args.items():
-            if key in kwargs and f"{section}.args.{key}" not in MOVED:
-                raise ConfigError(f"'{section}.args.{key}' is set by the program; remove it")
-            if key not in parameters or key in PROGRAM_SET:
-                if takes_any and key not in PROGRAM_SET:
-                    continue
-                raise unknown_key_error(key, f"{section}.args.",
-                                        [p for p in parameters if p not in PROGRAM_SET])
-            types = value_types(parameters[key])
-            if types and not type_ok(value, types):
-                raise ConfigError(f"'{section}.args.{key}' must be {describe_type(types)}, "
-                                  f"got {value!r}")
-        signature = inspect.signature(factory)
-        try:
-            signature.bind(*args, **cfg_args, **kwargs)
-        except TypeError as e:
-            raise ConfigError(f"{section}: {e}") from None
-        return factory, cfg_args
-
-    def init_obj(self, section, module, *args, overrides=None, **kwargs):
-        """factory(*args, **config[section]['args'], **kwargs), with clear errors."""
-        factory, cfg_args = self.check_args(section, module, *args, overrides=overrides,
-                                            **kwargs)
-        try:
-            return factory(*args, **cfg_args, **kwargs)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{section}.args: {e}") from None

@@ -1,10 +1,8 @@
 """Errors caused by the user's input (config, files, checkpoints).
 
-Entry points print them as one line, `error: <message>`, and exit with status 2, instead of
-a traceback: the message names the problem and how to fix it.
+Entry points run through run_cli, which prints them as one line, `error: <message>`, and
+exits with status 2, instead of a traceback: the message names the problem and how to fix it.
 """
-import os
-import signal
 import sys
 from contextlib import contextmanager
 
@@ -37,14 +35,14 @@ def writing(path, fix):
         raise UserError(f"cannot write {path}: {e.strerror or e} ({fix})") from None
 
 
-def exit_on_interrupt():
-    """For a script's process: a Ctrl-C prints one line and exits at once with status 130,
-    until training installs its own handler (which saves a checkpoint first). At once: an
-    interrupt raised inside an import can leave a module half-built and end in another
-    error. Installed before the slow imports, so that this holds from the first second."""
-    def handler(signum, frame):
-        sys.stderr.write(INTERRUPTED + "\n")
-        sys.stderr.flush()
-        os._exit(130)
-
-    signal.signal(signal.SIGINT, handler)
+def run_cli(main):
+    """Run main(); a UserError becomes one line on stderr and exit status 2, a Ctrl-C that
+    nothing handled one line and status 130."""
+    try:
+        return main() or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130

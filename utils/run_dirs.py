@@ -1,5 +1,8 @@
 """A run's directories: created atomically, and locked while a run writes into them.
 
+open_run(config) is the one way a run gets them: a new run claims fresh directories, a resumed
+run reopens its own; either way it holds the lock while it trains and config.json is written.
+
 A new run claims its directories with mkdir, which fails when another process made them first,
 so two runs started in the same second never share one (the second gets a suffix _1, _2, ...).
 A run holds an exclusive lock (flock) on <run dir>/.lock while it trains: a second process
@@ -7,8 +10,10 @@ writing the same run (e.g. two resumes of one checkpoint) stops with one line.
 """
 import fcntl
 import itertools
+import json
+from contextlib import contextmanager
 
-from utils.errors import ConfigError
+from utils.errors import ConfigError, writing
 
 LOCK_FILE = ".lock"
 
@@ -52,3 +57,26 @@ def lock(run_dir):
         raise ConfigError(f"{run_dir} is in use by another training process; let it finish "
                           f"(or stop it) before resuming this run") from None
     return handle
+
+
+@contextmanager
+def open_run(config, resuming=False):
+    """Create the run's directories for config (a ConfigParser; a new run never reuses one,
+    resuming reopens the checkpoint's) and hold the run's lock while the run writes; writes
+    config.json."""
+    with writing(config.save_dir, "set trainer.save_dir (--save-dir) to a writable directory"):
+        if resuming:
+            config.save_dir.mkdir(parents=True, exist_ok=True)
+            config.log_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            config.save_dir, config.log_dir = claim_new(config.save_dir, config.log_dir,
+                                                      config.exact_run_id)
+        handle = lock(config.save_dir)
+    try:
+        with writing(config.save_dir, "free space or choose another trainer.save_dir"):
+            for stale in config.save_dir.glob(".*.tmp"):  # of a write killed mid-way
+                stale.unlink(missing_ok=True)
+            (config.save_dir / "config.json").write_text(json.dumps(config.config, indent=2))
+        yield
+    finally:
+        handle.close()

@@ -1,16 +1,16 @@
-"""Command-line options of the entry points, and their one-line error reporting.
+"""What the entry points (train.py, test.py, sample.py, reproduce.py, bench/) share: their
+command-line options and how a run's config is read from -c / --resume and the overrides.
 
 Each script asks for the flags it uses (add_flags), so its --help offers nothing it ignores.
 """
 import argparse
 import copy
 import os
-import sys
 from pathlib import Path
 
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
-from utils.errors import INTERRUPTED, ConfigError, UserError
+from utils.errors import ConfigError
 
 # Flags that set a config key; any key can be set with --set.
 CONFIG_FLAGS = {
@@ -81,16 +81,3 @@ def load_run_config(args):
     if getattr(args, "run_id", None) and checkpoint is None:
         parsed.name_run(args.run_id)
     return parsed, checkpoint
-
-
-def run_cli(main):
-    """Run main(); a UserError becomes one line on stderr and exit status 2, a Ctrl-C that
-    nothing handled one line and status 130."""
-    try:
-        return main() or 0
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130

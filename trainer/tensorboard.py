@@ -1,0 +1,78 @@
+"""What a training run shows in TensorBoard, one TensorBoard run per training run.
+
+Tags are <quantity>/<split or item>:
+  loss/train, loss/valid, recon/..., kl/... (per epoch, nats per unit), loss/train_step and
+  grad_norm/train_step (every trainer.log_every_steps steps), lr/networks, lr/structure,
+  kl_valid/z0.., active_units_valid/z0.. (per node), bits_per_dim/valid (8-bit images),
+  edge_prob/z4->z3, edge_value/.., edge_value_at_freeze/.. (learned graphs),
+  structure_cost/train, schedule/tau, schedule/kl_weight, schedule/nonfinite_steps;
+and, each epoch, the learned graph, reconstructions and samples (logger/figures.py). The run's
+settings go to the HParams tab once, when the run starts; its metrics there are the scalar tags
+themselves (their latest values).
+"""
+import torch
+from torch.utils.tensorboard.summary import hparams
+
+from data_loader.batches import to_device
+
+PER_EPOCH = ("loss", "recon", "kl")
+HPARAM_METRICS = ("loss/valid", "loss/train", "kl/valid", "bits_per_dim/valid")
+
+
+def write_epoch(writer, log, epoch, learning_rates):
+    """The epoch's scalars from its log (trainer/trainer.py) and the optimisers' rates."""
+    scalar = writer.add_scalar
+    for key in PER_EPOCH:
+        for split, prefix in (("train", ""), ("valid", "val_")):
+            if prefix + key in log:
+                scalar(f"{key}/{split}", log[prefix + key], epoch)
+    if "val_elbo_bits_per_dim" in log:  # 8-bit images: -ELBO in bits/dim
+        scalar("bits_per_dim/valid", log["val_elbo_bits_per_dim"], epoch)
+    for group, key in (("kl_valid", "val_kl_per_node"), ("active_units_valid", "val_active_units")):
+        for node, value in enumerate(log.get(key, [])):
+            scalar(f"{group}/z{node}", value, epoch)
+    for name, prob in log["edge_probs"].items():
+        scalar(f"edge_prob/{name}", prob, epoch)
+    for key, tag in (("edge_values_at_freeze", "edge_value_at_freeze"), ("edge_values", "edge_value")):
+        for name, value in log.get(key, {}).items():
+            scalar(f"{tag}/{name}", value, epoch)
+    if "structure_cost" in log:
+        scalar("structure_cost/train", log["structure_cost"], epoch)
+    for key in ("tau", "kl_weight", "nonfinite_steps"):
+        if log.get(key) is not None:
+            scalar(f"schedule/{key}", log[key], epoch)
+    for name, rate in learning_rates.items():
+        scalar(f"lr/{name}", rate, epoch)
+
+
+def write_step(writer, step, loss, grad_norm):
+    """The training loss and gradient norm of one step (tensors: read here, one sync)."""
+    writer.add_scalar("loss/train_step", float(loss), step)
+    if grad_norm is not None:
+        writer.add_scalar("grad_norm/train_step", float(grad_norm), step)
+
+
+@torch.no_grad()
+def write_figures(writer, model, loader, device, epoch):
+    """The graph, reconstructions of the first batch of loader and samples, drawn with their
+    own random numbers (switching TensorBoard on does not change training)."""
+    from logger.figures import (
+        log_epoch_figures,  # matplotlib, only when figures are drawn
+    )
+    x = to_device(next(iter(loader)), device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        log_epoch_figures(writer, model, x, getattr(loader, "image_shape", None), epoch)
+
+
+def write_hparams(writer, config):
+    """The run's main settings for the HParams tab, written once when a run starts; the
+    metrics it lists are scalar tags of the run, shown at their latest values."""
+    settings = {"arch": config["arch"]["type"], "seed": config["seed"],
+                "optimizer": config["optimizer"]["type"]}
+    for section in ("arch", "data_loader", "optimizer"):
+        for key, value in config[section]["args"].items():
+            if isinstance(value, (bool, int, float, str)):
+                settings[f"{section}.{key}"] = value
+    experiment, start, end = hparams(settings, {tag: 0.0 for tag in HPARAM_METRICS})
+    for summary in (experiment, start, end):
+        writer.file_writer.add_summary(summary)

@@ -1,0 +1,59 @@
+"""The signals a run handles.
+
+Before training: exit_on_interrupt() makes a Ctrl-C one line (light on purpose, no torch:
+scripts call it before their slow imports). While training: StopRequests turns the signals
+that ask a run to end (Ctrl-C, `kill`, a scheduler's SIGTERM) into one request, which the
+trainer answers at the next step boundary by saving a checkpoint.
+"""
+import os
+import signal
+import sys
+from contextlib import contextmanager
+
+from utils.errors import INTERRUPTED
+
+
+def exit_on_interrupt():
+    """For a script's process: a Ctrl-C prints one line and exits at once with status 130,
+    until training installs its own handler (which saves a checkpoint first). At once: an
+    interrupt raised inside an import can leave a module half-built and end in another
+    error. Installed before the slow imports, so that this holds from the first second."""
+    def handler(signum, frame):
+        sys.stderr.write(INTERRUPTED + "\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequests:
+    """Whether a stop was requested. One request, however many signals arrive (a cluster's
+    scheduler and torchrun may each send SIGTERM to every process); only a second Ctrl-C in
+    an interactive, single-process run (interactive: not is_distributed()) stops at once."""
+
+    def __init__(self, announce, is_distributed):
+        self.requested = False
+        self.announce, self.is_distributed = announce, is_distributed
+
+    def handle(self, signum, frame):
+        if self.requested:
+            if signum == signal.SIGINT and not self.is_distributed():
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+            return
+        self.requested = True
+        self.announce(f"\n{signal.Signals(signum).name} received: saving a checkpoint after "
+                      f"this step.")
+
+    @contextmanager
+    def installed(self):
+        """The handlers while the block runs; the previous ones back afterwards."""
+        previous = {s: signal.signal(s, self.handle) for s in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
