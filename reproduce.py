@@ -399,7 +399,7 @@ def markdown_table(rows):
 
 # -- outputs ---------------------------------------------------------------------------------
 def write_outputs(results_dir, runs_by_variant, args):
-    from logger.figures import graph_figure, save_curves, save_tradeoff
+    from logger.figures import graph_figure, save_curves, save_figure, save_tradeoff
     reference_variant = next((v for v in runs_by_variant if v.model in REFERENCES), None)
     reference = runs_by_variant[reference_variant] if reference_variant else []
     reference_name = reference_variant.name if reference_variant else "—"
@@ -433,8 +433,9 @@ def write_outputs(results_dir, runs_by_variant, args):
         text += "".join(f"- {k}: {v}\n" for k, v in structure.items())
         summary.update(edges=edges, structure=structure)
         for run in reference:
-            figure = graph_figure(run["test"]["graph"])
-            figure.savefig(results_dir / f"graph_seed{run['seed']}.png", dpi=100)
+            save_figure(graph_figure(run["test"]["graph"], title=f"{reference_name} graph",
+                                     epoch=run["epochs"], seed=run["seed"]),
+                        results_dir / f"graph_seed{run['seed']}.png")
     values = edge_value_rows({v: runs for v, runs in runs_by_variant.items() if learned[v]})
     if values:
         text += ("\nEdge values (validation ELBO with the edge minus without it, nats; mean ± SD "
@@ -442,12 +443,15 @@ def write_outputs(results_dir, runs_by_variant, args):
         summary["edge_values"] = values
     (results_dir / "results.md").write_text(text)
     (results_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    freeze = freeze_epoch(reference_variant or next(iter(runs_by_variant)), reference, args)
     panels = [{"title": "validation ELBO (nats), mean over seeds", "xlabel": "epoch",
+               "freeze_epoch": freeze,
                "curves": {v.name: mean_curve(runs, lambda h: -h["val_loss"])
                           for v, runs in runs_by_variant.items()}}]
     if reference:
         panels.append({"title": "edge probabilities (reference model, seed %d)" % reference[0]["seed"],
-                       "xlabel": "epoch", "curves": {
+                       "xlabel": "epoch", "ylim": (-0.02, 1.02), "freeze_epoch": freeze,
+                       "curves": {
                            name: [(h["epoch"], h["edge_probs"][name]) for h in reference[0]["history"]]
                            for name in reference[0]["history"][-1]["edge_probs"]}})
     save_curves(panels, results_dir / "curves.png")
@@ -475,6 +479,21 @@ def known_dag(dataset):
         return None
     from data_loader.synthetic_dag import true_dag
     return true_dag()
+
+
+def freeze_epoch(variant, runs, args):
+    """The epoch after which the graph was frozen, or None: from a run's history (the first
+    epoch that has the values measured at the freeze follows it), else from the variant's
+    config (arch.args.gate_schedule.freeze_epoch, GateSchedule's default when not given);
+    None when never frozen or not within the runs' epochs."""
+    for run in runs:
+        for h in run["history"]:
+            if "edge_values_at_freeze" in h:
+                return h["epoch"] - 1
+    from model.edge_gates import GateSchedule
+    schedule = model_config(variant, 0, args)["arch"].get("args", {}).get("gate_schedule", {})
+    epoch = schedule.get("freeze_epoch", GateSchedule.freeze_epoch)
+    return epoch if epoch is not None and epoch < args.epochs else None
 
 
 def mean_curve(runs, value):
