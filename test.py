@@ -34,11 +34,20 @@ from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir")
+    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir", helps={
+        "-r": "checkpoint to evaluate (its config, saved in it, says the model and data)",
+        "-d": "'cpu', or the GPU to evaluate on, e.g. 0 (default: the checkpoint config's n_gpu)",
+        "--set": "override keys of the checkpoint's config, e.g. --set "
+                 "data_loader.args.data_dir=/data",
+        "--data-dir": "where the data set's files are (default: the checkpoint config's "
+                      "data_loader.args.data_dir)"})
     args.add_argument("-k", "--samples", type=int, default=1000,
-                      help="importance samples per example (paper: 5000; 0 skips IS)")
+                      help="importance samples per example for log p(x) (paper: 5000; 0 skips "
+                           "importance sampling)")
     args.add_argument("--bs", type=int, default=100, help="test examples per batch")
-    args.add_argument("--limit", type=int, default=None, help="evaluate the first N examples only")
+    args.add_argument("--limit", type=int, default=None,
+                      help="evaluate the first N test examples only (default: the whole test "
+                           "split)")
     args.add_argument("--no-edge-values", action="store_true",
                       help="skip measuring each learned edge's value on the validation split")
     return args.parse_args(argv)

@@ -158,8 +158,8 @@ def test_a_short_run_on_real_handwriting_lowers_the_validation_loss(strokes_conf
     assert results["per"] == "step" and len(results["graph"]["cross_edges"]) == 9
     assert len(results["active_units"]) == 3 and results["n_units"] > results["n_examples"]
     out = tmp_path / "strokes.png"
-    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4", "--length",
-                                        "30", "--out", str(out)])) == 0
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4",
+                                        "--sequence-length", "30", "--out", str(out)])) == 0
     assert Image.open(out).size[0] > 100
 
 

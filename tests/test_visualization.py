@@ -108,7 +108,8 @@ def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
                                         "--out", str(out)])) == 0
     assert Image.open(out).size == (2 + 4 * 30, 2 + 4 * 30)
     assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "--traverse", "all",
-                                        "--rows", "3", "--steps", "5", "--out", str(out)])) == 0
+                                        "--rows", "3", "--traversal-steps", "5",
+                                        "--out", str(out)])) == 0
     for node in range(3):
         assert Image.open(tmp_path / f"samples_z{node}.png").size == (2 + 5 * 30, 2 + 3 * 30)
 
