@@ -12,7 +12,7 @@ import test as test_script
 import train
 from data_loader.batches import time_chunks
 from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
-from data_loader.sequence_datasets import positions_to_strokes, score_to_roll
+from data_loader.sequence_datasets import load_piano_rolls, positions_to_strokes, score_to_roll
 from logger.figures import strokes_to_positions
 from model import RecurrentGraphVAE
 from model.objective import negative_elbo
@@ -128,6 +128,16 @@ def test_a_hand_made_score_becomes_the_expected_piano_roll():
     assert roll.shape == (4, 88)
     assert np.flatnonzero(roll[0]).tolist() == [39] and np.flatnonzero(roll[1]).tolist() == [39]
     assert roll[2].sum() == 0 and np.flatnonzero(roll[3]).tolist() == [43, 46]
+
+
+def test_the_real_bach_chorales_are_read_from_music21s_corpus(tmp_path):
+    """From the chorales' own files (an empty data folder: no cache to read instead)."""
+    rolls = load_piano_rolls(tmp_path, limit=2)
+    assert len(rolls) == 2 and all(r.shape[1] == 88 and len(r) > 16 for r in rolls)
+    voices = np.concatenate(rolls).sum(axis=1)
+    assert set(np.unique(np.concatenate(rolls))) <= {0.0, 1.0}
+    assert voices.max() <= 4 and (voices >= 3).mean() > 0.5  # four-part harmony
+    assert [p.name for p in tmp_path.iterdir()] == ["bach_chorales350_first2.npz"]
 
 
 def test_the_real_handwriting_data_loads_offline():
