@@ -21,10 +21,15 @@ from utils.errors import run_cli  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
          "--save-dir", "--data-dir")
+HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
+               "(e.g. to fine-tune)",
+         "-r": "checkpoint to continue training from (its run goes on in its directory)",
+         "-d": "'cpu', or the GPUs to train on, e.g. 0 or 0,1 (several: one DDP process each, "
+               "started through torchrun; default: the config's n_gpu)"}
 
 
 def main(argv=None):
-    args = add_flags(parser(__doc__), *FLAGS).parse_args(argv)
+    args = add_flags(parser(__doc__), *FLAGS, helps=HELPS).parse_args(argv)
     if args.device and "," in args.device and not distributed.launched_by_torchrun():
         return launch_workers(args.device, sys.argv[1:] if argv is None else argv)
     config, checkpoint = load_run_config(args)

@@ -201,4 +201,4 @@ class Trainer(BaseTrainer):
             rates["structure"] = structure.param_groups[-1]["lr"]
         tensorboard.write_epoch(self.writer, log, epoch, rates)
         tensorboard.write_figures(self.writer, self.model, self.valid_data_loader or
-                                  self.data_loader, self.device, epoch)
+                                  self.data_loader, self.device, epoch, self.config["seed"])
