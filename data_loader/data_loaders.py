@@ -170,7 +170,8 @@ def offset_scale(train, source):
     """The standard deviation of the training offsets (dx, dy), what they are divided by; a
     DataError when it is 0 (every offset equal: each would become a division by zero) or
     beyond float32 (offsets too large to normalise)."""
-    scale = float(np.concatenate(train)[:, 1:].std())
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        scale = float(np.concatenate(train)[:, 1:].std())
     if not (math.isfinite(scale) and scale > 0):
         why = "do not vary (all equal)" if scale == 0 else "are too large to normalise in float32"
         raise DataError(f"the training strokes' offsets (dx, dy) of source {source!r} {why}; "
