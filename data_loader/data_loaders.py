@@ -173,9 +173,10 @@ def offset_scale(train, source):
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
         scale = float(np.concatenate(train)[:, 1:].std())
     if not (math.isfinite(scale) and scale > 0):
-        why = "do not vary (all equal)" if scale == 0 else "are too large to normalise in float32"
+        why, fix = ("do not vary (all equal)", "give strokes whose pen moves") if scale == 0 \
+            else ("are too large to normalise in float32", "give offsets on a smaller scale")
         raise DataError(f"the training strokes' offsets (dx, dy) of source {source!r} {why}; "
-                        f"give strokes whose pen moves (data_loader.args.source)")
+                        f"{fix} (data_loader.args.source)")
     return scale
 
 
