@@ -20,6 +20,7 @@ def resume(trainer, checkpoint, path):
     """Continue the run saved in checkpoint (loaded from path): weights, optimizer,
     scheduler, epoch and position in it, best-so-far and RNG states. Everything is checked
     against the trainer (base/checkpoint_fit.py) before anything is loaded."""
+    checkpoints.check_shapes(trainer.model, checkpoint["state_dict"], path)
     if checkpoint["epoch"] + 1 > trainer.epochs:
         raise ConfigError(f"{path} has finished {checkpoint['epoch']} epochs already; train "
                           f"longer with --epochs N (N > {checkpoint['epoch']})")

@@ -190,17 +190,33 @@ def restore_model(model, checkpoint, path):
         raise CheckpointError(f"{path} holds a {checkpoint['arch']}, but the config builds "
                               f"a {type(model).__name__}")
     check_finite_weights(checkpoint["state_dict"], path)
+    check_shapes(model, checkpoint["state_dict"], path)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
         lines = str(e).strip().splitlines()
-        detail = lines[1].strip() if len(lines) > 1 else lines[0]
-        if len(detail) > 160:
-            detail = detail[:160] + "..."
-        hint = ("; a checkpoint from before the separate inference and prior top-down networks "
-                "needs --set arch.args.share_top_down=true") if "top_down_q" in detail else ""
-        raise CheckpointError(f"{path} does not fit the configured architecture (resume with "
-                              f"the checkpoint's own config): {detail}{hint}") from None
+        raise architecture_error(path, lines[1].strip() if len(lines) > 1 else lines[0]) \
+            from None
+
+
+def check_shapes(model, state_dict, path):
+    """Every weight the checkpoint and the model both have is of the model's shape (checked
+    without loading anything; keys only one of them has are load_state_dict's to judge)."""
+    for key, value in model.state_dict().items():
+        saved = state_dict.get(key)
+        if torch.is_tensor(saved) and saved.shape != value.shape:
+            raise architecture_error(path, f"size mismatch for {key}: the checkpoint's "
+                                           f"{tuple(saved.shape)}, the model's "
+                                           f"{tuple(value.shape)}")
+
+
+def architecture_error(path, detail):
+    if len(detail) > 160:
+        detail = detail[:160] + "..."
+    hint = ("; a checkpoint from before the separate inference and prior top-down networks "
+            "needs --set arch.args.share_top_down=true") if "top_down_q" in detail else ""
+    return CheckpointError(f"{path} does not fit the configured architecture (resume with "
+                           f"the checkpoint's own config): {detail}{hint}")
 
 
 def check_finite_weights(state_dict, path):
