@@ -49,6 +49,14 @@ class Trainer(BaseTrainer):
         self.buffers = steps.BufferGuard(model)
         self.step_record = None  # (loss, gradient norm) of a step TensorBoard shows
 
+    def partial_sum_shapes(self):
+        """{term: shape} of the running sums a training step adds to (what a checkpoint taken
+        inside an epoch holds)."""
+        shapes = {**{m: () for m in METRICS}, "kl_per_node": (self.model.n_nodes,), "n": ()}
+        if self.model.has_structure_cost:
+            shapes["structure_cost"] = ()
+        return shapes
+
     def logged_metrics(self):
         validated = self.valid_data_loader is not None
         return METRICS + tuple(f"val_{m}" for m in METRICS if validated)
@@ -180,12 +188,10 @@ class Trainer(BaseTrainer):
                             f"step skipped ({self.nonfinite_steps} so far)")
         if self.nonfinite_steps >= self.max_nonfinite_steps:
             where = self._roll_back()
-            lower = self.optimizer.param_groups[0]["lr"] / 10
             raise TrainingDiverged(
                 f"training stopped after {self.nonfinite_steps} non-finite losses "
                 f"(trainer.max_nonfinite_steps); {self.latest_checkpoint} is set back to the "
-                f"last state known finite ({where}); resume from it with a lower learning "
-                f"rate: python train.py --resume {self.latest_checkpoint} --lr {lower:.3g}")
+                f"last state known finite ({where}); {self._resume_advice()}")
 
     def _write_hparams(self):
         tensorboard.write_hparams(self.writer, self.config)
