@@ -58,6 +58,8 @@ IMAGE_MODELS = {  # key: (display name, base config)
     "fc_vae": ("FC-VAE", "configs/fc_vae_fashion_mnist.json"),
     "noisy_full": ("Gate-noise control", "configs/noisy_full_vae_fashion_mnist.json"),
     "graph_vae": ("GraphVAE", "config.json"),
+    # GraphVAE with the edge cost λ chosen on validation by docs/structure.md's rule
+    "sparse_graph_vae": ("Sparse GraphVAE", "configs/sparse_graph_vae_fashion_mnist.json"),
     "graph_lstm_vae": ("GraphLSTMVAE", "configs/graph_lstm_vae_fashion_mnist.json"),
 }
 SEQUENCE_MODELS = {
