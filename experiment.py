@@ -32,8 +32,22 @@ def seed_everything(config):
 
 
 def prepare_device(config):
-    """This process's device from the config's n_gpu (utils/distributed.uses_gpu)."""
-    return distributed.local_device(distributed.uses_gpu(config["n_gpu"]))
+    """This process's device from the config's n_gpu (utils/distributed.uses_gpu), made the
+    current one on a GPU (evaluation and sampling run in one process)."""
+    device = distributed.local_device(distributed.uses_gpu(config["n_gpu"]))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def check_processes(config):
+    """n_gpu > 1 needs one process per GPU: a single process would train on one of them."""
+    n_gpu = config["n_gpu"]
+    if n_gpu and n_gpu > 1 and not distributed.launched_by_torchrun():
+        devices = ",".join(str(i) for i in range(n_gpu))
+        raise ConfigError(f"n_gpu is {n_gpu}, but this is one process, which trains on one GPU; "
+                          f"start one per GPU with python train.py --device {devices} (or "
+                          f"torchrun --nproc_per_node={n_gpu} train.py ...), or set n_gpu 1")
 
 
 def build_loader(config, split, sharded=False, **overrides):
@@ -149,6 +163,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     trainer, resumed from checkpoint when given. Nothing is written yet. validate=False: a
     trainer for timing steps (bench/), with no validation loader and no monitor check."""
     check_optimizer(config)
+    check_processes(config)
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
     seed_everything(config)

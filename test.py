@@ -110,7 +110,7 @@ def main(argv=None):
         raise ConfigError("give the checkpoint to evaluate with --resume")
     if args.samples < 0 or args.bs <= 0 or (args.limit is not None and args.limit <= 0):
         raise ConfigError("-k must be >= 0, --bs and --limit positive")
-    config, checkpoint = load_run_config(args)
+    config, checkpoint = load_run_config(args, max_devices=1, script="test.py")
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)

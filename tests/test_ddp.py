@@ -1,5 +1,6 @@
 """DDP on the CPU with gloo: two processes train like one with the same global batch, keep
-identical structure logits, reduce their metrics, and resume exactly."""
+identical structure logits, reduce their metrics, and resume exactly. Every run here is on
+the CPU (n_gpu 0) whatever GPUs the machine has: NCCL on GPUs is tests/test_cuda.py's."""
 import socket
 
 import pytest
@@ -40,6 +41,7 @@ def run_ddp(argv, out_dir):
 
 
 def ddp_config(tiny_config, save_dir, batch_size, epochs=2):
+    tiny_config["n_gpu"] = 0  # gloo on CPUs, also on a GPU machine
     tiny_config["data_loader"]["args"].update(batch_size=batch_size, binarize="fixed",
                                               subset=1024)
     tiny_config["trainer"].update(save_dir=str(save_dir), epochs=epochs, tensorboard=False,
@@ -81,23 +83,6 @@ def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):
     assert logged(tmp_path / "straight", "val_loss") == logged(tmp_path / "split", "val_loss")
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
-
-
-@pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="--device 0,1 needs two GPUs "
-                    "(or none: then the workers run on the CPU)")
-def test_device_list_starts_one_worker_per_device(tiny_config, tmp_path):
-    """--device 0,1 launches torchrun's workers itself (here, without GPUs, on the CPU)."""
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-    tiny_config["trainer"].update(epochs=1, tensorboard=False, save_dir=str(tmp_path / "saved"))
-    result = subprocess.run([sys.executable, "train.py", "--device", "0,1", "-c",
-                             str(write_config(tmp_path, tiny_config))], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    (log,) = (tmp_path / "saved" / "log").glob("*/*/info.log")
-    assert "; 2 processes" in log.read_text()
 
 
 # -- multi-GPU faults, caught without a GPU ------------------------------------------------
@@ -171,13 +156,14 @@ def test_evaluation_shards_cover_every_example_once():
 
 
 def test_the_device_comes_from_the_run(monkeypatch):
+    """(--device forms, GPU counts and one process per GPU: tests/test_devices.py.)"""
     from cli import add_flags, load_run_config, parser
     from utils import distributed
     from utils.config import ConfigParser
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert distributed.uses_gpu(None) and distributed.uses_gpu(2) and not distributed.uses_gpu(0)
-    monkeypatch.setenv("LOCAL_RANK", "3")  # a task that sees only its own GPU, as index 0
+    monkeypatch.setenv("LOCAL_RANK", "0")
     assert distributed.local_device(True) == torch.device("cuda", 0)
     assert distributed.local_device(False) == torch.device("cpu")
     args = add_flags(parser(""), "-c", "-d").parse_args(["-c", "config.json", "-d", "cpu"])
@@ -198,7 +184,7 @@ def test_on_a_gpu_batches_are_made_on_the_device_and_a_step_trains(tiny_config):
 
 
 def piano_config(tiny_config, save_dir, batch_size):
-    config = {"name": "piano", "arch": {"type": "RecurrentGraphVAE", "args": {
+    config = {"name": "piano", "n_gpu": 0, "arch": {"type": "RecurrentGraphVAE", "args": {
                   "likelihood": "bernoulli", "rnn_hidden": 16, "hidden": 16, "feature_dim": 8,
                   "node_dim": 2}},
               "data_loader": {"type": "PianoRollDataLoader", "args": {
