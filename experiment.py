@@ -5,7 +5,6 @@ bench script build through here.
 import inspect
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim import lr_scheduler as module_scheduler
 
 import data_loader.data_loaders as module_data
@@ -173,16 +172,11 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
         valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
     model = build_model(config, train_loader.input_dim, device)
     check_data_fits_model(train_loader, model)
-    train_forward = None
-    if world_size > 1:
-        if device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_forward = DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None,
-            find_unused_parameters=model.may_leave_parameters_unused)
+    if world_size > 1 and device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer, lr_scheduler, structure_optimizer = build_optimizer(config, model)
     trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,
-                      lr_scheduler, train_forward=train_forward,
+                      lr_scheduler, data_parallel=world_size > 1,
                       structure_optimizer=structure_optimizer)
     if validate:
         trainer.check_monitor()

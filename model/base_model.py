@@ -78,13 +78,6 @@ class BaseModel(nn.Module):
             output["structure_cost"] = self.structure_cost()
         return output
 
-    @property
-    def may_leave_parameters_unused(self):
-        """Whether a training step can leave parameters without a gradient (a frozen graph's
-        logits): DistributedDataParallel must then look for unused parameters."""
-        return any(g.learned and g.schedule.freeze_epoch is not None
-                   for g in self.gate_sets().values())
-
     def edge_probs(self):
         """{edge name: probability} over every gate set (names say which set)."""
         return {name: p for gates in self.gate_sets().values()

@@ -29,6 +29,8 @@ def ddp_worker(rank, argv, out_dir, port):
     def train_and_record(self):
         original(self)
         torch.save(self.model.gates.logits.detach().clone(), f"{out_dir}/logits{rank}.pt")
+        torch.save({"find_unused_parameters": self.train_forward.find_unused_parameters,
+                    "static_graph": self.train_forward.static_graph}, f"{out_dir}/ddp{rank}.pt")
 
     Trainer.train = train_and_record
     status = run_cli(lambda: train.main(argv))
@@ -68,6 +70,33 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_config, tmp_pat
         assert all(abs(x - y) / abs(x) < 0.01 for x, y in zip(a, b)), (key, a, b)
     assert logged(tmp_path / "two", "val_loss")  # only rank 0 wrote the log
     assert len(list((tmp_path / "two" / "models").glob("*/*"))) == 1
+
+
+@pytest.mark.parametrize("arch", ["GraphVAE", "GraphLSTMVAE"])
+def test_ddp_trains_a_graph_of_one_node(arch, tiny_config, tmp_path):
+    """One latent node: the gates have no edges (empty logits) and GraphLSTMVAE never calls
+    its LSTM, so parameters get no gradient: DDP must not wait for them ("Expected to have
+    finished reduction" at step 2)."""
+    config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=1)
+    config["arch"]["type"] = arch
+    config["arch"]["args"]["n_nodes"] = 1
+    run_ddp(["-c", str(write_config(tmp_path, config))], tmp_path)
+    assert logged(tmp_path / "saved", "loss")
+    flags = torch.load(tmp_path / "ddp0.pt")
+    assert flags == {"find_unused_parameters": False, "static_graph": True}  # no extra search
+
+
+def test_under_ddp_a_frozen_graph_keeps_its_logits(tiny_config, tmp_path):
+    """After the freeze the logits get no gradient: DDP is told (the model is wrapped again)
+    and they stay where they froze, on every rank."""
+    config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=2)
+    config["arch"]["args"]["gate_schedule"]["freeze_epoch"] = 1  # frozen from epoch 2
+    run_ddp(["-c", str(write_config(tmp_path, config))], tmp_path)
+    at_freeze = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-epoch1.pth")
+    for rank in (0, 1):
+        logits = torch.load(tmp_path / f"logits{rank}.pt")
+        assert torch.equal(logits, at_freeze["state_dict"]["gates.logits"]), rank
+    assert not torch.equal(logits, torch.zeros_like(logits))  # they had moved before
 
 
 def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):

@@ -219,13 +219,11 @@ def test_the_gate_schedule_anneals_to_its_floor_then_freezes():
             GateSchedule.from_config(bad)
 
 
-def test_the_structure_logits_get_their_own_learning_rate_and_may_go_unused():
+def test_the_structure_logits_get_their_own_learning_rate():
     model = small_model(gate_schedule={"lr": 0.01})
     network, structure = model.parameter_groups()
     assert structure == {"params": [model.gates.logits], "lr": 0.01}
     assert len(network["params"]) == len(list(model.parameters())) - 1 and "lr" not in network
-    assert model.may_leave_parameters_unused
-    assert not small_model(gate_schedule={"freeze_epoch": None}).may_leave_parameters_unused
     assert len(small_model().parameter_groups()) == 1
 
 

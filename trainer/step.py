@@ -2,6 +2,7 @@
 the weighting of losses under DDP, mixed precision, and the guard that skips a non-finite step.
 trainer/trainer.py composes them in Trainer.train_step."""
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from data_loader.batches import sequence_length, time_chunks
 from utils import distributed
@@ -14,6 +15,16 @@ def chunks(batch, tbptt_steps, device):
     total = distributed.max_int(sequence_length(batch), device) \
         if tbptt_steps and distributed.active() else None
     return time_chunks(batch, tbptt_steps, total)
+
+
+def data_parallel(model, device):
+    """model wrapped in DistributedDataParallel. static_graph: DDP finds out in the first step
+    which parameters get no gradient (the empty logits of a one-node graph, GraphLSTMVAE's
+    LSTM that one node never calls, a frozen graph's logits) instead of searching the autograd
+    graph for them after every step (find_unused_parameters). It assumes the set then stays
+    the same, so the trainer wraps the model again when it changes (at the freeze)."""
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                   static_graph=True)
 
 
 def weighted_for_ddp(loss, count):

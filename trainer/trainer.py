@@ -26,9 +26,9 @@ METRICS = ("loss", "recon", "kl")  # the numbers an epoch logs, and with validat
 
 class Trainer(BaseTrainer):
     def __init__(self, model, optimizer, config, device, data_loader, valid_data_loader=None,
-                 lr_scheduler=None, train_forward=None, structure_optimizer=None):
-        """train_forward: what runs the training forward pass, e.g. the model wrapped in
-        DistributedDataParallel; by default the model itself."""
+                 lr_scheduler=None, data_parallel=False, structure_optimizer=None):
+        """data_parallel: the training forward pass runs through DistributedDataParallel
+        (this process is one of several)."""
         super().__init__(model, optimizer, config, device, lr_scheduler, structure_optimizer)
         cfg = config["trainer"]
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
@@ -42,7 +42,8 @@ class Trainer(BaseTrainer):
         self.amp = cfg["amp"]  # bf16 autocast of the training step (trainer/step.py)
         self.log_every_steps = cfg["log_every_steps"]
         self.measure_edges = cfg["edge_values"] and valid_data_loader is not None
-        self.train_forward = model if train_forward is None else train_forward
+        self.data_parallel = data_parallel
+        self.train_forward = steps.data_parallel(model, device) if data_parallel else model
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
         self.objective = torch.compile(self._objective) if cfg["compile"] else self._objective
@@ -67,6 +68,9 @@ class Trainer(BaseTrainer):
         for message in self.model.start_epoch(epoch):
             self.logger.info(message)
         froze = [g for g, before in zip(learned, was_frozen) if g.is_frozen and not before]
+        if froze and self.data_parallel:  # the logits get no more gradient: DDP must know
+            self.train_forward = None  # the old wrapper's gradient hooks go with it
+            self.train_forward = steps.data_parallel(self.model, self.device)
         if froze and self.measure_edges:
             values = edge_values(self.model, self.valid_data_loader, self.device)
             for gates in froze:
