@@ -189,3 +189,36 @@ def test_a_trusted_strokes_npy_converts_once_into_the_file_the_loader_reads(tmp_
     loader = StrokesDataLoader(split="train", source=str(target), valid_fraction=0.0,
                                test_fraction=0.0, batch_size=2)
     assert loader.input_dim == 3 and len(loader.sequences) == 3
+
+
+@pytest.fixture
+def cuda_autocast_policy_for_the_gru_cell():
+    """CPU autocast with CUDA's policy for the GRU cell: CUDA autocast runs gru_cell with every
+    input in bf16, the CPU's leaves it in fp32 (so a plain CPU run cannot show the fault)."""
+    library = torch.library.Library("aten", "IMPL")
+    autocast_key = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU)
+
+    def gru_cell_in_bf16(*tensors):
+        with torch._C._ExcludeDispatchKeyGuard(autocast_key):
+            return torch.ops.aten.gru_cell(*(None if t is None else t.to(torch.bfloat16)
+                                             for t in tensors))
+
+    library.impl("gru_cell", gru_cell_in_bf16, "AutocastCPU")
+    yield
+    library._destroy()
+
+
+def test_under_bf16_autocast_the_recurrent_state_is_carried_in_fp32(
+        cuda_autocast_policy_for_the_gru_cell):
+    model = RecurrentGraphVAE(**SMALL)
+    seen = []
+    model.rnn.register_forward_hook(lambda m, inputs, h: seen.append((inputs[1].dtype, h.dtype)))
+    batch = ragged_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = model(time_chunks(batch, 3)[0])
+        second = model({**time_chunks(batch, 3)[1], "state": first["state"]})
+        generated = model.generate(2, 3)
+    assert len(seen) == 5 + 3
+    assert all(state == (torch.float32, torch.float32) for state in seen), seen
+    assert all(s.dtype == torch.float32 for s in first["state"] + second["state"])
+    assert generated.dtype == torch.float32
