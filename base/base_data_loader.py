@@ -56,6 +56,19 @@ class BaseDataLoader:
             return list(iter(self.sampler))
         return list(range(self.rank, self.n_items, self.num_replicas))
 
+    def every_rank_order(self):
+        """Every rank's epoch_order of a training shard, in rank order: each rank can tell
+        them without asking the others, since DistributedSampler's order depends only on
+        (seed, epoch) and the rank."""
+        orders = []
+        for rank in range(self.num_replicas):
+            sampler = DistributedSampler(
+                _IndexOnlyDataset(self.n_items), num_replicas=self.num_replicas, rank=rank,
+                shuffle=True, seed=self.seed, drop_last=self.drop_last)
+            sampler.set_epoch(self.epoch)
+            orders.append(list(iter(sampler)))
+        return orders
+
     def __len__(self):
         n = self.sampler.num_samples if self.sampler is not None \
             else len(range(self.rank, self.n_items, self.num_replicas))

@@ -103,7 +103,7 @@ class GraphVAE(BaseModel):
         return self.decoder(z.flatten(-2)).float()
 
     # -- the model (contract: model/base_model.py) ----------------------------------------
-    def forward(self, x, n_samples=1):
+    def forward(self, x, n_samples=1, posterior_means=True):
         batch = x.shape[0]
         mu_hat, logvar_hat = self.bottom_up_estimates(x)  # the encoder runs once per image
         if n_samples > 1:
@@ -113,11 +113,11 @@ class GraphVAE(BaseModel):
         x_params = self.decode(z)
         log_px = self.likelihood(x_params.view(n_samples, batch, -1), x).view(rows)
         log_ratio = (gaussian.log_density(z, *p) - gaussian.log_density(z, *q)).sum(-1)
-        return self.with_structure_cost({
-            "log_px": log_px, "kl": gaussian.kl_divergence(*q, *p), "log_ratio": log_ratio,
-            "units": torch.ones_like(log_px),
-            "posterior_mean": q[0].view(n_samples, batch, self.n_nodes, -1).mean(0),
-            "x_params": x_params, "z": z})
+        output = {"log_px": log_px, "kl": gaussian.kl_divergence(*q, *p), "log_ratio": log_ratio,
+                  "units": torch.ones_like(log_px), "x_params": x_params, "z": z}
+        if posterior_means:
+            output["posterior_mean"] = q[0].view(n_samples, batch, self.n_nodes, -1).mean(0)
+        return self.with_structure_cost(output)
 
     @torch.no_grad()
     def sample_prior(self, n, node_overrides=None):

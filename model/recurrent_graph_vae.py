@@ -124,7 +124,7 @@ class RecurrentGraphVAE(BaseModel):
             return self.rnn(inputs.float(), h.float())
 
     # -- sequences (contract: model/base_model.py) ------------------------------------------
-    def forward(self, batch, n_samples=1):
+    def forward(self, batch, n_samples=1, posterior_means=True):
         """Per-sequence sums over valid steps, plus the final state to continue with (TBPTT)."""
         x, mask = batch["x"], batch["mask"]
         if n_samples > 1:  # whole latent trajectories, n_samples per sequence
@@ -144,11 +144,13 @@ class RecurrentGraphVAE(BaseModel):
             log_ratio = log_ratio + m * ratio_t
             means.append(mean_t)
             h, z_prev = self.next_state(features, z, h), z
-        means = torch.stack(means, dim=1)  # (S*B, T, N, d)
-        means = means.view(n_samples, -1, *means.shape[1:]).mean(0)[batch["mask"]]
-        return self.with_structure_cost({
-            "log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
-            "posterior_mean": means, "state": (h, z_prev)})
+        output = {"log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
+                  "state": (h, z_prev)}
+        if posterior_means:  # the valid steps' rows
+            means = torch.stack(means, dim=1)  # (S*B, T, N, d)
+            output["posterior_mean"] = means.view(n_samples, -1, *means.shape[1:]).mean(0)[
+                batch["mask"]]
+        return self.with_structure_cost(output)
 
     @torch.no_grad()
     def generate(self, n, length):

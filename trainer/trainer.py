@@ -20,7 +20,9 @@ from trainer.edge_values import edge_values
 from trainer.evaluation import evaluate, means, running_sums
 from utils import distributed
 
-PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
+# Steps between the host's looks at the device (each one sync): the flags of skipped steps,
+# a stop request under DDP (the ranks agree in an all-reduce) and the progress bar's loss.
+LOOK_EVERY = 25
 METRICS = ("loss", "recon", "kl")  # the numbers an epoch logs, and with validation val_<name>
 
 
@@ -46,8 +48,10 @@ class Trainer(BaseTrainer):
         self.train_forward = steps.data_parallel(model, device) if data_parallel else model
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
-        self.objective = torch.compile(self._objective) if cfg["compile"] else self._objective
+        self.compiled = cfg["compile"]
+        self.objective = torch.compile(self._objective) if self.compiled else self._objective
         self.buffers = steps.BufferGuard(model)
+        self.unseen_skips = []  # (batch, flag on the device) of steps the host has not read
         self.step_record = None  # (loss, gradient norm) of a step TensorBoard shows
 
     def logged_metrics(self):
@@ -87,29 +91,42 @@ class Trainer(BaseTrainer):
 
     def train_step(self, batch):
         """One ELBO step per chunk of the batch (the batch itself, unless truncated BPTT cuts
-        it); returns [(terms, count)], one per chunk, or None when a loss is not finite. A
-        non-finite step is skipped: parameters and buffers (BatchNorm statistics, which the
-        forward pass already updated) stay as they were (earlier chunks keep their updates)."""
+        it); returns [(terms, count)], one per chunk. A step whose loss is not finite on some
+        rank is skipped, and with it the rest of the batch (earlier chunks keep their
+        updates): parameters, optimiser state and buffers (BatchNorm statistics, which the
+        forward pass already updated) stay as they were, its terms and count are zeros, and
+        its flag waits in unseen_skips until the host reads it (count_skipped_steps). All of
+        it on the device: no sync, unless an optimiser cannot skip a step there."""
         self.buffers.remember()
-        results, state = [], None
-        for chunk in steps.chunks(batch, self.tbptt_steps, self.device):
+        results, state, skip = [], None, None
+        for chunk in steps.chunks(batch, self.tbptt_steps, whole=self.compiled):
             if state is not None:
                 chunk["state"] = tuple(s.detach() for s in state)
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
             with steps.autocast(self.device, self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
-            loss = steps.weighted_for_ddp(loss, count)
-            if not steps.finite_everywhere(loss, self.device):
-                self.buffers.restore()
-                return None
+            loss, skip = steps.weighted_and_skipped(loss, count, skip)
             loss.backward()
             self._record_step(terms["loss"])
-            for optimizer in self.optimizers:
-                optimizer.step()
-            results.append((terms, count))
+            steps.step_unless(self.optimizers, skip)
+            self.buffers.restore_where(skip)
+            results.append(steps.unless_skipped(terms, count, skip))
             state = output.get("state")
+        self.unseen_skips.append((self.batches_done, skip))
         return results
+
+    def count_skipped_steps(self, epoch):
+        """Read the flags of the steps since the last look (one sync for all of them): warn
+        about each skipped one, and stop the run when too many were."""
+        if not self.unseen_skips:
+            return
+        batches = [batch for batch, _ in self.unseen_skips]
+        flags = torch.stack([flag for _, flag in self.unseen_skips]).tolist()
+        self.unseen_skips = []
+        for batch, skipped in zip(batches, flags):
+            if skipped:
+                self._count_nonfinite(epoch, batch)
 
     def _record_step(self, loss):
         """Keep the loss and gradient norm of every log_every_steps-th step for TensorBoard."""
@@ -119,7 +136,7 @@ class Trainer(BaseTrainer):
 
     def _objective(self, chunk, kl_weight):
         """(model output, training loss, reported terms, count) of one batch or chunk."""
-        output = self.train_forward(chunk)
+        output = self.train_forward(chunk, posterior_means=False)
         return (output, *negative_elbo(output, kl_weight, self.free_bits))
 
     def _train_epoch(self, epoch):
@@ -131,18 +148,19 @@ class Trainer(BaseTrainer):
                         disable=True if not distributed.is_main() else None)  # None: ttys only
         for batch in progress:
             results = self.train_step(to_device(batch, self.device))
-            if results is None:
-                self._count_nonfinite(epoch)
-            for terms, count in results or []:
+            for terms, count in results:
                 self.partial_sums = running_sums(terms, count, self.partial_sums)
             self.batches_done += 1
             if self.step_record is not None:
                 step = (epoch - 1) * len(self.data_loader) + self.batches_done
                 tensorboard.write_step(self.writer, step, *self.step_record)
                 self.step_record = None
-            if self.batches_done % PROGRESS_EVERY == 0 and results and not progress.disable:
-                progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
+            if self.batches_done % LOOK_EVERY == 0:
+                self.count_skipped_steps(epoch)
+                if not progress.disable:
+                    progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
             self._checkpoint_inside_epoch(epoch)
+        self.count_skipped_steps(epoch)
         log = means(distributed.sum_over_ranks(self.partial_sums, self.device))
         log.update(nonfinite_steps=self.nonfinite_steps, kl_weight=self.kl_weight_at(epoch),
                    tau=next((float(g.tau) for g in self.model.gate_sets().values()), None),
@@ -166,11 +184,20 @@ class Trainer(BaseTrainer):
         every = self.checkpoint_every_steps
         periodic = every and self.batches_done % every == 0 \
             and self.batches_done < len(self.data_loader)
-        stop = distributed.any_true(self.stops.requested, self.device)  # every rank stops together
+        stop = self._stop_requested()
         if periodic or stop:
+            self.count_skipped_steps(epoch)  # the checkpoint holds their count
             self._save_mid_epoch(epoch)
         if stop:
             raise StopRequested
+
+    def _stop_requested(self):
+        """Whether to stop now. Under DDP every rank stops at the same step: the ranks agree
+        every LOOK_EVERY steps (an all-reduce and a sync; a stop waits for it)."""
+        if not distributed.active():
+            return self.stops.requested
+        return self.batches_done % LOOK_EVERY == 0 \
+            and distributed.any_true(self.stops.requested, self.device)
 
     def _checkpoint_state(self, epoch):
         """The base trainer's, and the images' (C, H, W) shape (None for sequences), so that
@@ -179,9 +206,9 @@ class Trainer(BaseTrainer):
         return {**super()._checkpoint_state(epoch),
                 "image_shape": None if shape is None else list(shape)}
 
-    def _count_nonfinite(self, epoch):
+    def _count_nonfinite(self, epoch, batch):
         self.nonfinite_steps += 1
-        self.logger.warning(f"non-finite loss at epoch {epoch}, batch {self.batches_done}: "
+        self.logger.warning(f"non-finite loss at epoch {epoch}, batch {batch}: "
                             f"step skipped ({self.nonfinite_steps} so far)")
         if self.nonfinite_steps >= self.max_nonfinite_steps:
             where = self._roll_back()

@@ -177,15 +177,6 @@ def sum_tensor(value):
     return value
 
 
-def max_int(value, device):
-    """The largest of an integer over every rank (one collective)."""
-    if not active():
-        return value
-    tensor = torch.tensor([value], device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())
-
-
 def barrier():
     if active():
         dist.barrier()
