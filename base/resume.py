@@ -62,7 +62,8 @@ def restore_optimizer(trainer, checkpoint, path):
                           f"continue as {configured['type']}; keep optimizer.type "
                           f"{saved['type']} or start a new run")
     try:
-        trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+        trainer.optimizer.load_state_dict(
+            upgraded_optimizer_state(trainer.model, checkpoint, trainer.optimizer))
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: optimizer state does not fit the configured "
                               f"optimizer: {e}") from None
@@ -74,6 +75,44 @@ def restore_optimizer(trainer, checkpoint, path):
                                             f"applied from here on, with a fresh budget of "
                                             f"non-finite steps"))
     return changed
+
+
+def upgraded_optimizer_state(model, checkpoint, optimizer):
+    """The checkpoint's optimizer state, for a model that merged the checkpoint's separate
+    top-down networks into grouped ones on load (GraphVAE.separate_top_down_sources): each
+    state tensor of a parameter's shape merged like the parameter, step counts kept. Any
+    other checkpoint's state as it is."""
+    saved = checkpoint["optimizer"]
+    sources = getattr(model, "separate_top_down_sources", lambda _: {})(checkpoint["state_dict"])
+    if not sources:
+        return saved
+    merged_into = {old: new for new, (olds, _) in sources.items() for old in olds}
+    names = {id(p): name for name, p in model.named_parameters()}
+    parameters = set(names.values())
+    # The saved model's parameters, in its order: what its optimizer numbered.
+    saved_order = [k for k in checkpoint["state_dict"] if merged_into.get(k, k) in parameters]
+    state, groups, index = {}, [], 0
+    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups):
+        wanted = [names[id(p)] for p in group["params"]]
+        old_names = [k for k in saved_order if merged_into.get(k, k) in set(wanted)]
+        if len(old_names) != len(saved_group["params"]):
+            return saved  # another model's: load_state_dict says it does not fit
+        old_state = {name: saved["state"].get(i) for name, i in zip(old_names, saved_group["params"])}
+        for name in wanted:
+            olds, merge = sources.get(name, ((name,), None))
+            if all(old_state[old] is not None for old in olds):
+                state[index] = merged_state([old_state[old] for old in olds], merge)
+            index += 1
+        groups.append({**saved_group, "params": list(range(index - len(wanted), index))})
+    return {"state": state, "param_groups": groups}
+
+
+def merged_state(states, merge):
+    """One parameter's optimizer state from those of the parameters merged into it."""
+    if merge is None:
+        return states[0]
+    return {key: merge(*(s[key] for s in states)) if torch.is_tensor(value) and value.dim()
+            else value for key, value in states[0].items()}
 
 
 def restore_structure_optimizer(trainer, checkpoint, path):

@@ -120,6 +120,6 @@ def restore_model(model, checkpoint, path):
         if len(detail) > 160:
             detail = detail[:160] + "..."
         hint = ("; a checkpoint from before the separate inference and prior top-down networks "
-                "needs --set arch.args.share_top_down=true") if "top_down_q" in detail else ""
+                "needs --set arch.args.share_top_down=true") if "top_down" in detail else ""
         raise CheckpointError(f"{path} does not fit the configured architecture (resume with "
                               f"the checkpoint's own config): {detail}{hint}") from None
