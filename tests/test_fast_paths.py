@@ -173,3 +173,19 @@ def test_a_checkpoint_with_separate_top_down_networks_loads_and_resumes():
         assert optimizer.state[parameter]["step"] == old[olds[0]]["step"]
     assert optimizer.param_groups[1]["params"] == [model.gates.logits]
 
+
+def test_the_compile_mode_goes_to_torch_compile_and_a_wrong_one_is_one_line(
+        tiny_config, monkeypatch):
+    """trainer.compile_mode "reduce-overhead": CUDA graphs on a GPU (run there in
+    tests/test_cuda.py); here, that the mode reaches torch.compile."""
+    from experiment import build_trainer
+    from utils.errors import ConfigError
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda function, mode=None: modes.append(mode)
+                        or function)
+    tiny_config["trainer"]["compile_mode"] = "reduce-overhead"
+    trainer = build_trainer(ConfigParser(tiny_config), validate=False)
+    assert modes == ["reduce-overhead"] and trainer.compiled and not trainer.cuda_graphs
+    tiny_config["trainer"]["compile_mode"] = "fast"
+    with pytest.raises(ConfigError, match="trainer.compile_mode' must be 'default' or "):
+        ConfigParser(tiny_config)

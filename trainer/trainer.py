@@ -23,6 +23,7 @@ from utils import distributed
 # Steps between the host's looks at the device (each one sync): the flags of skipped steps,
 # a stop request under DDP (the ranks agree in an all-reduce) and the progress bar's loss.
 LOOK_EVERY = 25
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 METRICS = ("loss", "recon", "kl")  # the numbers an epoch logs, and with validation val_<name>
 
 
@@ -48,8 +49,12 @@ class Trainer(BaseTrainer):
         self.train_forward = steps.data_parallel(model, device) if data_parallel else model
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
-        self.compiled = cfg["compile"]
-        self.objective = torch.compile(self._objective) if self.compiled else self._objective
+        self.compiled = cfg["compile"] or cfg["compile_mode"] is not None
+        self.objective = torch.compile(self._objective, mode=cfg["compile_mode"]) \
+            if self.compiled else self._objective
+        # CUDA graphs (compile_mode reduce-overhead, max-autotune) reuse their output memory
+        # at every replay: each step is marked as a new one, and what outlives it is copied.
+        self.cuda_graphs = device.type == "cuda" and cfg["compile_mode"] in CUDA_GRAPH_MODES
         self.buffers = steps.BufferGuard(model)
         self.unseen_skips = []  # (batch, flag on the device) of steps the host has not read
         self.step_record = None  # (loss, gradient norm) of a step TensorBoard shows
@@ -101,9 +106,11 @@ class Trainer(BaseTrainer):
         results, state, skip = [], None, None
         for chunk in steps.chunks(batch, self.tbptt_steps, whole=self.compiled):
             if state is not None:
-                chunk["state"] = tuple(s.detach() for s in state)
+                chunk["state"] = state
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with steps.autocast(self.device, self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
             loss, skip = steps.weighted_and_skipped(loss, count, skip)
@@ -112,7 +119,8 @@ class Trainer(BaseTrainer):
             steps.step_unless(self.optimizers, skip)
             self.buffers.restore_where(skip)
             results.append(steps.unless_skipped(terms, count, skip))
-            state = output.get("state")
+            state = output.get("state")  # a copy: a CUDA graph's next replay overwrites it
+            state = None if state is None else tuple(s.detach().clone() for s in state)
         self.unseen_skips.append((self.batches_done, skip))
         return results
 
@@ -132,7 +140,7 @@ class Trainer(BaseTrainer):
         """Keep the loss and gradient norm of every log_every_steps-th step for TensorBoard."""
         if self.writer is not None and self.writer.enabled \
                 and (self.batches_done + 1) % self.log_every_steps == 0:
-            self.step_record = (loss, steps.gradient_norm(self.model.parameters()))
+            self.step_record = (loss.clone(), steps.gradient_norm(self.model.parameters()))
 
     def _objective(self, chunk, kl_weight):
         """(model output, training loss, reported terms, count) of one batch or chunk."""
