@@ -3,6 +3,7 @@ a model, an optimiser and a trainer. train.py, test.py, sample.py, reproduce.py 
 bench script build through here.
 """
 import inspect
+import os
 
 import torch
 from torch.optim import lr_scheduler as module_scheduler
@@ -27,6 +28,9 @@ def seed_everything(config):
     rank = distributed.world()[0]
     torch.manual_seed(config["seed"] + 1_000_003 * rank)
     if config["trainer"]["deterministic"]:
+        # cuBLAS is deterministic only with a fixed workspace, read from the environment
+        # before its first use; without it torch refuses every matmul on a GPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
 

@@ -185,3 +185,50 @@ def test_sample_draws_on_the_configured_device(monkeypatch, tiny_config):
     with pytest.raises(Reached):
         sample.main(["--resume", "x.pth", "--device", "1"])
     assert seen == [torch.device("cuda", 1)]
+
+
+def test_reproduce_spreads_its_jobs_over_the_gpus(gpus, monkeypatch):
+    """--jobs N: each worker process takes a slot and with it a GPU (before, every run
+    trained on cuda:0)."""
+    import queue
+
+    import reproduce
+    gpus(2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    args = reproduce.parse_args([])
+    assert reproduce.job_gpus(args) == [0, 1]
+    assert reproduce.job_gpus(reproduce.parse_args(["--device", "1"])) == [1]
+    assert reproduce.job_gpus(reproduce.parse_args(["--device", "cpu"])) == []
+    slots = queue.Queue()
+    for slot in range(3):
+        slots.put(slot)
+    for expected in (0, 1, 0):  # three workers, one slot each
+        reproduce.take_a_gpu(slots, [0, 1])
+        assert distributed.local_device(True) == torch.device("cuda", expected)
+
+
+def test_deterministic_runs_give_cublas_the_fixed_workspace_it_needs(tiny_config, monkeypatch):
+    """Without CUBLAS_WORKSPACE_CONFIG torch refuses every matmul on a GPU in deterministic
+    mode (trainer.deterministic, which every exact-resume run uses)."""
+    from experiment import seed_everything
+    from utils.config import ConfigParser
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    tiny_config["trainer"]["deterministic"] = True
+    try:
+        seed_everything(ConfigParser(tiny_config))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
+        monkeypatch, tmp_path):
+    """Every rank reads --resume itself (each takes its own random state from it): on a
+    machine without the file the rank says so in one line, naming what the file system must
+    provide (docs/scaling_out.md)."""
+    from utils.checkpoint import load_checkpoint
+    from utils.errors import CheckpointError
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "5")
+    with pytest.raises(CheckpointError, match="rank 5.*at this path on every machine"):
+        load_checkpoint(tmp_path / "checkpoint-latest.pth")

@@ -15,6 +15,7 @@ the new one, never a torn one.
 """
 import hashlib
 import io
+import os
 import pickle
 import re
 from pathlib import Path
@@ -81,7 +82,11 @@ def load_checkpoint(path):
     """The checkpoint at path as plain data on the CPU, or a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun
+        raise CheckpointError(f"checkpoint not found: {path}" + (
+            f" on this machine (rank {os.environ.get('RANK', '?')}): every process reads it, "
+            f"so it must be at this path on every machine (a shared file system, or a copy)"
+            if several else ""))
     try:
         archive = verified_archive(path.read_bytes(), path)
         checkpoint = torch.load(io.BytesIO(archive), map_location="cpu", weights_only=True)
