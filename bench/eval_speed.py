@@ -7,12 +7,14 @@ test.py runs) with a trained checkpoint, or the default config's model (the cost
 depend on the weights). With --images below 10000 the full-set time is also extrapolated.
 """
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
-from bench.common import REPO, matmul_flops, record_matmuls
+from bench.common import REPO, bench_device, matmul_flops, record_matmuls, synchronize
 from experiment import build_loader, build_model, load_model
 from model.metrics import importance_sampled_log_likelihood
 from utils.checkpoint import load_checkpoint
@@ -29,7 +31,8 @@ def main():
     parser.add_argument("--images", type=int, default=TEST_IMAGES)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N")
+    parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the importance weights (fuses the elementwise "
                              "work; the compile time is reported apart)")
@@ -39,7 +42,7 @@ def main():
 
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
-    device = torch.device(args.device)
+    device, _ = bench_device(args.device)
     loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images).to(device)
     model = load_model(config, checkpoint, args.resume, device) if checkpoint \
         else build_model(config, loader.input_dim, device).eval()
@@ -58,6 +61,7 @@ def main():
     for x in loader:
         total += importance_sampled_log_likelihood(model, x, args.samples)[0].sum().item()
         n += x.shape[0]
+    synchronize(device)
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     x = next(iter(loader))
@@ -75,6 +79,11 @@ def main():
     if n < TEST_IMAGES:
         print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)"
               f"; CPU time {cpu_seconds * TEST_IMAGES / n:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "device": str(device), "samples": args.samples, "images": n, "seconds": seconds,
+            "samples_per_s": n * args.samples / seconds, "seconds_for_10000_images": full,
+            "mean_log_likelihood": total / n, "compile_seconds": compile_seconds}, indent=2))
 
 
 if __name__ == "__main__":
