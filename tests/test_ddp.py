@@ -200,18 +200,6 @@ def test_the_device_comes_from_the_run(monkeypatch):
     assert config["n_gpu"] == 0 and isinstance(config, ConfigParser)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_on_a_gpu_batches_are_made_on_the_device_and_a_step_trains(tiny_config):
-    from experiment import build_trainer
-    from utils.config import ConfigParser
-    trainer = build_trainer(ConfigParser(tiny_config), validate=False)
-    assert trainer.device.type == "cuda"
-    trainer.begin_epoch(1)
-    batch = next(iter(trainer.data_loader))
-    assert batch.device.type == "cuda"
-    assert trainer.train_step(batch) is not None
-
-
 def piano_config(tiny_config, save_dir, batch_size):
     config = {"name": "piano", "n_gpu": 0, "arch": {"type": "RecurrentGraphVAE", "args": {
                   "likelihood": "bernoulli", "rnn_hidden": 16, "hidden": 16, "feature_dim": 8,
