@@ -86,11 +86,17 @@ def test_ddp_trains_a_graph_of_one_node(arch, tiny_config, tmp_path):
     assert flags == {"find_unused_parameters": False, "static_graph": True}  # no extra search
 
 
-def test_under_ddp_a_frozen_graph_keeps_its_logits(tiny_config, tmp_path):
-    """After the freeze the logits get no gradient: DDP is told (the model is wrapped again)
-    and they stay where they froze, on every rank."""
+@pytest.mark.parametrize("own_optimizer", [False, True])
+def test_under_ddp_a_frozen_graph_keeps_its_logits(own_optimizer, tiny_config, tmp_path):
+    """After the freeze the logits get no gradient (nor from the structure cost): DDP is told
+    (the model is wrapped again) and they stay where they froze, on every rank, also with an
+    optimiser of their own."""
     config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=2)
     config["arch"]["args"]["gate_schedule"]["freeze_epoch"] = 1  # frozen from epoch 2
+    if own_optimizer:
+        del config["arch"]["args"]["gate_schedule"]["lr"]
+        config["structure_optimizer"] = {"type": "SGD", "args": {"lr": 0.5}}
+        config["arch"]["args"]["structure_prior"] = {"edge_penalty": 0.1}
     run_ddp(["-c", str(write_config(tmp_path, config))], tmp_path)
     at_freeze = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-epoch1.pth")
     for rank in (0, 1):
