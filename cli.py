@@ -3,7 +3,6 @@ command-line options and how a run's config is read from -c / --resume and the o
 
 Each script asks for the flags it uses (add_flags), so its --help offers nothing it ignores.
 """
-import argparse
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from utils import distributed
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
 from utils.errors import ConfigError
+from utils.help_format import parser as help_parser
 
 # Flags that set a config key; any key can be set with --set.
 CONFIG_FLAGS = {
@@ -26,29 +26,36 @@ CONFIG_FLAGS = {
 
 
 def parser(description):
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    """A script's parser: --help shows its docstring as written and every flag's default."""
+    return help_parser(description)
 
 
-def add_flags(parser, *flags):
-    """The common options a script uses: -c, -r, -d, --set, --run-id and CONFIG_FLAGS names."""
-    helps = {
-        "-c": ("--config", "config file (JSON)"),
-        "-r": ("--resume", "checkpoint to resume from / evaluate"),
-        "-d": ("--device", "cpu, cuda (a GPU per process), cuda:N or N (one GPU), N,M (one "
-                           "process per GPU); indices among the visible GPUs"),
-        "--run-id": (None, "name of a new run's directory (default: date_time)"),
-    }
+LONG_NAMES = {"-c": "--config", "-r": "--resume", "-d": "--device"}
+HELPS = {
+    "-c": "config file (JSON)",
+    "-r": "checkpoint to read",
+    "-d": "cpu, cuda (a GPU per process), cuda:N or N (one GPU), N,M (one process per GPU); "
+          "indices among the visible GPUs (default: the config's n_gpu)",
+    "--run-id": "name of a new run's directory (default: date_time)",
+    "--set": "override config keys, e.g. --set trainer.epochs=3",
+}
+
+
+def add_flags(parser, *flags, helps=None):
+    """The common options a script uses: -c, -r, -d, --set, --run-id and CONFIG_FLAGS names.
+    helps: {flag: text} for what a flag means in this script (e.g. -r: the checkpoint to
+    evaluate), replacing the shared text."""
+    texts = {**HELPS, **{flag: f"sets {key} (default: the config's)"
+                         for flag, (key, _) in CONFIG_FLAGS.items()}, **(helps or {})}
     for flag in flags:
         if flag == "--set":
             parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                                help="override config keys, e.g. --set trainer.epochs=3")
+                                help=texts[flag])
         elif flag in CONFIG_FLAGS:
-            key, kind = CONFIG_FLAGS[flag]
-            parser.add_argument(flag, type=kind, help=f"sets {key}")
+            parser.add_argument(flag, type=CONFIG_FLAGS[flag][1], help=texts[flag])
         else:
-            long, text = helps[flag]
-            parser.add_argument(*[f for f in (flag, long) if f], help=text)
+            names = [flag] + ([LONG_NAMES[flag]] if flag in LONG_NAMES else [])
+            parser.add_argument(*names, help=texts[flag])
     return parser
 
 

@@ -62,6 +62,14 @@ def build_loader(config, split, sharded=False, **overrides):
                               overrides=overrides)
 
 
+def build_whole_loader(config, split, **overrides):
+    """The loader of a whole split, whatever data_loader.args.subset says: a subset is for
+    training quickly, and must not shrink the set a checkpoint is evaluated on."""
+    if "subset" in config["data_loader"]["args"]:
+        overrides.setdefault("subset", None)
+    return build_loader(config, split, **overrides)
+
+
 def build_model(config, input_dim, device="cpu"):
     return factories.init_obj(config, "arch", module_arch, input_dim=input_dim).to(device)
 

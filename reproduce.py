@@ -26,7 +26,7 @@ choose protocol settings before looking at any test number).
 
 --sweep KEY=V1,V2,... (repeatable) trains every model once per combination of the values, e.g.
 
-    python reproduce.py --dataset synthetic_dag --models graph_vae --seeds 0 1 2 \
+    python reproduce.py --dataset synthetic_dag --models graph_vae --seeds 0 1 2 \\
         --sweep arch.args.decoder=mlp,block arch.args.structure_prior.edge_penalty=0,0.1,0.3
 
 each combination a row of its own (runs/<model>-<values>_seed<k>.json). On a data set with a
@@ -34,7 +34,6 @@ known DAG (synthetic_dag) the table reports edge precision, recall and structura
 distance of the learned graphs; with learned graphs, sparsity.png plots the validation ELBO
 against the number of kept edges, and the edge values of every row are tabulated.
 """
-import argparse
 import itertools
 import json
 import math
@@ -50,6 +49,8 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import numpy as np
+
+from utils.help_format import parser as help_parser
 
 REPO = Path(__file__).resolve().parent
 IMAGE_MODELS = {  # key: (display name, base config)
@@ -83,25 +84,33 @@ REFERENCES = ("graph_vae", "recurrent_graph_vae")  # paired differences are take
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = help_parser(__doc__)
     parser.add_argument("--dataset", default="fashion_mnist",
-                        choices=IMAGE_DATASETS + SEQUENCE_DATASETS)
+                        choices=IMAGE_DATASETS + SEQUENCE_DATASETS,
+                        help="the data set every model is trained and evaluated on")
     parser.add_argument("--epochs", type=int, default=100, help="training epochs of every model")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("-k", "--samples", type=int, default=1000, help="importance samples")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        help="default: the four models and the control for images, VRNN and "
-                             "RecurrentGraphVAE for sequences")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="the runs' seeds: every model is trained once per seed (the "
+                             "statistics are over seeds)")
+    parser.add_argument("-k", "--samples", type=int, default=1000,
+                        help="importance samples per test example for log p(x)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
+                        help=f"the models to compare, of {', '.join(MODELS)} (default: the "
+                             f"four models and the control for images, VRNN and "
+                             f"RecurrentGraphVAE for sequences, GraphVAE on synthetic_dag)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides applied to every model")
-    parser.add_argument("--results", help="where the results go (default docs/results/<dataset>)")
-    parser.add_argument("--out", default="saved/reproduce", help="where checkpoints go")
+    parser.add_argument("--results",
+                        help="where the results go (default: docs/results/<dataset>)")
+    parser.add_argument("--out", default="saved/reproduce",
+                        help="where the runs' checkpoints go (a folder per data set below it)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
     parser.add_argument("--device", help="cpu, or the GPUs the runs share (cuda: all visible "
                                          "ones, the default when there are any; cuda:N, N, "
                                          "N,M: those); each worker process keeps one")
-    parser.add_argument("--test-limit", type=int, default=None, help="evaluate N test images")
+    parser.add_argument("--test-limit", type=int, default=None,
+                        help="evaluate the first N test examples only (default: the whole test "
+                             "split)")
     parser.add_argument("--validation-only", action="store_true",
                         help="train and report validation numbers; never touch the test set")
     parser.add_argument("--sweep", nargs="+", default=[], metavar="KEY=V1,V2",
@@ -405,7 +414,7 @@ def markdown_table(rows):
 
 # -- outputs ---------------------------------------------------------------------------------
 def write_outputs(results_dir, runs_by_variant, args):
-    from logger.figures import graph_figure, save_curves, save_tradeoff
+    from logger.figures import graph_figure, save_curves, save_figure, save_tradeoff
     reference_variant = next((v for v in runs_by_variant if v.model in REFERENCES), None)
     reference = runs_by_variant[reference_variant] if reference_variant else []
     reference_name = reference_variant.name if reference_variant else "—"
@@ -439,8 +448,9 @@ def write_outputs(results_dir, runs_by_variant, args):
         text += "".join(f"- {k}: {v}\n" for k, v in structure.items())
         summary.update(edges=edges, structure=structure)
         for run in reference:
-            figure = graph_figure(run["test"]["graph"])
-            figure.savefig(results_dir / f"graph_seed{run['seed']}.png", dpi=100)
+            save_figure(graph_figure(run["test"]["graph"], title=f"{reference_name} graph",
+                                     epoch=run["epochs"], seed=run["seed"]),
+                        results_dir / f"graph_seed{run['seed']}.png")
     values = edge_value_rows({v: runs for v, runs in runs_by_variant.items() if learned[v]})
     if values:
         text += ("\nEdge values (validation ELBO with the edge minus without it, nats; mean ± SD "
@@ -448,12 +458,15 @@ def write_outputs(results_dir, runs_by_variant, args):
         summary["edge_values"] = values
     (results_dir / "results.md").write_text(text)
     (results_dir / "results.json").write_text(json.dumps(summary, indent=1))
+    freeze = freeze_epoch(reference_variant or next(iter(runs_by_variant)), reference, args)
     panels = [{"title": "validation ELBO (nats), mean over seeds", "xlabel": "epoch",
+               "freeze_epoch": freeze,
                "curves": {v.name: mean_curve(runs, lambda h: -h["val_loss"])
                           for v, runs in runs_by_variant.items()}}]
     if reference:
         panels.append({"title": "edge probabilities (reference model, seed %d)" % reference[0]["seed"],
-                       "xlabel": "epoch", "curves": {
+                       "xlabel": "epoch", "ylim": (-0.02, 1.02), "freeze_epoch": freeze,
+                       "curves": {
                            name: [(h["epoch"], h["edge_probs"][name]) for h in reference[0]["history"]]
                            for name in reference[0]["history"][-1]["edge_probs"]}})
     save_curves(panels, results_dir / "curves.png")
@@ -481,6 +494,21 @@ def known_dag(dataset):
         return None
     from data_loader.synthetic_dag import true_dag
     return true_dag()
+
+
+def freeze_epoch(variant, runs, args):
+    """The epoch after which the graph was frozen, or None: from a run's history (the first
+    epoch that has the values measured at the freeze follows it), else from the variant's
+    config (arch.args.gate_schedule.freeze_epoch, GateSchedule's default when not given);
+    None when never frozen or not within the runs' epochs."""
+    for run in runs:
+        for h in run["history"]:
+            if "edge_values_at_freeze" in h:
+                return h["epoch"] - 1
+    from model.edge_gates import GateSchedule
+    schedule = model_config(variant, 0, args)["arch"].get("args", {}).get("gate_schedule", {})
+    epoch = schedule.get("freeze_epoch", GateSchedule.freeze_epoch)
+    return epoch if epoch is not None and epoch < args.epochs else None
 
 
 def mean_curve(runs, value):

@@ -1,11 +1,11 @@
 """Draw from a trained model: python sample.py --resume checkpoint -n 64 --out samples.png
 
 Images: samples come from the prior with the discrete graph (ancestral sampling, root first)
-and are shown as the likelihood's means. Sequences (RecurrentGraphVAE): --length steps are
-generated; pen strokes are drawn as lines, piano rolls as key-by-time images.
---traverse K shows what node K controls: every row keeps one draw of all other nodes fixed
-and the columns resample node K from its prior given its (fixed) parents; --traverse all
-writes one such image per node.
+and are shown as the likelihood's means. Sequences (RecurrentGraphVAE): --sequence-length
+steps are generated; pen strokes are drawn as lines, piano rolls as key-by-time images.
+--traverse K shows what node K controls: every row (--rows) keeps one draw of all other
+nodes fixed and the --traversal-steps columns resample node K from its prior given its
+(fixed) parents; --traverse all writes one such image per node.
 """
 import sys
 
@@ -28,13 +28,25 @@ OUT_FIX = "choose a writable --out path"
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "-d", "--seed")
-    args.add_argument("-n", "--n-samples", type=int, default=64, help="samples to draw")
-    args.add_argument("--out", default="samples.png", help="PNG file to write")
-    args.add_argument("--traverse", help="node index, or 'all': vary one node, fix the others")
-    args.add_argument("--rows", type=int, default=8, help="traversal rows (fixed draws)")
-    args.add_argument("--steps", type=int, default=10, help="traversal columns")
-    args.add_argument("--length", type=int, default=100, help="steps of generated sequences")
+    args = add_flags(parser(__doc__), "-r", "-d", "--seed", helps={
+        "-r": "checkpoint to sample from",
+        "-d": "cpu, cuda, cuda:N or N: the one device to sample on (default: the "
+              "checkpoint's n_gpu)",
+        "--seed": "seed of the random draws (default: the checkpoint's run seed)"})
+    args.add_argument("-n", "--n-samples", type=int, default=64,
+                      help="samples (images or sequences) to draw")
+    args.add_argument("--out", default="samples.png",
+                      help="PNG or JPEG file to write (--traverse all: one per node, "
+                           "<name>_z<k>.png)")
+    args.add_argument("--traverse",
+                      help="node index, or 'all': vary that node, fix the others (images; "
+                           "default: samples from the prior)")
+    args.add_argument("--rows", type=int, default=8,
+                      help="traversal rows: draws of the other nodes, each kept along its row")
+    args.add_argument("--traversal-steps", type=int, default=10,
+                      help="traversal columns: draws of the traversed node per row")
+    args.add_argument("--sequence-length", type=int, default=100,
+                      help="steps of each generated sequence (sequence models)")
     return args.parse_args(argv)
 
 
@@ -72,8 +84,8 @@ def main(argv=None):
     args = parse_args(argv)
     if not args.resume:
         raise ConfigError("give the checkpoint to sample from with --resume")
-    if min(args.n_samples, args.rows, args.steps, args.length) <= 0:
-        raise ConfigError("-n, --rows, --steps and --length must be positive")
+    if min(args.n_samples, args.rows, args.traversal_steps, args.sequence_length) <= 0:
+        raise ConfigError("-n, --rows, --traversal-steps and --sequence-length must be positive")
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"--out must name a {' or '.join(IMAGE_SUFFIXES)} file, got {out}")
@@ -84,9 +96,11 @@ def main(argv=None):
         out.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "generate"):
         kind = "strokes" if config["data_loader"]["type"] == "StrokesDataLoader" else "piano"
+        sequences = model.generate(args.n_samples, args.sequence_length).cpu().numpy()
         with writing(out, OUT_FIX):
-            save_sequence_figure(model.generate(args.n_samples, args.length).cpu().numpy(), kind, out)
-        print(f"{args.n_samples} generated sequences of {args.length} steps written to {out}")
+            save_sequence_figure(sequences, kind, out)
+        print(f"{args.n_samples} generated sequences of {args.sequence_length} steps written to "
+              f"{out}")
         return
     shape = image_shape_of(checkpoint)
     if args.traverse is None:
@@ -98,8 +112,9 @@ def main(argv=None):
     for node in parse_nodes(args.traverse, model.n_nodes):
         path = out if args.traverse != "all" else out.with_name(f"{out.stem}_z{node}{out.suffix}")
         with writing(path, OUT_FIX):
-            save_images(traversal(model, node, args.rows, args.steps, shape), path, nrow=args.steps)
-        print(f"node z{node}: {args.rows} rows x {args.steps} draws written to {path}")
+            save_images(traversal(model, node, args.rows, args.traversal_steps, shape), path,
+                        nrow=args.traversal_steps)
+        print(f"node z{node}: {args.rows} rows x {args.traversal_steps} draws written to {path}")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,16 @@ from utils.errors import run_cli  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
          "--save-dir", "--data-dir")
+HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
+               "(e.g. to fine-tune)",
+         "-r": "checkpoint to continue training from (its run goes on in its directory)",
+         "-d": "cpu, cuda, cuda:N or N (one GPU), or N,M (one DDP process per GPU, started "
+               "through torchrun); indices among the visible GPUs (default: the config's "
+               "n_gpu)"}
 
 
 def main(argv=None):
-    args = add_flags(parser(__doc__), *FLAGS).parse_args(argv)
+    args = add_flags(parser(__doc__), *FLAGS, helps=HELPS).parse_args(argv)
     if not distributed.launched_by_torchrun():
         devices = use_devices(args.device)  # GPUs that are not there: one line, here
         if devices is not None and len(devices.indices or ()) > 1:

@@ -32,6 +32,7 @@ class BaseDataLoader:
         if n_items <= 0:
             raise ValueError("the dataset is empty")
         self.n_items, self.num_replicas, self.rank = n_items, num_replicas, rank
+        self.split_size = n_items  # examples in the whole split; loaders with a subset say more
         self.batch_size = batch_size
         self.seed = seed
         self.drop_last = drop_last

@@ -6,17 +6,23 @@ Each run is bench/throughput.py under torchrun for a fixed number of steps per p
 the same global batch (the per-process batch is the config's divided by the process count);
 each process gets cores / processes threads.
 """
-import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-from bench.common import REPO
-from utils.config import load_json
+if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a package then
+    print("error: run the benchmarks from the repository's root as modules: "
+          "python -m bench.ddp_scaling", file=sys.stderr)
+    sys.exit(2)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from bench.common import REPO  # noqa: E402
+from utils.config import load_json  # noqa: E402
+from utils.help_format import parser as help_parser  # noqa: E402
 
 
 def run(config, procs, steps, global_batch, threads, device):
@@ -33,17 +39,18 @@ def run(config, procs, steps, global_batch, threads, device):
         return json.loads(out.read_text())["samples_per_s"]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", default=str(REPO / "config.json"))
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2])
+def main(argv=None):
+    parser = help_parser(__doc__)
+    parser.add_argument("-c", "--config", default=str(REPO / "config.json"),
+                        help="the config whose training step is timed")
+    parser.add_argument("--steps", type=int, default=60, help="timed training steps per process")
+    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2],
+                        help="process counts to time, one run each")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per process (default: cores / processes)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, a GPU per process)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     global_batch = load_json(args.config).get("data_loader", {}).get("args", {}).get("batch_size", 128)
     results = {}
     for procs in args.procs:

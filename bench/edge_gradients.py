@@ -9,16 +9,22 @@ ELBO (per example, the structure cost left out) are averaged over the batches. A
 total means that gradient descent raises sigma(alpha): the ELBO favours the edge. The share
 is the KL's part of the total. Nothing is written back to the checkpoint.
 """
-import argparse
-import json
 import sys
 
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a package then
+    print("error: run the benchmarks from the repository's root as modules: "
+          "python -m bench.edge_gradients", file=sys.stderr)
+    sys.exit(2)
 
-from experiment import build_loader, load_model
-from utils.checkpoint import load_checkpoint
-from utils.config import ConfigParser
-from utils.errors import ConfigError, run_cli
+import json  # noqa: E402
+
+import torch  # noqa: E402
+
+from experiment import build_loader, load_model  # noqa: E402
+from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.config import ConfigParser  # noqa: E402
+from utils.errors import ConfigError, run_cli  # noqa: E402
+from utils.help_format import parser as help_parser  # noqa: E402
 
 
 def edge_gradients(model, loader, batches):
@@ -46,11 +52,11 @@ def edge_gradients(model, loader, batches):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resume", required=True, help="checkpoint (from before the freeze)")
+    parser = help_parser(__doc__)
+    parser.add_argument("--resume", required=True,
+                        help="checkpoint whose edges are examined (from before the freeze)")
     parser.add_argument("--batches", type=int, default=50,
-                        help="training batches to average over (default: %(default)s)")
+                        help="training batches to average over")
     parser.add_argument("--json", help="also write the gradients to this JSON file")
     args = parser.parse_args(argv)
     checkpoint = load_checkpoint(args.resume)

@@ -6,37 +6,47 @@ Times model.metrics.importance_sampled_log_likelihood over the test images (the 
 test.py runs) with a trained checkpoint, or the default config's model (the cost does not
 depend on the weights). With --images below 10000 the full-set time is also extrapolated.
 """
-import argparse
-import json
-import os
-import time
-from pathlib import Path
+import sys
 
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a package then
+    print("error: run the benchmarks from the repository's root as modules: "
+          "python -m bench.eval_speed", file=sys.stderr)
+    sys.exit(2)
 
-from bench.common import REPO, bench_device, matmul_flops, record_matmuls, synchronize
-from experiment import build_loader, build_model, load_model
-from model.metrics import importance_sampled_log_likelihood
-from utils.checkpoint import load_checkpoint
-from utils.config import ConfigParser, load_json
+import json  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from bench.common import (REPO, bench_device, matmul_flops, record_matmuls,  # noqa: E402
+                          synchronize)
+from experiment import build_loader, build_model, load_model  # noqa: E402
+from model.metrics import importance_sampled_log_likelihood  # noqa: E402
+from utils.checkpoint import load_checkpoint  # noqa: E402
+from utils.config import ConfigParser, load_json  # noqa: E402
+from utils.help_format import parser as help_parser  # noqa: E402
 
 TEST_IMAGES = 10000
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resume", help="checkpoint to evaluate (default: untrained model)")
-    parser.add_argument("-k", "--samples", type=int, default=1000)
-    parser.add_argument("--images", type=int, default=TEST_IMAGES)
-    parser.add_argument("--batch-size", type=int, default=100)
+def main(argv=None):
+    parser = help_parser(__doc__)
+    parser.add_argument("--resume", help="checkpoint to time (default: the default config's "
+                                         "untrained model)")
+    parser.add_argument("-k", "--samples", type=int, default=1000,
+                        help="importance samples per image")
+    parser.add_argument("--images", type=int, default=TEST_IMAGES,
+                        help="test images to time (fewer: the full-set time is extrapolated)")
+    parser.add_argument("--batch-size", type=int, default=100, help="test images per batch")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the importance weights (fuses the elementwise "
                              "work; the compile time is reported apart)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -23,31 +23,40 @@ matmuls take at the library's speed) / (time the step took), so that a shared ma
 changing speed, which moves both, mostly cancels. Rates are medians over windows; the mean
 over all timed steps, the samples per process CPU-second and the load average are beside.
 """
-import argparse
-import json
-import os
-import statistics
-import time
-from pathlib import Path
+import sys
 
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a package then
+    print("error: run the benchmarks from the repository's root as modules: "
+          "python -m bench.throughput", file=sys.stderr)
+    sys.exit(2)
 
-from bench.common import (REPO, Roofline, bench_device, endless, matmul_flops, matmul_gflops,
-                          ops_per_step, record_matmuls, timed)
-from data_loader.batches import to_device
-from experiment import build_trainer
-from utils import distributed
-from utils.config import ConfigParser, apply_overrides, load_json
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from bench.common import (REPO, Roofline, bench_device, endless, matmul_flops,  # noqa: E402
+                          matmul_gflops, ops_per_step, record_matmuls, timed)
+from data_loader.batches import to_device  # noqa: E402
+from experiment import build_trainer  # noqa: E402
+from utils import distributed  # noqa: E402
+from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
+from utils.help_format import parser as help_parser  # noqa: E402
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", default=str(REPO / "config.json"))
+def parse_args(argv=None):
+    parser = help_parser(__doc__)
+    parser.add_argument("-c", "--config", default=str(REPO / "config.json"),
+                        help="the config whose training step is timed")
     parser.add_argument("--steps", type=int, default=200, help="timed training steps")
-    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="training steps before timing starts (not timed)")
     parser.add_argument("--window", type=int, default=10, help="steps per timed window")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config keys, e.g. --set trainer.amp=true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for the step and the rooflines alike "
                              "(default: torch's, one per core)")
@@ -56,11 +65,11 @@ def parse_args():
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda, cuda:N or N (the step and the rooflines; under "
                              "torchrun cuda: a GPU per process)")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     _, n_gpu = bench_device(args.device)

@@ -11,7 +11,6 @@ writes (all steps concatenated, plus each sequence's length) is plain data; set
 data_loader.args.source to it. It is the project's one reader of pickles, and the loaders
 never call it.
 """
-import argparse
 import codecs
 import pickle
 import sys
@@ -22,6 +21,7 @@ from numpy._core.multiarray import _reconstruct  # what NumPy's pickles of array
 
 from data_loader.sequence_datasets import STROKE_WIDTH, check_sequences, save_sequences
 from utils.errors import DataError, run_cli
+from utils.help_format import parser as help_parser
 
 
 def latin1_bytes(text, encoding):
@@ -93,10 +93,12 @@ def convert(source, target):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("source", type=Path, help="the strokes.npy (object array) to convert")
-    parser.add_argument("target", type=Path, help="the .npz to write")
+    parser = help_parser(__doc__)
+    parser.add_argument("source", type=Path,
+                        help="the strokes.npy to convert: an object array of (T, 3) arrays "
+                             "(pen_lift, dx, dy)")
+    parser.add_argument("target", type=Path,
+                        help="the .npz to write (then: --set data_loader.args.source=TARGET)")
     args = parser.parse_args(argv)
     if args.target.suffix != ".npz":
         raise DataError(f"the output must end in .npz, got {args.target}")

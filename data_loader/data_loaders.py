@@ -48,8 +48,9 @@ class ImageDataLoader(BaseDataLoader):
         if subset is not None and (not isinstance(subset, int) or subset <= 0):
             raise ValueError(f"subset must be a positive number of images, got {subset}")
         check_split_seed(split_seed)
-        images = select_split(load_images(dataset, data_dir, train=split != "test"),
-                              split, validation_size, split_seed)[:subset]
+        whole = select_split(load_images(dataset, data_dir, train=split != "test"),
+                             split, validation_size, split_seed)
+        images = whole[:subset]
         self.data = "8-bit" if binarize == "none" else "binary"
         self.input_dim, self.image_shape = images.shape[1], IMAGE_SHAPES[dataset]
         self.dynamic = split == "train" and binarize != "fixed"  # fresh draws every batch
@@ -64,6 +65,7 @@ class ImageDataLoader(BaseDataLoader):
                 self.fixed = torch.bernoulli(self.intensities, generator=generator)
         super().__init__(len(images), batch_size, shuffle=shuffle and split == "train",
                          seed=seed, drop_last=False, num_replicas=num_replicas, rank=rank)
+        self.split_size = len(whole)
 
     def to(self, device):
         """Keep the images on device (e.g. a GPU: tens of MB), so that batches, and their

@@ -4,7 +4,8 @@ the synthetic ground-truth DAG images, 16x16, generated in memory (data_loader/s
 
 Where the files come from, in order:
   1. files already in data_dir (torchvision's layout, e.g. <data_dir>/FashionMNIST/raw/,
-     <data_dir>/cifar-10-batches-py/),
+     <data_dir>/cifar-10-batches-py/, Omniglot's extracted PNG folders in
+     <data_dir>/omniglot-py/images_background/ and images_evaluation/),
   2. for Fashion-MNIST, Debian's `dataset-fashion-mnist` package: its IDX .gz files are
      decompressed into <data_dir>/FashionMNIST/raw/ (torchvision rejects their checksums as .gz),
   3. torchvision's download, for users with internet.
@@ -34,6 +35,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IDX_IMAGES = b"\x00\x00\x08\x03"  # magic: unsigned bytes, 3 dimensions (n, rows, columns)
 FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
+OMNIGLOT_FOLDERS = {True: "images_background", False: "images_evaluation"}  # train, test
 
 
 # (channels, height, width) of each data set's images
@@ -168,19 +170,34 @@ def load_image_cache(path):
 
 
 def resized_omniglot(name, data_dir, train):
+    """Omniglot's PNGs, read straight from its extracted folders
+    <data_dir>/omniglot-py/images_{background,evaluation}/<alphabet>/<character>/*.png in
+    sorted order, so a user's folders load offline (torchvision's own Omniglot class
+    requires the downloaded zip and its MD5 sum), resized to 28x28 with ink as 255."""
     import torchvision
-    import torchvision.transforms.functional as TF
-    root = data_dir / "omniglot-py"
-    try:
-        dataset = torchvision.datasets.Omniglot(data_dir, background=train, download=False)
-    except RuntimeError:
+    folder = data_dir / "omniglot-py" / OMNIGLOT_FOLDERS[train]
+    if not folder.is_dir():
         download(lambda: torchvision.datasets.Omniglot(data_dir, background=train,
-                                                       download=True), name, root,
-                 f"put torchvision's Omniglot folders (images_background/, "
-                 f"images_evaluation/) in {root}")
-        dataset = torchvision.datasets.Omniglot(data_dir, background=train, download=False)
-    images = []
-    for image, _ in dataset:
-        small = TF.resize(TF.pil_to_tensor(image.convert("L")), [28, 28], antialias=True)
-        images.append(255 - small.reshape(-1))  # paper-style: ink is 1, background 0
-    return torch.stack(images).to(torch.uint8)
+                                                       download=True), name, folder,
+                 f"put Omniglot's extracted folders (images_background/, images_evaluation/, "
+                 f"each <alphabet>/<character>/*.png) in {folder.parent}")
+    paths = sorted(folder.glob("*/*/*.png"))
+    if not paths:
+        raise DataError(f"{folder} holds no <alphabet>/<character>/*.png images; put "
+                        f"Omniglot's extracted {folder.name}/ folder there")
+    return torch.stack([omniglot_image(path) for path in paths])
+
+
+def omniglot_image(path):
+    """One Omniglot PNG as 28 * 28 bytes, ink 255 and background 0 (the files draw ink
+    black on white)."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            grey = TF.pil_to_tensor(image.convert("L"))
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise DataError(f"{path} is not a readable PNG image ({type(e).__name__}); replace it "
+                        f"with Omniglot's original file") from None
+    small = TF.resize(grey, [28, 28], antialias=True)
+    return (255 - small.reshape(-1)).to(torch.uint8)

@@ -216,6 +216,12 @@ class EdgeGates(nn.Module):
         self.values_at_freeze.copy_(torch.tensor([values[name] for name in self.names]))
         self.values_measured.fill_(True)
 
+    def measured_values_at_freeze(self):
+        """{edge name: value} measured at the freeze, {} before."""
+        if not self.values_measured:
+            return {}
+        return dict(zip(self.names, self.values_at_freeze.tolist()))
+
     @contextmanager
     def forcing_graph(self, graph):
         """Within the block, `graph` (n_edges,) of 0/1 replaces the gates in training and in
@@ -262,9 +268,10 @@ class EdgeGates(nn.Module):
         edges = [{"src": j, "dst": i, "name": name, "prob": p, "kept": bool(k),
                   "status": edge_status(p, k, self.learned)}
                  for (j, i), name, p, k in zip(self.edges, self.names, probs, kept)]
-        if self.values_measured:
-            for edge, value in zip(edges, self.values_at_freeze.tolist()):
-                edge["value_at_freeze"] = value
+        values = self.measured_values_at_freeze()
+        for edge in edges:
+            if edge["name"] in values:
+                edge["value_at_freeze"] = values[edge["name"]]
         graph = {"nodes": nodes, "edges": edges, "structure": self.structure,
                  "edges_dropped": sum(not k for k in kept)}
         if self.learned:

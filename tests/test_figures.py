@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 import reproduce
-from logger.figures import graph_figure, graph_to_dot, save_curves, save_sequence_figure
+from logger.figures import (curves_figure, graph_figure, graph_to_dot, save_curves,
+                            save_sequence_figure)
 
 
 @pytest.fixture
@@ -55,6 +56,68 @@ def test_the_graph_figure_draws_every_edge_dropped_ones_dashed(graph):
     assert dashed == sum(not e["kept"] for e in graph["edges"])
     widths = {e["name"]: a.get_linewidth() for e, a in zip(graph["edges"], arrows)}
     assert widths["z2->z0"] > widths["z3->z0"]  # p 0.99 against 0.08
+
+
+def edge_labels(figure):
+    """{edge name: label text} of a graph figure (each label carries its edge's name)."""
+    return {t.get_gid(): t.get_text() for t in figure.axes[0].texts if t.get_gid()}
+
+
+def arrows_of(figure):
+    return [a for a in figure.axes[0].texts if getattr(a, "arrow_patch", None)]
+
+
+def test_every_edge_is_labelled_with_its_probability_and_its_values_when_measured(graph):
+    graph["edges"][0].update(value=0.1234, value_at_freeze=-0.5)  # z4->z3
+    graph["edges"][1].update(value=-2.0)  # z4->z2: no value at the freeze
+    labels = edge_labels(graph_figure(graph))
+    assert set(labels) == {e["name"] for e in graph["edges"]}
+    for edge in graph["edges"]:
+        assert labels[edge["name"]].splitlines()[0] == f"{edge['prob']:.2f}"
+    assert labels["z4->z3"].splitlines()[1:] == ["v +0.12", "f -0.50"]
+    assert labels["z4->z2"].splitlines()[1:] == ["v -2.00"]
+    assert labels["z3->z0"] == "0.08"
+
+
+def test_undecided_edges_have_a_third_style_and_the_title_names_epoch_and_seed(graph):
+    graph["edges"][3]["status"] = "undecided"  # z4->z0, p = 0.55
+    figure = graph_figure(graph, epoch=100, seed=2)
+    styles = [a.arrow_patch.get_linestyle() for a in arrows_of(figure)]
+    kept, dropped = styles[0], styles[2]  # z4->z3 kept, z4->z1 dropped
+    assert len({kept, dropped, styles[3]}) == 3
+    assert figure.axes[0].get_title() == "learned graph, epoch 100, seed 2"
+    assert graph_figure(graph, title="GraphVAE graph").axes[0].get_title() == "GraphVAE graph"
+
+
+def test_the_recurrent_models_cross_step_edges_are_drawn_from_a_column_for_step_t_minus_1():
+    from model import RecurrentGraphVAE
+    graph = RecurrentGraphVAE(n_nodes=3, node_dim=2, rnn_hidden=8, hidden=8,
+                              feature_dim=4).describe_graph()
+    figure = graph_figure(graph)
+    names = [e["name"] for e in graph["edges"] + graph["cross_edges"]]
+    assert len(names) == 3 + 9 and set(edge_labels(figure)) == set(names)
+    starts = [a.xyann for a in arrows_of(figure)]  # where each arrow leaves, in edge order
+    assert len(starts) == 12
+    assert all(x == 0 for x, _ in starts[:3]) and all(x < 0 for x, _ in starts[3:])
+    assert [y for _, y in starts[3:]] == [e["src"] for e in graph["cross_edges"]]
+
+
+def test_curves_focus_on_where_they_end_and_mark_the_freeze():
+    epochs = range(1, 21)
+    elbo = {"early outlier": [(e, -295.0 if e == 1 else -232.0 + 0.01 * e) for e in epochs],
+            "better": [(e, -231.0 - 10.0 / e) for e in epochs]}
+    figure = curves_figure([{"curves": elbo, "freeze_epoch": 10}])
+    low, high = figure.axes[0].get_ylim()
+    tails = [y for points in elbo.values() for _, y in points[10:]]  # -231.91 ... -231.50
+    assert low < min(tails) and high > max(tails) and high - low < 1  # not down to -295
+    assert [line.get_xdata()[0] for line in figure.axes[0].lines[2:]] == [10]
+    assert curves_figure([{"curves": elbo, "ylim": (0, 1)}]).axes[0].get_ylim() == (0, 1)
+
+
+def test_twelve_curves_get_twelve_colours():
+    curves = {f"z{k}(t-1)->z0": [(1, k / 12), (2, k / 11)] for k in range(12)}
+    lines = curves_figure([{"curves": curves}]).axes[0].lines
+    assert len(lines) == 12 and len({line.get_color() for line in lines}) == 12
 
 
 def test_curves_and_sequences_are_written_as_pngs(tmp_path):

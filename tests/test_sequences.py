@@ -12,7 +12,7 @@ import test as test_script
 import train
 from data_loader.batches import time_chunks
 from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
-from data_loader.sequence_datasets import positions_to_strokes, score_to_roll
+from data_loader.sequence_datasets import load_piano_rolls, positions_to_strokes, score_to_roll
 from logger.figures import strokes_to_positions
 from model import RecurrentGraphVAE
 from model.objective import negative_elbo
@@ -130,6 +130,16 @@ def test_a_hand_made_score_becomes_the_expected_piano_roll():
     assert roll[2].sum() == 0 and np.flatnonzero(roll[3]).tolist() == [43, 46]
 
 
+def test_the_real_bach_chorales_are_read_from_music21s_corpus(tmp_path):
+    """From the chorales' own files (an empty data folder: no cache to read instead)."""
+    rolls = load_piano_rolls(tmp_path, limit=2)
+    assert len(rolls) == 2 and all(r.shape[1] == 88 and len(r) > 16 for r in rolls)
+    voices = np.concatenate(rolls).sum(axis=1)
+    assert set(np.unique(np.concatenate(rolls))) <= {0.0, 1.0}
+    assert voices.max() <= 4 and (voices >= 3).mean() > 0.5  # four-part harmony
+    assert [p.name for p in tmp_path.iterdir()] == ["bach_chorales350_first2.npz"]
+
+
 def test_the_real_handwriting_data_loads_offline():
     loader = StrokesDataLoader(data_dir=str(DATA_DIR), split="train", batch_size=8)
     assert len(loader.sequences) == 168  # 80 % of 30 shapes x 7 demonstrations
@@ -158,8 +168,8 @@ def test_a_short_run_on_real_handwriting_lowers_the_validation_loss(strokes_conf
     assert results["per"] == "step" and len(results["graph"]["cross_edges"]) == 9
     assert len(results["active_units"]) == 3 and results["n_units"] > results["n_examples"]
     out = tmp_path / "strokes.png"
-    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4", "--length",
-                                        "30", "--out", str(out)])) == 0
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4",
+                                        "--sequence-length", "30", "--out", str(out)])) == 0
     assert Image.open(out).size[0] > 100
 
 

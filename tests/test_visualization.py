@@ -62,7 +62,8 @@ def parse_dot_edges(text):
             re.findall(r"z(\d+) -> z(\d+) \[[^\]]*style=(\w+)", text)}
 
 
-def test_test_script_exports_the_discrete_graph_as_json_and_dot(tiny_config, tmp_path):
+def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config, tmp_path,
+                                                                      capsys):
     checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     with torch.no_grad():  # make the discrete graph non-trivial: drop one edge
         state = load_checkpoint(checkpoint)
@@ -70,13 +71,34 @@ def test_test_script_exports_the_discrete_graph_as_json_and_dot(tiny_config, tmp
         torch.save(state, checkpoint)
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "2",
                                              "--limit", "20"])) == 0
-    graph = json.loads(checkpoint.with_name("graph.json").read_text())
+    graph = json.loads(checkpoint.with_name("model_best-graph.json").read_text())
     kept = {(e["src"], e["dst"]): e["kept"] for e in graph["edges"]}
     assert kept == {(1, 0): True, (2, 0): False, (2, 1): True}
     assert [round(e["prob"], 3) for e in graph["edges"]] == [0.881, 0.119, 0.622]
     assert graph["edges_dropped"] == 1
-    dot = parse_dot_edges(checkpoint.with_name("graph.dot").read_text())
+    dot = parse_dot_edges(checkpoint.with_name("model_best-graph.dot").read_text())
     assert dot == {edge: "solid" if on else "dashed" for edge, on in kept.items()}
+    assert not checkpoint.with_name("graph.json").exists()  # named after its checkpoint
+
+    # tiny_config trains on a subset of 512 images: the test set is still all 10,000, the
+    # edge values use validation as training saw it, and the report says both.
+    capsys.readouterr()
+    assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "0",
+                                             "--bs", "1000"])) == 0
+    out = capsys.readouterr().out
+    results = json.loads(checkpoint.with_name("model_best-test.json").read_text())
+    assert results["n_examples"] == results["examples_in_split"] == 10000
+    assert results["edge_values_on"] == {"split": "valid", "n_examples": 512,
+                                         "examples_in_split": 1000}
+    header = out[:out.index("ELBO")]
+    assert "(epoch 1)" in header and "ImageDataLoader, fashion_mnist" in header
+    assert "test split, 10000 of 10000 examples evaluated" in header
+    assert "validation split as training used it, 512 of 1000 examples" in header
+    assert checkpoint.with_name("model_best-test.json").read_text().startswith('{\n  "')
+    assert f"Results written to {checkpoint.with_name('model_best-test.json')}" in out
+    assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "0",
+                                             "--limit", "30", "--no-edge-values"])) == 0
+    assert "test split, 30 of 10000 examples evaluated" in capsys.readouterr().out
 
 
 def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
@@ -86,7 +108,8 @@ def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
                                         "--out", str(out)])) == 0
     assert Image.open(out).size == (2 + 4 * 30, 2 + 4 * 30)
     assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "--traverse", "all",
-                                        "--rows", "3", "--steps", "5", "--out", str(out)])) == 0
+                                        "--rows", "3", "--traversal-steps", "5",
+                                        "--out", str(out)])) == 0
     for node in range(3):
         assert Image.open(tmp_path / f"samples_z{node}.png").size == (2 + 5 * 30, 2 + 3 * 30)
 

@@ -53,15 +53,16 @@ def write_step(writer, step, loss, grad_norm):
 
 
 @torch.no_grad()
-def write_figures(writer, model, loader, device, epoch):
-    """The graph, reconstructions of the first batch of loader and samples, drawn with their
-    own random numbers (switching TensorBoard on does not change training)."""
+def write_figures(writer, model, loader, device, epoch, seed=None):
+    """The graph (titled with the epoch and the run's seed), reconstructions of the first
+    batch of loader and samples, drawn with their own random numbers (switching TensorBoard
+    on does not change training)."""
     from logger.figures import (
         log_epoch_figures,  # matplotlib, only when figures are drawn
     )
     x = to_device(next(iter(loader)), device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        log_epoch_figures(writer, model, x, getattr(loader, "image_shape", None), epoch)
+        log_epoch_figures(writer, model, x, getattr(loader, "image_shape", None), epoch, seed)
 
 
 def write_hparams(writer, config):

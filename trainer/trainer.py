@@ -89,10 +89,9 @@ class Trainer(BaseTrainer):
 
     def values_at_freeze(self, epoch):
         """{edge: value} measured at the start of `epoch` if the graph froze then, else {}."""
-        return {edge["name"]: edge["value_at_freeze"]
-                for gates in self.model.gate_sets().values()
+        return {name: value for gates in self.model.gate_sets().values()
                 if gates.learned and gates.schedule.freeze_epoch == epoch - 1
-                for edge in gates.describe(0)["edges"] if "value_at_freeze" in edge}
+                for name, value in gates.measured_values_at_freeze().items()}
 
     def train_step(self, batch):
         """One ELBO step per chunk of the batch (the batch itself, unless truncated BPTT cuts
@@ -241,4 +240,4 @@ class Trainer(BaseTrainer):
             rates["structure"] = structure.param_groups[-1]["lr"]
         tensorboard.write_epoch(self.writer, log, epoch, rates)
         tensorboard.write_figures(self.writer, self.model, self.valid_data_loader or
-                                  self.data_loader, self.device, epoch)
+                                  self.data_loader, self.device, epoch, self.config["seed"])
