@@ -2,6 +2,11 @@
 command-line options and how a run's config is read from -c / --resume and the overrides.
 
 Each script asks for the flags it uses (add_flags), so its --help offers nothing it ignores.
+
+Paths are the user's: a checkpoint may come from anywhere, so the config stored in it never
+says where anything is written or where data is read. A resumed run writes beside its
+checkpoint (utils/run_dirs.save_dir_of), and data comes from --data-dir or the user's -c
+config (by default data/).
 """
 import copy
 from dataclasses import dataclass
@@ -12,6 +17,7 @@ from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
 from utils.errors import ConfigError
 from utils.help_format import parser as help_parser
+from utils.run_dirs import save_dir_of
 
 # Flags that set a config key; any key can be set with --set.
 CONFIG_FLAGS = {
@@ -48,7 +54,11 @@ def add_flags(parser, *flags, helps=None):
     texts = {**HELPS, **{flag: f"sets {key} (default: the config's)"
                          for flag, (key, _) in CONFIG_FLAGS.items()}, **(helps or {})}
     for flag in flags:
-        if flag == "--set":
+        if flag == "--allow-unverified":
+            parser.add_argument("--allow-unverified", action="store_true",
+                                help="accept a checkpoint that carries no SHA-256 digest "
+                                     "(torch.save's, or an older graphvae's)")
+        elif flag == "--set":
             parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                                 help=texts[flag])
         elif flag in CONFIG_FLAGS:
@@ -114,19 +124,22 @@ def load_run_config(args, max_devices=None, script="this script"):
     """(ConfigParser, checkpoint or None) from -c / --resume and the overrides.
 
     Resuming continues the checkpoint's run: its config is taken from the checkpoint (or from
-    -c when given, e.g. to fine-tune) and the run directory is the checkpoint's. --device sets
-    n_gpu (max_devices: how many GPUs the script can use).
+    -c when given, e.g. to fine-tune), the run directory is the checkpoint's and its logs go
+    beside it; the data directory is --data-dir, -c's, or the default, never the checkpoint's.
+    --device sets n_gpu (max_devices: how many GPUs the script can use).
     """
     devices = use_devices(getattr(args, "device", None), max_devices, script)
     checkpoint, run_dir = None, None
     resume = getattr(args, "resume", None)
     if resume:
-        checkpoint = load_checkpoint(resume)
+        refuse_new_run_flags(args, Path(resume).parent)
+        checkpoint = load_checkpoint(resume, getattr(args, "allow_unverified", False))
         run_dir = Path(resume).parent
     if getattr(args, "config", None):
         config = load_json(args.config)
     elif checkpoint is not None:
         config = copy.deepcopy(checkpoint["config"])  # the checkpoint's stays as it was saved
+        without_paths(config)
     else:
         raise ConfigError("give a config with -c config.json, or a checkpoint with --resume")
     for flag, (key, _) in CONFIG_FLAGS.items():
@@ -136,7 +149,38 @@ def load_run_config(args, max_devices=None, script="this script"):
     config = apply_overrides(config, getattr(args, "set", []))
     if devices is not None:  # --device 0,1: those GPUs; --device cpu: the CPU
         config["n_gpu"] = devices.n_gpu
+    if run_dir is not None and isinstance(config, dict) \
+            and isinstance(config.setdefault("trainer", {}), dict):
+        config["trainer"]["save_dir"] = str(save_dir_of(run_dir))
     parsed = ConfigParser(config, run_dir=run_dir)
     if getattr(args, "run_id", None) and checkpoint is None:
         parsed.name_run(args.run_id)
     return parsed, checkpoint
+
+
+def refuse_new_run_flags(args, run_dir):
+    """--run-id and --save-dir choose a new run's directory: with --resume they would be
+    ignored, so they are refused."""
+    given = [flag for flag, value in (("--run-id", getattr(args, "run_id", None)),
+                                      ("--save-dir", getattr(args, "save_dir", None)))
+             if value is not None]
+    given += ["--set trainer.save_dir" for item in getattr(args, "set", None) or []
+              if item.partition("=")[0] == "trainer.save_dir"]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} {'choose' if len(given) > 1 else 'chooses'} "
+                          f"where a new run goes; a resumed run "
+                          f"continues in its checkpoint's directory {run_dir}: leave "
+                          f"{'them' if len(given) > 1 else 'it'} out (to continue elsewhere, "
+                          f"copy that directory there and resume the copy)")
+
+
+def without_paths(config):
+    """A checkpoint's config without the paths it names: where the run writes comes from the
+    checkpoint's location, where data is read from the user (--data-dir, or the default)."""
+    trainer = config.get("trainer")
+    if isinstance(trainer, dict):
+        trainer.pop("save_dir", None)
+    args = (config.get("data_loader") or {}).get("args") if isinstance(
+        config.get("data_loader"), dict) else None
+    if isinstance(args, dict):
+        args.pop("data_dir", None)

@@ -15,6 +15,7 @@ from trainer import Trainer
 from utils import distributed, factories
 from utils.checkpoint import restore_model
 from utils.errors import ConfigError
+from utils.model_size import check_model_size
 
 # Optimizers whose single-kernel (fused) implementation is used unless the config chooses
 # (optimizer.args.fused / foreach): the for-loop form runs a dozen small kernels per parameter
@@ -71,12 +72,22 @@ def build_whole_loader(config, split, **overrides):
 
 
 def build_model(config, input_dim, device="cpu"):
-    return factories.init_obj(config, "arch", module_arch, input_dim=input_dim).to(device)
+    """The configured model for data of input_dim values, its size checked before any memory
+    is allocated (utils/model_size.py)."""
+    build = lambda: factories.init_obj(config, "arch", module_arch, input_dim=input_dim)  # noqa: E731
+    check_model_size(build)
+    return build().to(device)
 
 
 def check_data_fits_model(loader, model):
     """The likelihood models the data the loader gives (their `data`), or a one-line
     ConfigError: e.g. a Bernoulli likelihood for 8-bit pixels."""
+    if loader.input_dim != model.input_dim:
+        shape = getattr(loader, "image_shape", None)
+        raise ConfigError(f"the data gives {loader.input_dim} values per example"
+                          + (f" (images of {tuple(shape)})" if shape else "")
+                          + f", but the model takes {model.input_dim}; use the data the "
+                          f"model was trained on (data_loader.args.dataset)")
     likelihood = model.likelihood
     if loader.data == likelihood.data:
         return
@@ -86,6 +97,23 @@ def check_data_fits_model(loader, model):
     raise ConfigError(f"arch.args.likelihood '{likelihood.name}' models {likelihood.data} data, "
                       f"but the data loader gives {loader.data} data: use likelihood {fits}, "
                       f"or {other_data.get(likelihood.data, 'other data_loader.args')}")
+
+
+def check_batches_train(loader, model):
+    """A model with BatchNorm trains on batches of two examples or more (the statistics of one
+    example are undefined): a last batch of one is left out of each epoch, and a batch size
+    or a training split that leaves no such batch is one line."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    if loader.batch_size < 2:
+        raise ConfigError(f"data_loader.args.batch_size {loader.batch_size} cannot train "
+                          f"{type(model).__name__}, whose BatchNorm layers need at least 2 "
+                          f"examples per batch; use --bs 2 or more")
+    loader.drop_batches_below(2)
+    if len(loader) == 0:
+        raise ConfigError(f"the training split holds {loader.examples()} example(s) per "
+                          f"process, fewer than the 2 a batch needs for BatchNorm; use more "
+                          f"data (data_loader.args.subset, a smaller validation_size)")
 
 
 def load_model(config, checkpoint, path, device="cpu"):
@@ -184,6 +212,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
         valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
     model = build_model(config, train_loader.input_dim, device)
     check_data_fits_model(train_loader, model)
+    check_batches_train(train_loader, model)
     if world_size > 1 and device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer, lr_scheduler, structure_optimizer = build_optimizer(config, model)

@@ -246,19 +246,48 @@ def write_run(results_dir, key, seed, record, per_example):
 
 def read_run(results_dir, key, seed, settings):
     """A finished run's record (and per-example arrays), or None if it has not finished."""
+    from utils.config import parse_json
+    from utils.errors import ConfigError
     path = run_path(results_dir, key, seed)
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    damaged = (f"{path} is not a whole results file of reproduce.py ({{}}); delete it (and "
+               f"{path.with_suffix('.npz').name} beside it) to train and evaluate that run again")
+    try:
+        record = parse_json(path.read_text(encoding="utf-8"), str(path))
+    except (ConfigError, OSError, UnicodeDecodeError) as e:
+        raise ConfigError(damaged.format(str(e).split(": ", 1)[-1][:80])) from None
+    problem = record_problem(record, settings)
+    if problem:
+        raise ConfigError(damaged.format(problem))
     if record["settings"] != settings or record["epochs"] != settings["epochs"]:
-        from utils.errors import ConfigError
         raise ConfigError(f"{path} was made with other settings ({record['settings']}); "
                           f"choose another --results directory")
     npz = path.with_suffix(".npz")
     if npz.is_file():
-        with np.load(npz, allow_pickle=False) as arrays:
-            record["per_example"] = {k: arrays[k] for k in arrays.files}
+        try:
+            with np.load(npz, allow_pickle=False) as arrays:
+                record["per_example"] = {k: arrays[k] for k in arrays.files}
+        except (ValueError, OSError, EOFError, KeyError) as e:
+            raise ConfigError(f"{npz} is not a whole per-image results file "
+                              f"({type(e).__name__}); delete it and {path.name} to train "
+                              f"and evaluate that run again") from None
     return record
+
+
+def record_problem(record, settings):
+    """What a results record lacks for the tables, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    needed = {"settings": dict, "epochs": int, "seconds": (int, float), "history": list}
+    if not settings["validation_only"]:
+        needed["test"] = dict
+    for key, kind in needed.items():
+        if not isinstance(record.get(key), kind):
+            return f"no '{key}'"
+    if not record["history"] or not all(isinstance(h, dict) for h in record["history"]):
+        return "an empty or damaged 'history'"
+    return None
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -526,16 +555,18 @@ def main(argv=None):
     wrong = [m for m in args.models if (m in SEQUENCE_MODELS) != (kind == "sequence")]
     if wrong:
         raise ConfigError(f"--models {' '.join(wrong)} do not fit the {kind} dataset {args.dataset}")
-    if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
-        raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
+    check_numbers(args)
     for dataset, configs in (("cifar10", CIFAR10_CONFIGS), ("synthetic_dag", SYNTHETIC_CONFIGS)):
         if args.dataset == dataset and not set(args.models) <= set(configs):
             raise ConfigError(f"{dataset} has configs for --models {' '.join(configs)} only")
     args.results = args.results or str(REPO / "docs" / "results" / args.dataset)
     args.out = str(Path(args.out) / args.dataset)
     results_dir = Path(args.results)
+    for flag, path in (("--results", results_dir), ("--out", Path(args.out))):
+        check_writable_dir(flag, path)
     # Seed by seed, the reference model first: an interrupted run leaves whole seeds behind.
     order = sorted(variants(args.models, args.sweep), key=lambda v: v.model not in REFERENCES)
+    check_configs(order, args)
     todo = [(variant, seed) for seed in args.seeds for variant in order
             if read_run(results_dir, variant.key, seed, settings_of(args, variant)) is None]
     if todo:
@@ -589,6 +620,50 @@ def take_a_gpu(slots, gpus):
         distributed.choose_gpus([gpu], str(gpu))
 
 
+def check_numbers(args):
+    """The numbers on the command line, before anything trains: each run is a distinct seed,
+    and the table's log p(x) needs importance samples (-k) unless only validation is asked."""
+    from utils.config import SEED
+    from utils.errors import ConfigError
+    if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
+        raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
+    if args.samples == 0 and not args.validation_only:
+        raise ConfigError("-k 0 leaves the table without its log p(x) (importance-sampled); "
+                          "give -k K > 0, or --validation-only for validation numbers")
+    if args.test_limit is not None and args.test_limit <= 0:
+        raise ConfigError(f"--test-limit must be a positive number of test images, got "
+                          f"{args.test_limit}")
+    repeated = sorted({seed for seed in args.seeds if args.seeds.count(seed) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds gives {', '.join(map(str, repeated))} more than once; "
+                          f"each seed is one run (give distinct seeds)")
+    wrong = [seed for seed in args.seeds if not SEED[0](seed)]
+    if wrong:
+        raise ConfigError(f"--seeds must be integers in 0..2**63-1, got {wrong[0]}")
+
+
+def check_writable_dir(flag, path):
+    """path is a directory that can be written, or can be created: found out before training,
+    not when the first results are written."""
+    from utils.errors import ConfigError
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a directory; choose "
+                          f"another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} cannot be written; choose another "
+                          f"{flag}")
+
+
+def check_configs(variants_in_order, args):
+    """Every run's config (--set, --sweep values included) passes the config checks before
+    any run trains."""
+    from utils.config import ConfigParser
+    for variant in variants_in_order:
+        for seed in args.seeds:
+            ConfigParser(model_config(variant, seed, args))
+
+
 def run_in_turn(pool, calls, at_a_time):
     """Run calls, (function, *arguments) tuples, in the pool, at most at_a_time at once. After
     a failure or Ctrl-C no other call starts: each is submitted only when a slot is free,
@@ -605,18 +680,21 @@ def run_in_turn(pool, calls, at_a_time):
 
 @contextmanager
 def stops_reach_workers():
-    """While runs train, a SIGTERM to this process (`kill <pid>`, a job scheduler) is passed on
-    to the worker processes, whose trainers save a checkpoint and stop; the failed runs then end
-    run_in_turn. Without it the workers trained on, orphaned. (Ctrl-C in a terminal already
-    reaches the whole process group.)"""
+    """While runs train, a SIGTERM or SIGHUP to this process (`kill <pid>`, a job scheduler, a
+    closed terminal or ssh connection) is passed on to the worker processes, whose trainers
+    save a checkpoint and stop; the failed runs then end run_in_turn. Without it the workers
+    trained on, orphaned, or this process died without waiting for them. (Ctrl-C in a
+    terminal already reaches the whole process group.)"""
     def forward(signum, frame):
         for worker in active_children():
             os.kill(worker.pid, signum)
-    previous = signal.signal(signal.SIGTERM, forward)
+    forwarded = (signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, forward) for s in forwarded}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def default_threads():

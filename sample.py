@@ -24,11 +24,14 @@ from logger.figures import save_images, save_sequence_figure  # noqa: E402
 from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg")
+MAX_IMAGES = 10_000  # images in one figure: a 100 x 100 grid
+MAX_SEQUENCES = 400  # generated sequences in one figure, each a plot of its own
+MAX_LENGTH = 10_000  # steps of a generated sequence (generated one after another)
 OUT_FIX = "choose a writable --out path"
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "-d", "--seed", helps={
+    args = add_flags(parser(__doc__), "-r", "-d", "--seed", "--allow-unverified", helps={
         "-r": "checkpoint to sample from",
         "-d": "cpu, cuda, cuda:N or N: the one device to sample on (default: the "
               "checkpoint's n_gpu)",
@@ -72,6 +75,18 @@ def traversal(model, node, rows, steps, shape):
     return as_images(model, x_params, shape)
 
 
+def check_counts(args):
+    """What is drawn fits in memory and in one figure: bounded before anything is drawn."""
+    traversal = args.rows * args.traversal_steps
+    for what, count, limit in (("-n", args.n_samples, MAX_IMAGES),
+                               ("--rows x --traversal-steps", traversal, MAX_IMAGES),
+                               ("--sequence-length", args.sequence_length, MAX_LENGTH)):
+        if count > limit:
+            raise ConfigError(f"{what} asks for {count:,}, more than the {limit:,} one "
+                              f"figure holds; draw fewer (run sample.py more than once "
+                              f"for more)")
+
+
 def parse_nodes(text, n_nodes):
     if text == "all":
         return list(range(n_nodes))
@@ -86,12 +101,16 @@ def main(argv=None):
         raise ConfigError("give the checkpoint to sample from with --resume")
     if min(args.n_samples, args.rows, args.traversal_steps, args.sequence_length) <= 0:
         raise ConfigError("-n, --rows, --traversal-steps and --sequence-length must be positive")
+    check_counts(args)
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"--out must name a {' or '.join(IMAGE_SUFFIXES)} file, got {out}")
     config, checkpoint = load_run_config(args, max_devices=1, script="sample.py")
     torch.manual_seed(config["seed"])
     model = load_model(config, checkpoint, args.resume, prepare_device(config))
+    if hasattr(model, "generate") and args.n_samples > MAX_SEQUENCES:
+        raise ConfigError(f"-n asks for {args.n_samples:,} sequences, more than the "
+                          f"{MAX_SEQUENCES} one figure holds; draw fewer")
     with writing(out, OUT_FIX):
         out.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "generate"):

@@ -19,6 +19,7 @@ if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is
     exit_on_interrupt()
 
 import json  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -30,11 +31,11 @@ from experiment import (build_loader, build_whole_loader, check_data_fits_model,
 from logger.figures import graph_to_dot  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
-from utils.errors import ConfigError, run_cli, writing  # noqa: E402
+from utils.errors import CheckpointError, ConfigError, run_cli, writing  # noqa: E402
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir", helps={
+    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir", "--allow-unverified", helps={
         "-r": "checkpoint to evaluate (its config, saved in it, says the model and data)",
         "-d": "cpu, cuda, cuda:N or N: the one device to evaluate on (default: the checkpoint "
               "config's n_gpu)",
@@ -145,6 +146,17 @@ def print_report(results):
         print(f"  {edge['name']:16s} p={edge['prob']:.3f}  {status:<9s}{values}")
 
 
+def check_finite_results(results, path):
+    """A test ELBO or log-likelihood that is NaN or infinite is no result: one line, and
+    nothing is written (finite weights can still overflow)."""
+    for key in ("elbo", "log_likelihood"):
+        value = results.get(key)
+        if value is not None and not math.isfinite(value):
+            raise CheckpointError(f"{path} gives a non-finite test {key} ({value}): its model "
+                                  f"overflows on the test data; nothing was written; evaluate "
+                                  f"an earlier checkpoint of the run")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not args.resume:
@@ -155,6 +167,7 @@ def main(argv=None):
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)
+    check_finite_results(results, args.resume)
     stem = Path(args.resume).stem
     out = Path(args.resume).with_name(f"{stem}-test.json")
     graph_json, graph_dot = (out.with_name(f"{stem}-graph{suffix}") for suffix in (".json", ".dot"))

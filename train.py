@@ -18,9 +18,10 @@ from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
 from utils import distributed, run_dirs  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
+from utils.signals import STOP_SIGNALS  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
-         "--save-dir", "--data-dir")
+         "--save-dir", "--data-dir", "--allow-unverified")
 HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
                "(e.g. to fine-tune)",
          "-r": "checkpoint to continue training from (its run goes on in its directory)",
@@ -71,13 +72,14 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
 def launch_workers(n_workers, argv):
     """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun; each
     reads the same --device and takes the GPU of its LOCAL_RANK in the list.
-    SIGINT and SIGTERM are passed on to torchrun (which passes them to its workers) and this
-    process waits for all of them, so a stop saves the run's checkpoint once."""
+    The stop signals (SIGINT, SIGTERM, SIGHUP) are passed on to torchrun (which passes them
+    to its workers) and this process waits for all of them, so a stop saves the run's
+    checkpoint once."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={n_workers}", __file__, *argv]
     launcher = subprocess.Popen(command, start_new_session=True)  # signals come from here only
     forward = lambda signum, frame: launcher.send_signal(signum)  # noqa: E731
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         return launcher.wait()
     finally:

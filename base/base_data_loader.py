@@ -36,6 +36,9 @@ class BaseDataLoader:
         self.batch_size = batch_size
         self.seed = seed
         self.drop_last = drop_last
+        # A training epoch's last batch smaller than this is left out (BatchNorm cannot
+        # train on a batch of one; the trainer sets it); set by drop_batches_below().
+        self.min_batch_size = 1
         self.epoch = 0
         self.device = torch.device("cpu")  # where batches are made (see to())
         self.sampler = DistributedSampler(
@@ -70,10 +73,22 @@ class BaseDataLoader:
             orders.append(list(iter(sampler)))
         return orders
 
-    def __len__(self):
-        n = self.sampler.num_samples if self.sampler is not None \
+    def drop_batches_below(self, size):
+        """Leave out a shuffled epoch's last batch when it holds fewer than size examples
+        (the epochs' orders differ, so no example is left out for good)."""
+        self.min_batch_size = size if self.sampler is not None else 1
+
+    def examples(self):
+        """How many examples this rank sees per epoch."""
+        return self.sampler.num_samples if self.sampler is not None \
             else len(range(self.rank, self.n_items, self.num_replicas))
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self):
+        n = self.examples()
+        if self.drop_last:
+            return n // self.batch_size
+        last = n % self.batch_size
+        return -(-n // self.batch_size) - (0 < last < self.min_batch_size)
 
     def batch_generator(self, batch_index):
         """A generator on the batches' device whose state depends only on (seed, epoch,

@@ -4,13 +4,14 @@ A run never loses more than it must:
   * every checkpoint write is atomic and checked (utils/checkpoint.py), and
     checkpoint-latest.pth is rewritten at the end of every epoch and, with
     trainer.checkpoint_every_steps, inside it;
-  * SIGINT/SIGTERM finish the current step, save checkpoint-latest.pth and exit 0 with the
+  * SIGINT/SIGTERM/SIGHUP finish the current step, save checkpoint-latest.pth and exit 0 with the
     command that resumes;
   * a checkpoint taken inside an epoch stores the position in the epoch, the partial sums of
     the epoch's metrics and the RNG state, so resuming reproduces the uninterrupted run exactly;
-  * a run that diverges (too many non-finite losses) sets checkpoint-latest.pth back to the
-    last state known to be finite: the end of the last epoch whose losses were all finite, or
-    the state the run started from;
+  * a run that diverges (too many non-finite losses, an epoch without a finite step or with
+    a non-finite validation loss) stops with one line and sets checkpoint-latest.pth back to
+    the last state known to be finite: the end of the last epoch whose losses were all
+    finite, or the state the run started from;
   * resuming with other optimizer settings (--lr, --set optimizer.args.*) applies them to the
     restored optimizer and gives the run a fresh budget of non-finite steps.
 """
@@ -30,7 +31,8 @@ from utils.signals import StopRequests
 
 
 class StopRequested(Exception):
-    """Raised at a step boundary after SIGINT/SIGTERM, once the checkpoint is saved."""
+    """Raised at a step boundary after a stop signal (utils/signals.py), once the checkpoint
+    is saved."""
 
 
 class TrainingDiverged(UserError):
@@ -122,10 +124,10 @@ class BaseTrainer:
             self.batches_done, self.partial_sums = 0, None
             for key, value in log.items():
                 self.logger.info(f"    {key:24s}: {format_value(value)}")
+            self._stop_unless_finite(epoch, log)
             best = self._update_monitor(log)
             data = self._save_checkpoint(epoch, best)
-            if "loss" in log and all_finite(log):
-                self.last_good = (data, f"the end of epoch {epoch}")
+            self.last_good = (data, f"the end of epoch {epoch}")
             if self.not_improved_count > self.early_stop:
                 self.logger.info(f"Validation {self.monitor_metric} did not improve for "
                                  f"{self.early_stop} epochs: training stops.")
@@ -133,6 +135,30 @@ class BaseTrainer:
 
     def _write_hparams(self):
         """The run's settings for TensorBoard's HParams tab (the trainer knows what to show)."""
+
+    def _stop_unless_finite(self, epoch, log):
+        """An epoch without one finite training step, or with a non-finite number in its log
+        (e.g. the validation loss) or weights, is no result: the run stops (exit status 2)
+        with checkpoint-latest.pth set back to the last state known finite, instead of
+        saving it and ending as if it had trained."""
+        if "loss" not in log:
+            what = "no finite training loss (every step was non-finite)"
+        else:
+            bad = next((key for key, value in log.items() if not all_finite(value)), None)
+            if bad is None and weights_finite(self.model):
+                return
+            what = f"a non-finite {bad} ({format_value(log[bad])})" if bad \
+                else "non-finite weights"
+        where = self._roll_back()
+        raise TrainingDiverged(f"epoch {epoch} ended with {what}; {self.latest_checkpoint} is "
+                               f"set back to the last state known finite ({where}); check the "
+                               f"data, or {self._resume_advice()}")
+
+    def _resume_advice(self):
+        """How to go on from the rolled-back checkpoint: a tenth of the learning rate."""
+        lower = self.optimizer.param_groups[0]["lr"] / 10
+        return (f"resume from it with a lower learning rate: python train.py --resume "
+                f"{self.latest_checkpoint} --lr {lower:.3g}")
 
     def _update_monitor(self, log):
         """Whether this epoch is the best so far by the monitored metric."""
@@ -232,6 +258,12 @@ def all_finite(value):
     if isinstance(value, dict):
         return all(map(all_finite, value.values()))
     return True
+
+
+def weights_finite(model):
+    """Whether every floating-point weight and buffer of model is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+               if t.is_floating_point())
 
 
 def to_cpu(sums):

@@ -10,6 +10,7 @@ import logging
 
 import torch
 
+from base.checkpoint_fit import check_fits
 from utils import checkpoint as checkpoints
 from utils import distributed
 from utils.errors import CheckpointError, ConfigError
@@ -17,15 +18,22 @@ from utils.errors import CheckpointError, ConfigError
 
 def resume(trainer, checkpoint, path):
     """Continue the run saved in checkpoint (loaded from path): weights, optimizer,
-    scheduler, epoch and position in it, best-so-far and RNG states."""
-    checkpoints.restore_model(trainer.model, checkpoint, path)
-    trainer.start_epoch = checkpoint["epoch"] + 1
-    if trainer.start_epoch > trainer.epochs:
+    scheduler, epoch and position in it, best-so-far and RNG states. Everything is checked
+    against the trainer (base/checkpoint_fit.py) before anything is loaded."""
+    checkpoints.check_shapes(trainer.model, checkpoint["state_dict"], path)
+    if checkpoint["epoch"] + 1 > trainer.epochs:
         raise ConfigError(f"{path} has finished {checkpoint['epoch']} epochs already; train "
                           f"longer with --epochs N (N > {checkpoint['epoch']})")
+    check_same_optimizers(trainer, checkpoint, path)
+    # A checkpoint with separate top-down networks has its optimizer state merged like its
+    # weights (upgraded_optimizer_state): that merged state is what must fit.
+    optimizer_state = upgraded_or_saved(trainer, checkpoint)
+    check_fits(trainer, checkpoint, path, optimizer_state)
+    checkpoints.restore_model(trainer.model, checkpoint, path)
+    trainer.start_epoch = checkpoint["epoch"] + 1
     fresh_groups = [dict(group) for group in trainer.optimizer.param_groups]
     structure_changed = restore_structure_optimizer(trainer, checkpoint, path)
-    changed = restore_optimizer(trainer, checkpoint, path)
+    changed = restore_optimizer(trainer, checkpoint, path, optimizer_state)
     if trainer.lr_scheduler and checkpoint.get("lr_scheduler"):
         trainer.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
     for key in changed:
@@ -52,29 +60,63 @@ def resume(trainer, checkpoint, path):
                                            f"epoch {trainer.start_epoch}{where}"))
 
 
-def restore_optimizer(trainer, checkpoint, path):
-    """Load the optimizer's state; returns the optimizer.args keys in which the config
-    differs from the checkpoint's (they are applied once the scheduler is restored)."""
+def check_same_optimizers(trainer, checkpoint, path):
+    """The optimisers the config builds can continue the checkpoint's: the same types, and
+    only settings that are numbers changed (the others shape the optimizer's state)."""
     saved = checkpoint["config"].get("optimizer") or {}
     configured = trainer.config["optimizer"]
     if saved.get("type", configured["type"]) != configured["type"]:
         raise ConfigError(f"{path} was trained with optimizer {saved['type']}, which cannot "
                           f"continue as {configured['type']}; keep optimizer.type "
                           f"{saved['type']} or start a new run")
+    for key in changed_optimizer_args(checkpoint, trainer):
+        if not all(is_numbers(group.get(key)) for group in trainer.optimizer.param_groups):
+            raise ConfigError(f"optimizer.args.{key} cannot change when resuming (it shapes "
+                              f"the optimizer's state); keep the checkpoint's value or "
+                              f"start a new run")
+    saved = (checkpoint["config"].get("structure_optimizer") or {}).get("type")
+    configured = (trainer.config["structure_optimizer"] or {}).get("type")
+    state = checkpoint.get("structure_optimizer")
+    if saved != configured or (state is None) != (trainer.structure_optimizer is None):
+        raise ConfigError(f"{path} was trained with structure_optimizer {saved or 'null'}; "
+                          f"resume with the same (its settings may change) or start a new "
+                          f"run")
+
+
+def changed_optimizer_args(checkpoint, trainer):
+    """The optimizer.args keys in which the config differs from the checkpoint's."""
+    old = (checkpoint["config"].get("optimizer") or {}).get("args", {})
+    new = trainer.config["optimizer"]["args"]
+    return sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+
+
+def restore_optimizer(trainer, checkpoint, path, state):
+    """Load the optimizer's state (state: upgraded_or_saved's, checked by
+    base/checkpoint_fit.py); returns the optimizer.args keys in which the config differs from
+    the checkpoint's (they are applied once the scheduler is restored)."""
     try:
-        trainer.optimizer.load_state_dict(
-            upgraded_optimizer_state(trainer.model, checkpoint, trainer.optimizer))
+        trainer.optimizer.load_state_dict(state)
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: optimizer state does not fit the configured "
                               f"optimizer: {e}") from None
-    old, new = saved.get("args", {}), configured["args"]
-    changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+    old = (checkpoint["config"].get("optimizer") or {}).get("args", {})
+    new = trainer.config["optimizer"]["args"]
+    changed = changed_optimizer_args(checkpoint, trainer)
     for key in changed:
         trainer.notes.append((logging.INFO, f"optimizer.args.{key} is {new.get(key, 'default')} "
                                             f"(the checkpoint's: {old.get(key, 'default')}); "
                                             f"applied from here on, with a fresh budget of "
                                             f"non-finite steps"))
     return changed
+
+
+def upgraded_or_saved(trainer, checkpoint):
+    """upgraded_optimizer_state for the trainer, or the checkpoint's own optimizer state when
+    it is too malformed to merge (check_fits then says what is wrong with it)."""
+    try:
+        return upgraded_optimizer_state(trainer.model, checkpoint, trainer.optimizer)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError):
+        return checkpoint["optimizer"]
 
 
 def upgraded_optimizer_state(model, checkpoint, optimizer):
@@ -118,13 +160,7 @@ def merged_state(states, merge):
 def restore_structure_optimizer(trainer, checkpoint, path):
     """Load the structure logits' optimiser (kept or not, as the checkpoint's run had it);
     settings the config changes apply from here on. Returns what changed."""
-    saved = (checkpoint["config"].get("structure_optimizer") or {}).get("type")
-    configured = (trainer.config["structure_optimizer"] or {}).get("type")
     state = checkpoint.get("structure_optimizer")
-    if saved != configured or (state is None) != (trainer.structure_optimizer is None):
-        raise ConfigError(f"{path} was trained with structure_optimizer {saved or 'null'}; "
-                          f"resume with the same (its settings may change) or start a new "
-                          f"run")
     if trainer.structure_optimizer is None:
         return []
     fresh = [dict(group) for group in trainer.structure_optimizer.param_groups]

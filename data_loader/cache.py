@@ -10,7 +10,7 @@ import sys
 
 from data_loader.data_dir import writing_data
 from utils.errors import DataError
-from utils.files import atomic_write
+from utils.files import atomic_write, remove_stale
 
 
 class BrokenCache(DataError):
@@ -30,6 +30,7 @@ def cached(path, load, write):
                   file=sys.stderr)
     with writing_data(path):  # an unwritable data_dir is one line
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path)  # of a build killed mid-way: tens of MB each
         with atomic_write(path) as f:
             write(f)
     return load(path)

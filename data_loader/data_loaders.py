@@ -1,4 +1,6 @@
 """Data loaders built by type name from the config's `data_loader` section."""
+import math
+
 import numpy as np
 import torch
 
@@ -7,6 +9,7 @@ from data_loader.batches import padded_steps
 from data_loader.image_datasets import IMAGE_SHAPES, load_images
 from data_loader.sequence_datasets import (check_split_seed, load_piano_rolls, load_strokes,
                                            split_indices)
+from utils.errors import DataError
 
 __all__ = ["ImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
 
@@ -53,6 +56,9 @@ class ImageDataLoader(BaseDataLoader):
         images = whole[:subset]
         self.data = "8-bit" if binarize == "none" else "binary"
         self.input_dim, self.image_shape = images.shape[1], IMAGE_SHAPES[dataset]
+        if math.prod(self.image_shape) != self.input_dim:  # each reader checks its files
+            raise DataError(f"{dataset} images hold {self.input_dim} values, not the "
+                            f"{self.image_shape} of the data set")
         self.dynamic = split == "train" and binarize != "fixed"  # fresh draws every batch
         generator = torch.Generator().manual_seed(split_seed + 1)
         if self.data == "8-bit":
@@ -171,12 +177,26 @@ class StrokesDataLoader(SequenceDataLoader):
         strokes = load_strokes(data_dir, source, subsample)
         train = [strokes[i] for i in split_indices(len(strokes), "train", split_seed,
                                                    valid_fraction, test_fraction)]
-        self.scale = float(np.concatenate(train)[:, 1:].std())
+        self.scale = offset_scale(train, source)
         chosen = [strokes[i] for i in split_indices(len(strokes), split, split_seed,
                                                     valid_fraction, test_fraction)]
         scaled = [np.concatenate([s[:, :1], s[:, 1:] / self.scale], axis=1) for s in chosen]
         super().__init__(scaled, batch_size, shuffle and split == "train", seed,
                          num_replicas, rank)
+
+
+def offset_scale(train, source):
+    """The standard deviation of the training offsets (dx, dy), what they are divided by; a
+    DataError when it is 0 (every offset equal: each would become a division by zero) or
+    beyond float32 (offsets too large to normalise)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+        scale = float(np.concatenate(train)[:, 1:].std())
+    if not (math.isfinite(scale) and scale > 0):
+        why, fix = ("do not vary (all equal)", "give strokes whose pen moves") if scale == 0 \
+            else ("are too large to normalise in float32", "give offsets on a smaller scale")
+        raise DataError(f"the training strokes' offsets (dx, dy) of source {source!r} {why}; "
+                        f"{fix} (data_loader.args.source)")
+    return scale
 
 
 class PianoRollDataLoader(SequenceDataLoader):

@@ -36,6 +36,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 IDX_IMAGES = b"\x00\x00\x08\x03"  # magic: unsigned bytes, 3 dimensions (n, rows, columns)
 FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
 OMNIGLOT_FOLDERS = {True: "images_background", False: "images_evaluation"}  # train, test
+MAX_IMAGE_BYTES = 8 * 2**30  # an images file is read whole (MNIST's training images: 47 MB)
 
 
 # (channels, height, width) of each data set's images
@@ -74,15 +75,18 @@ def load_mnist_like(name, data_dir, train):
                 "dataset-fashion-mnist) or " if name == "fashion_mnist" else "")
         download(torchvision_download, name, raw,
                  f"{hint}put the IDX files ({', '.join(IDX_FILES)}) in {raw}")
-    return read_idx_images(raw / IDX_FILES[0 if train else 2])
+    return read_idx_images(raw / IDX_FILES[0 if train else 2], IMAGE_SHAPES[name][1:])
 
 
-def read_idx_images(path):
-    """The images of an IDX file as a (n, rows * columns) uint8 tensor, its header checked."""
+def read_idx_images(path, shape):
+    """The images of an IDX file as a (n, rows * columns) uint8 tensor, its header checked
+    (and its size, before the file is read) and its images of shape (rows, columns): a file
+    of other images would train a model that nothing else can draw or evaluate."""
     fix = ("delete it (it is then restored from Debian's dataset package or downloaded) or "
            "replace it with the original file")
-    data = path.read_bytes()
-    if data[:4] != IDX_IMAGES:
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header[:4] != IDX_IMAGES:
         raise DataError(f"{path} is not an IDX image file (it should start with bytes "
                         f"00 00 08 03); {fix}")
     try:
@@ -90,9 +94,14 @@ def read_idx_images(path):
     except BrokenCache as e:
         raise DataError(f"{path} is not an IDX image file ({e}: truncated or damaged); "
                         f"{fix}") from None
-    n, rows, columns = struct.unpack(">3I", data[4:16])
-    if n == 0 or rows != columns:
-        raise DataError(f"{path} holds {n} images of {rows} x {columns}, not square images; {fix}")
+    n, rows, columns = struct.unpack(">3I", header[4:16])
+    if n == 0 or (rows, columns) != tuple(shape):
+        raise DataError(f"{path} holds {n} images of {rows} x {columns}, not the "
+                        f"{shape[0]} x {shape[1]} images of this data set; {fix}")
+    if n * rows * columns > MAX_IMAGE_BYTES:
+        raise DataError(f"{path} holds {n:,} images ({n * rows * columns / 2**30:.0f} GiB), "
+                        f"more than the {MAX_IMAGE_BYTES // 2**30} GiB graphvae loads; {fix}")
+    data = path.read_bytes()
     return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=16).view(n, rows * columns)
 
 

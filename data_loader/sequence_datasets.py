@@ -23,12 +23,14 @@ from tqdm import tqdm
 
 from data_loader.cache import BrokenCache, cached
 from data_loader.data_dir import DATA_DIR_FIX, data_directory
+from data_loader.npz_arrays import check_npz
 from utils.config import SEED
 from utils.errors import DataError, writing
 from utils.files import atomic_write
 
 PIANO_LOW, PIANO_KEYS = 21, 88
 STROKE_WIDTH = 3  # (pen_lift, dx, dy)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 CONVERT = "python -m data_loader.convert_strokes"
 REBUILT = "it is built again"  # what happens to a broken cache
 
@@ -131,6 +133,7 @@ def load_sequences(path, width, fix, error=DataError):
     """The float32 sequences of a file write_sequences wrote, checked (never unpickled):
     steps of `width` finite numbers, lengths that are positive and add up. Each failure is
     one line naming the file and `fix` (an `error`: BrokenCache for caches, rebuilt)."""
+    check_npz(path, ("steps", "lengths"), fix, error)  # before any array is allocated
     try:
         with np.load(path, allow_pickle=False) as data:
             steps, lengths = data["steps"], data["lengths"]
@@ -154,12 +157,14 @@ def check_sequences(path, steps, lengths, width, fix, error=DataError):
             or (lengths < 1).any() or lengths.sum() != len(steps):
         raise error(f"{path}: 'lengths' must be positive integers, one per sequence, "
                         f"adding up to its {len(steps)} steps; {fix}")
-    finite = np.isfinite(steps).all(axis=1)
-    if not finite.all():
-        step = int(np.argmin(finite))
-        sequence = int(np.searchsorted(np.cumsum(lengths), step, side="right"))
-        raise error(f"{path}: sequence {sequence} has a NaN or infinite value (at step "
-                        f"{step} of the file); {fix}")
+    for problem, bad in (("a NaN or infinite value", ~np.isfinite(steps).all(axis=1)),
+                         ("a value beyond float32's range (|x| > 3.4e38), which it is "
+                          "trained in", (np.abs(steps) > FLOAT32_MAX).any(axis=1))):
+        if bad.any():
+            step = int(np.argmax(bad))
+            sequence = int(np.searchsorted(np.cumsum(lengths), step, side="right"))
+            raise error(f"{path}: sequence {sequence} has {problem} (at step {step} of the "
+                        f"file); {fix}")
 
 
 def check_split_seed(split_seed):

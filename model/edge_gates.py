@@ -41,6 +41,7 @@ RELAXED = ("learned", "noisy_full")  # structures trained with binary-concrete s
 
 # Uniform noise is kept inside (EPS, 1 - EPS) so that log(u) - log(1 - u) stays finite.
 EPS = 1e-6
+TAU_RANGE = (1e-6, 1e6)  # the temperatures a gate schedule may reach
 UNDECIDED_BAND = 0.05  # |sigmoid(alpha) - 0.5| below this: the edge is reported as undecided
 
 
@@ -66,14 +67,21 @@ class GateSchedule:
         return settings.from_config(cls, values, "gate_schedule")
 
     def check(self):
-        def number(name, allow_none=False):
+        def number(name, allow_none=False, low=0.0, high=math.inf):
             value = getattr(self, name)
             if value is None and allow_none:
                 return
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"gate_schedule.{name} must be a positive number, got {value!r}")
-        number("tau_init"), number("tau_floor"), number("tau_rate", True), number("lr", True)
+            if not low <= value <= high:
+                raise ValueError(f"gate_schedule.{name} must be between {low:g} and {high:g}, "
+                                 f"got {value!r}")
+        # The temperature divides float32 logits: it must be a float32 far from overflow
+        # and underflow, and it may only fall (a rate above 1 would overflow by itself).
+        number("tau_init", low=TAU_RANGE[0], high=TAU_RANGE[1])
+        number("tau_floor", low=TAU_RANGE[0], high=TAU_RANGE[1])
+        number("tau_rate", True, high=1.0), number("lr", True)
         if self.tau_floor > self.tau_init:
             raise ValueError(f"gate_schedule.tau_floor ({self.tau_floor}) must not exceed "
                              f"tau_init ({self.tau_init})")

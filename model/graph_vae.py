@@ -30,6 +30,9 @@ from model.structure_prior import StructurePrior
 from model.top_down import TOP_DOWN, PairedMLPTopDown, separate_sources, split_params
 
 DECODERS = ("mlp", "block")
+# Nodes are sampled one after another, each with its own networks, and their edges grow as
+# N^2: far more than the paper's 5 (or any config's) would build for minutes and never train.
+MAX_NODES = 128
 
 
 class GraphVAE(BaseModel):
@@ -201,7 +204,7 @@ def split_latent_dims(latent_dim, n_nodes, node_dim):
         return node_dim
     check_sizes(latent_dim=latent_dim, n_nodes=n_nodes)
     if latent_dim % n_nodes:
-        divisors = [k for k in range(1, latent_dim + 1) if latent_dim % k == 0]
+        divisors = [k for k in range(1, min(latent_dim, MAX_NODES) + 1) if latent_dim % k == 0]
         raise ValueError(f"latent_dim {latent_dim} is not divisible by n_nodes {n_nodes}; "
                          f"use n_nodes in {divisors}")
     return latent_dim // n_nodes
@@ -211,3 +214,6 @@ def check_sizes(**sizes):
     for name, value in sizes.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if sizes.get("n_nodes", 0) > MAX_NODES:
+        raise ValueError(f"n_nodes must be at most {MAX_NODES} (nodes are sampled one after "
+                         f"another, each with networks of its own), got {sizes['n_nodes']}")

@@ -6,6 +6,7 @@ checks the same promises: exit status 2; exactly one line on stderr, "error: ...
 or directory created or changed, in the folder or in the run; and no file written by a
 payload (a pickle that creates a file when it is unpickled).
 """
+import io
 import json
 import shutil
 import signal
@@ -13,12 +14,14 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import reproduce
 import sample
 import test as test_script
 import train
@@ -29,7 +32,7 @@ from utils.checkpoint import atomic_save, load_checkpoint
 from utils.errors import run_cli
 
 SCRIPTS = {"train": train.main, "test": test_script.main, "sample": sample.main,
-           "convert": convert_strokes.main}
+           "convert": convert_strokes.main, "reproduce": reproduce.main}
 
 
 class Payload:
@@ -142,7 +145,7 @@ class Setup:
         np.savez(path, steps=np.asarray(steps), lengths=np.asarray(lengths))
         return path
 
-    def idx_dir(self, train_images):
+    def idx_dir(self, train_images, test_images=None):
         """An MNIST folder whose training images file holds train_images. (MNIST: a broken
         Fashion-MNIST file is rebuilt from Debian's package, tests/test_data_caches.py.)"""
         raw = self.tmp / "idx" / "MNIST" / "raw"
@@ -150,11 +153,62 @@ class Setup:
         good = b"\x00\x00\x08\x03" + struct.pack(">3I", 2, 28, 28) + bytes(2 * 784)
         labels = b"\x00\x00\x08\x01" + struct.pack(">I", 2) + bytes(2)
         for name, data in (("train-images-idx3-ubyte", train_images),
-                           ("t10k-images-idx3-ubyte", good),
+                           ("t10k-images-idx3-ubyte", test_images or good),
                            ("train-labels-idx1-ubyte", labels),
                            ("t10k-labels-idx1-ubyte", labels)):
             (raw / name).write_bytes(data)
         return str(self.tmp / "idx")
+
+    def sparse(self, name, size, start=b""):
+        """A file of size bytes that takes no disk space: start, then zeros."""
+        path = self.tmp / name
+        with open(path, "wb") as f:
+            f.write(start)
+            f.truncate(size)
+        return path
+
+    def unread(self, path):
+        """path, which must not be read whole: its size and structure are checked first."""
+        def refuse(self):
+            raise AssertionError(f"{self} was read whole")
+        self.monkeypatch.setattr(Path, "read_bytes", refuse)
+        return path
+
+    def digestless(self):
+        """The checkpoint as torch.save writes it: no SHA-256 trailer."""
+        path = self.run / "plain.pth"
+        torch.save(load_checkpoint(self.checkpoint), path)
+        return path
+
+    def huge_header_npz(self):
+        """A strokes .npz whose 'steps' header declares (1e11, 3) float32 and holds 30."""
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                      "shape": (10 ** 11, 3)})
+        lengths = io.BytesIO()
+        np.save(lengths, np.array([10]))
+        path = self.tmp / "strokes.npz"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("steps.npy", header.getvalue() + bytes(120))
+            archive.writestr("lengths.npy", lengths.getvalue())
+        return path
+
+    def big_idx(self):
+        """train.py on an MNIST folder whose training images file declares 11 million
+        images, and holds them (a sparse file of 8.6 GB)."""
+        argv = idx_images(idx(2, 28, 28))(self)
+        images = self.tmp / "idx" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+        images.unlink()
+        self.sparse(images.relative_to(self.tmp), 16 + 11_000_000 * 784,
+                    idx(11_000_000, 28, 28, 0))
+        return argv
+
+    def results_file(self, text):
+        """A --results folder whose graph_vae seed 0 record holds text."""
+        runs = self.tmp / "results" / "runs"
+        runs.mkdir(parents=True)
+        (runs / "graph_vae_seed0.json").write_text(text)
+        return []
 
     def hold_lock(self):
         self.held = run_dirs.lock(self.run)  # as a training process of this run holds it
@@ -230,6 +284,94 @@ def strokes_payload_in_checkpoint(s):
 
 def gates(**args):
     return arch(gate_schedule=args)
+
+
+def resume_more(mutate, *flags):
+    """train.py resuming a crafted copy of the checkpoint for a second epoch."""
+    return resumed(mutate, "--epochs", "2", *flags)
+
+
+def adam_state(key, value):
+    """Set the optimizer state `key` of the first parameter (a (64, 784) weight)."""
+    def mutate(c):
+        c["optimizer"]["state"][0][key] = value(c["optimizer"]["state"][0][key])
+    return mutate
+
+
+def mid_epoch(c):
+    """The checkpoint as if saved after batch 1 of epoch 2, with whole partial sums."""
+    c.update(batches_done=1, partial_sums={
+        "loss": torch.tensor(9000.0), "recon": torch.tensor(8000.0), "kl": torch.tensor(1000.0),
+        "kl_per_node": torch.full((3,), 300.0), "n": torch.tensor(64.0)})
+
+
+def with_scheduler(state_change):
+    """The checkpoint of a run with a StepLR scheduler, its state changed."""
+    def mutate(c):
+        c["config"]["lr_scheduler"] = {"type": "StepLR", "args": {"step_size": 1}}
+        optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+        state = torch.optim.lr_scheduler.StepLR(optimizer, 1).state_dict()
+        state_change(state)
+        c["lr_scheduler"] = state
+    return mutate
+
+
+def self_containing():
+    items = []
+    items.append(items)
+    return items
+
+
+def shared_sublists(levels=40):
+    """A list whose two items are one list, 40 levels down: 80 items stored, 2**40 walked."""
+    items = [1]
+    for _ in range(levels):
+        items = [items, items]
+    return items
+
+
+def nested(levels):
+    items = []
+    for _ in range(levels):
+        items = [items]
+    return items
+
+
+def deeply_nested_checkpoint(s):
+    """A checkpoint whose history nests 3,000 lists deep (torch.save needs a higher
+    recursion limit to write it; reading it back needs none)."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        return ["--resume", str(s.crafted(lambda c: c.update(history=[{"x": nested(3000)}])))]
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def nonfinite(key, value=float("nan")):
+    return lambda c: c["state_dict"][key].fill_(value)
+
+
+def idx(n, rows, columns, size=None):
+    return b"\x00\x00\x08\x03" + struct.pack(">3I", n, rows, columns) \
+        + bytes(n * rows * columns if size is None else size)
+
+
+def evaluate_on_test_images(content):
+    """test.py on the checkpoint with MNIST files whose test images file holds content."""
+    return lambda s: ["--resume", str(s.checkpoint), "-k", "0", "--limit", "2", "--set",
+                      "data_loader.args.dataset=mnist", "--data-dir",
+                      s.idx_dir(idx(2, 28, 28), content)]
+
+
+def reproduce_args(*flags):
+    """reproduce.py for GraphVAE, its results and checkpoints in the test's folder."""
+    return lambda s: ["--models", "graph_vae", "--epochs", "1", "--seeds", "0",
+                      "--results", str(s.tmp / "results"), "--out", str(s.tmp / "out"), *flags]
+
+
+def reproduce_with(make_flags):
+    return lambda s: reproduce_args(*make_flags(s))(s)
 
 
 CASES = [
@@ -433,7 +575,206 @@ CASES = [
     ("sample", lambda s: [], "give the checkpoint to sample from with --resume"),
     ("test", lambda s: ["--resume", str(s.checkpoint), "-k", "-1"], "-k must be >= 0"),
     ("test", lambda s: [], "give the checkpoint to evaluate with --resume"),
+    # -- H1: checkpoint state that does not fit the model or its counters --------------------
+    ("train", resume_more(adam_state("exp_avg", lambda v: torch.zeros(3))),
+     "optimizer state of parameter 0: 'exp_avg' is a torch.float32 tensor of shape (3,)"),
+    ("train", resume_more(adam_state("exp_avg_sq", lambda v: v.double())),
+     "'exp_avg_sq' is a torch.float64 tensor of shape (64, 784), the parameter a torch.float32"),
+    ("train", resume_more(adam_state("step", lambda v: torch.zeros(2))),
+     "'step' is a torch.float32 tensor of shape (2,)"),
+    ("train", resume_more(lambda c: c["optimizer"]["state"][0].pop("exp_avg")),
+     "not the exp_avg, exp_avg_sq, step of this optimizer"),
+    ("train", resume_more(lambda c: c["optimizer"]["state"].update({999: {}})),
+     "its optimizer state names parameter 999"),
+    ("train", resume_more(lambda c: c["optimizer"]["param_groups"][0].update(lr="fast")),
+     "its optimizer group 0 setting 'lr' is 'fast'"),
+    ("train", resume_more(lambda c: c["optimizer"]["param_groups"][0]["params"].pop()),
+     "its optimizer group 0 holds"),
+    ("train", resume_more(adam_state("exp_avg", lambda v: v.fill_(float("nan")))),
+     "'exp_avg' has a NaN or an infinity"),
+    ("train", resume_more(with_scheduler(lambda st: st.update(last_epoch="3"))),
+     "its lr_scheduler state 'last_epoch' is '3'"),
+    ("train", resume_more(with_scheduler(lambda st: st.update(step=5))),
+     "its lr_scheduler state sets 'step'"),
+    ("train", resume_more(with_scheduler(lambda st: st.update(_last_lr=torch.ones(1)))),
+     "its lr_scheduler state is not a dict of plain values"),
+    ("train", resume_more(with_scheduler(lambda st: st.pop("base_lrs"))),
+     "its lr_scheduler state lacks base_lrs"),
+    ("train", resume_more(lambda c: (mid_epoch(c), c["partial_sums"].update(loss="x"))),
+     "its partial sum 'loss' is not a finite number"),
+    ("train", resume_more(lambda c: (mid_epoch(c), c["partial_sums"].update(
+        kl_per_node=torch.ones(7)))),
+     "its partial sum 'kl_per_node' is not a finite number of shape (3,)"),
+    ("train", resume_more(lambda c: (mid_epoch(c), c["partial_sums"].update(foo=1.0))),
+     "its partial sums name foo"),
+    ("train", resume_more(lambda c: c.update(partial_sums={"n": 1.0})),
+     "holds partial sums of an epoch but no position inside it"),
+    ("train", resume_more(lambda c: c.update(batches_done=-1)),
+     "its 'batches_done' is -1 (it counts from 0)"),
+    ("train", resume_more(lambda c: c.update(batches_done=10 ** 6)),
+     "it stopped after batch 1000000 of an epoch, which now has 2 batches"),
+    ("train", resume_more(lambda c: c.update(epoch=-5)), "its 'epoch' is -5 (it counts from 0)"),
+    ("train", resume_more(lambda c: c.update(nonfinite_steps=-1)), "its 'nonfinite_steps' is -1"),
+    ("train", resume_more(lambda c: c.update(monitor_best=float("nan"))),
+     "its 'monitor_best' is NaN"),
+    ("train", resume_more(lambda c: c.update(input_dim=100, image_shape=[1, 10, 10])),
+     "its model takes 100 input values, the configured data has 784"),
+    ("sample", resumed(lambda c: c.update(image_shape=[1, 10, 10])),
+     "its image_shape [1, 10, 10] is not the (C, H, W) of its 784 input values"),
+    ("sample", resumed(lambda c: c.update(image_shape=[1, 28, "28"])), "its image_shape"),
+    ("sample", resumed(lambda c: c.update(input_dim=0, image_shape=None)),
+     "its 'input_dim' is 0 (it counts from 1)"),
+    ("train", resume_more(mid_epoch, "--bs", "32"),
+     "was saved inside epoch 2 (after batch 1), and data_loader.args.batch_size changed"),
+    ("train", resume_more(mid_epoch, "--seed", "5"), "and seed changed"),
+    ("train", resume_more(mid_epoch, "--set", "data_loader.args.subset=256"),
+     "data_loader.args.subset changed"),
+    # -- H2: structure in configs and checkpoints: depth, self-reference, size, long numbers --
+    ("train", lambda s: ["-c", str(s.write("deep.json", '{"name": ' + "[" * 100_000
+                                           + "]" * 100_000 + "}"))], "nests deeper than 64"),
+    ("train", lambda s: ["-c", str(s.write("deep.json", '{"name": ' + "[" * 200 + "]" * 200
+                                           + "}"))], "nests deeper than 64 levels"),
+    ("train", lambda s: ["-c", str(s.write("digits.json", '{"seed": ' + "7" * 5000 + "}"))],
+     "holds an integer of thousands of digits"),
+    ("train", lambda s: ["-c", str(s.write("digits.json", '{"seed": ' + "7" * 4000 + "}"))],
+     "holds an integer of about 4000 digits"),
+    ("train", train_config(None, "--set", "trainer.epochs=" + "9" * 5000),
+     "holds an integer of thousands of digits"),
+    ("train", train_config(None, "--set", "arch.args.encoder_hidden=" + "[" * 1000 + "]" * 1000),
+     "nests deeper than 64 levels"),
+    ("train", resumed(lambda c: c["config"]["arch"]["args"].update(
+        encoder_hidden=self_containing())), "contains itself"),
+    ("test", resumed(lambda c: c["config"].update(extra=shared_sublists())),
+     "holds more than 4,000,000 items"),
+    ("sample", resumed(lambda c: c["config"].update(seed=10 ** 500)),
+     "holds an integer of about 500 digits"),
+    ("train", resumed(lambda c: c.update(epoch=10 ** 40)), "holds an integer of about 40 digits"),
+    ("train", deeply_nested_checkpoint, "nests deeper than 64 levels"),
+    # -- H3: paths are the user's ---------------------------------------------------------------
+    ("train", lambda s: ["--resume", str(s.checkpoint), "--epochs", "2", "--run-id", "other"],
+     "--run-id chooses where a new run goes; a resumed run continues in its checkpoint's"),
+    ("train", lambda s: ["--resume", str(s.checkpoint), "--epochs", "2", "--save-dir",
+                         str(s.tmp / "elsewhere")], "--save-dir chooses where a new run goes"),
+    ("train", lambda s: ["--resume", str(s.checkpoint), "--epochs", "2", "--set",
+                         f"trainer.save_dir={s.tmp / 'elsewhere'}"],
+     "--set trainer.save_dir chooses where a new run goes"),
+    ("train", train_config(top(name="n" * 300)), "'name' must be one folder name"),
+    ("train", train_config(top(name="two\nlines")), "'name' must be one folder name"),
+    ("train", train_config(top(name="~")), "'name' must be one folder name"),
+    ("train", train_config(None, "--run-id", "~root"), "--run-id must be one folder name"),
+    ("train", train_config(None, "--run-id", "r" * 256), "--run-id must be one folder name"),
+    ("train", train_config(None, "--run-id", "tab\there"), "--run-id must be one folder name"),
+    # -- H4: a batch of one ---------------------------------------------------------------------
+    ("train", train_config(None, "--bs", "1"),
+     "batch_size 1 cannot train GraphVAE, whose BatchNorm layers need at least 2 examples"),
+    ("train", train_config(loader(subset=1)), "the training split holds 1 example(s)"),
+    ("train", train_config(loader(subset=None, validation_size=59_999)),
+     "the training split holds 1 example(s)"),
+    # -- H6: data values that are finite but unusable -------------------------------------------
+    ("train", strokes(lambda s: s.strokes_npz(np.full((10, 3), 1e300), [4, 6])),
+     "sequence 0 has a value beyond float32's range"),
+    ("train", strokes(lambda s: s.strokes_npz(np.r_[np.zeros((7, 3)), [[0, -1e39, 0]],
+                                                     np.zeros((2, 3))], [4, 6])),
+     "sequence 1 has a value beyond float32's range (|x| > 3.4e38), which it is trained in "
+     "(at step 7"),
+    ("train", strokes(lambda s: s.strokes_npz(np.zeros((40, 3), np.float32), [10] * 4)),
+     "offsets (dx, dy) of source"),
+    ("train", strokes(lambda s: s.strokes_npz(np.ones((40, 3), np.float32), [10] * 4)),
+     "do not vary (all equal)"),
+    ("train", strokes(lambda s: s.strokes_npz(np.full((40, 3), 3e38, np.float32), [10] * 4)),
+     "offsets (dx, dy) of source"),
+    # -- H7: sizes, before anything is allocated or created -------------------------------------
+    ("train", lambda s: ["--resume", str(s.sparse("huge.pth", 100 * 2 ** 30))],
+     "is 100.0 GiB, larger than any graphvae checkpoint"),
+    ("test", lambda s: ["--resume", str(s.sparse("big.pth", 5 * 2 ** 30, b"PK"))],
+     "is 5.0 GiB, larger than any graphvae checkpoint"),
+    ("sample", lambda s: ["--resume", str(s.unread(s.sparse("notzip.pth", 2 ** 30)))],
+     "is not a readable checkpoint"),
+    ("train", strokes(Setup.huge_header_npz),
+     "the header of 'steps' declares a float32 array of shape (100000000000, 3)"),
+    ("train", strokes(lambda s: s.sparse("big.npy", 9 * 2 ** 30,
+                                         np_header((400_000_000, 3), "<f8"))),
+     "more than the 8 GiB graphvae loads"),
+    ("train", Setup.big_idx, "holds 11,000,000 images (8 GiB), more than the 8 GiB graphvae loads"),
+    ("train", train_config(arch(encoder_hidden=[10 ** 13])),
+     "arch.args make a model of 8.21e+15 parameters"),
+    ("train", train_config(arch(decoder_hidden=[10 ** 6, 10 ** 6])), "arch.args make a model of"),
+    ("train", train_config(arch(n_nodes=200_000)), "n_nodes must be at most 128"),
+    ("train", train_config(arch(node_dim=10 ** 9)), "arch.args make a model too large to count"),
+    ("train", train_config(arch(latent_dim=10 ** 13, n_nodes=3)),
+     "latent_dim 10000000000000 is not divisible by n_nodes 3"),
+    ("sample", resumed(lambda c: c.update(input_dim=10 ** 12, image_shape=None)),
+     "arch.args make a model of"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--traverse", "0", "--rows", "100000",
+                          "--traversal-steps", "100000"],
+     "--rows x --traversal-steps asks for 10,000,000,000"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "-n", str(10 ** 9)],
+     "-n asks for 1,000,000,000, more than the 10,000 one figure holds"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--sequence-length", str(10 ** 6)],
+     "--sequence-length asks for 1,000,000"),
+    ("train", train_config(gates(tau_init=1e308, tau_floor=1e-308)),
+     "gate_schedule.tau_init must be between 1e-06 and 1e+06, got 1e+308"),
+    ("train", train_config(gates(tau_floor=1e-308)),
+     "gate_schedule.tau_floor must be between 1e-06 and 1e+06"),
+    ("train", train_config(gates(tau_rate=2.0)), "gate_schedule.tau_rate must be between 0 and 1"),
+    ("train", train_config(top(optimizer={"type": "Adam", "args": {"betas": [0.9]}})),
+     "'optimizer.args.betas' must be a list of 2 numbers like its default [0.9, 0.999]"),
+    ("train", train_config(top(optimizer={"type": "Adam", "args": {"betas": [0.9, 0.99, 0.9]}})),
+     "'optimizer.args.betas' must be a list of 2 numbers"),
+    ("train", train_config(top(optimizer={"type": "Adam", "args": {"betas": ["a", "b"]}})),
+     "'optimizer.args.betas' must be a list of 2 numbers"),
+    ("train", train_config(top(optimizer={"type": "Rprop", "args": {"etas": [0.5]}})),
+     "'optimizer.args.etas' must be a list of 2 numbers"),
+    # -- H8: non-finite or unverified weights ---------------------------------------------------
+    ("train", resume_more(nonfinite("gates.logits")), "holds non-finite weights (gates.logits"),
+    ("test", resumed(nonfinite("encoder.0.weight", float("inf"))),
+     "holds non-finite weights (encoder.0.weight has a NaN or an infinity)"),
+    ("sample", resumed(nonfinite("bottom_up.1.running_var")), "holds non-finite weights"),
+    ("train", lambda s: ["--resume", str(s.digestless()), "--epochs", "2"],
+     "carries no SHA-256 digest"),
+    ("test", lambda s: ["--resume", str(s.digestless())],
+     "carries no SHA-256 digest (written by torch.save or before graphvae saved one), so a "
+     "damaged copy cannot be told from an intact one; if you trust it, pass --allow-unverified"),
+    ("sample", lambda s: ["--resume", str(s.digestless())], "carries no SHA-256 digest"),
+    # -- H9: image files of other shapes --------------------------------------------------------
+    ("train", idx_images(idx(2, 10, 10)),
+     "holds 2 images of 10 x 10, not the 28 x 28 images of this data set; delete it"),
+    ("train", idx_images(idx(2, 0, 0)), "holds 2 images of 0 x 0, not the 28 x 28 images"),
+    ("train", idx_images(idx(2, 28, 10)), "holds 2 images of 28 x 10, not the 28 x 28 images"),
+    ("test", evaluate_on_test_images(idx(2, 10, 10)),
+     "t10k-images-idx3-ubyte holds 2 images of 10 x 10"),
+    # -- H10: reproduce.py, checked before anything trains --------------------------------------
+    ("reproduce", reproduce_args("-k", "0"), "-k 0 leaves the table without its log p(x)"),
+    ("reproduce", reproduce_args("--test-limit", "-5"),
+     "--test-limit must be a positive number of test images, got -5"),
+    ("reproduce", reproduce_args("--test-limit", "0"), "--test-limit must be a positive"),
+    ("reproduce", reproduce_args("--seeds", "0", "0"), "--seeds gives 0 more than once"),
+    ("reproduce", reproduce_args("--seeds", "1", "2", "1"), "--seeds gives 1 more than once"),
+    ("reproduce", reproduce_args("--seeds", "-1"), "--seeds must be integers in 0..2**63-1"),
+    ("reproduce", reproduce_with(lambda s: ["--results", str(s.write("file", "x"))]),
+     "is a file, not a directory; choose another --results"),
+    ("reproduce", reproduce_with(lambda s: ["--out", str(s.write("file", "x") / "out")]),
+     "is a file, not a directory; choose another --out"),
+    ("reproduce", reproduce_with(lambda s: s.results_file('{"model": "graph_vae", "se')),
+     "graph_vae_seed0.json is not a whole results file of reproduce.py"),
+    ("reproduce", reproduce_with(lambda s: s.results_file("[1, 2]")), "not a JSON object"),
+    ("reproduce", reproduce_with(lambda s: s.results_file('{"settings": {}}')),
+     "is not a whole results file of reproduce.py (no 'epochs')"),
+    ("reproduce", reproduce_args("--set", "trainer.epochz=3"), "unknown key 'trainer.epochz'"),
+    # -- H11: duplicate keys ----------------------------------------------------------------------
+    ("train", lambda s: ["-c", str(s.write("twice.json", '{"name": "a", "name": "b"}'))],
+     "gives the key 'name' twice in one object; keep one"),
+    ("train", train_config(None, "--set", 'arch.args.gate_schedule={"lr": 1, "lr": 2}'),
+     "gives the key 'lr' twice in one object"),
 ]
+
+
+def np_header(shape, dtype="<f4"):
+    """The bytes of a .npy header for an array of shape and dtype (no data)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False,
+                                                  "shape": shape})
+    return header.getvalue()
 
 
 def tree(*roots):

@@ -174,6 +174,27 @@ def test_a_checkpoint_with_separate_top_down_networks_loads_and_resumes():
     assert optimizer.param_groups[1]["params"] == [model.gates.logits]
 
 
+def test_a_checkpoint_with_separate_top_down_networks_passes_the_resume_checks():
+    """Resume checks the optimizer state it will load (base/checkpoint_fit.py): for the
+    separate networks' checkpoint that is the merged one (as many parameters as the grouped
+    model has), not the state as saved (more parameters), which the check refuses."""
+    from types import SimpleNamespace
+
+    from base.checkpoint_fit import check_optimizer_state
+    from base.resume import upgraded_or_saved
+    from tests.conftest import REPO
+    from utils.errors import CheckpointError
+    saved = torch.load(REPO / "tests" / "fixtures" / "separate_top_down_graph_vae.pt")
+    model = GraphVAE(**saved["args"], gate_schedule={"lr": 0.01})
+    config = adam_config()
+    config["arch"]["args"]["gate_schedule"] = {"lr": 0.01}
+    optimizer = build_optimizer(config, model)[0]
+    state = upgraded_or_saved(SimpleNamespace(model=model, optimizer=optimizer), saved)
+    check_optimizer_state(optimizer, state, "old.pth", "optimizer")
+    with pytest.raises(CheckpointError, match="parameters"):
+        check_optimizer_state(optimizer, saved["optimizer"], "old.pth", "optimizer")
+
+
 def test_the_compile_mode_goes_to_torch_compile_and_a_wrong_one_is_one_line(
         tiny_config, monkeypatch):
     """trainer.compile_mode "reduce-overhead": CUDA graphs on a GPU (run there in

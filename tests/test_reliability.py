@@ -376,3 +376,209 @@ def test_resuming_with_a_new_rate_for_the_structure_logits_applies_it(tiny_confi
     assert "arch.args.gate_schedule.lr is 0.001" in capsys.readouterr().out
     networks, logits = load_checkpoint(latest)["optimizer"]["param_groups"]
     assert logits["lr"] == 0.001 and networks["lr"] == 3e-4
+
+
+# -- third round: each kind of fault, a focused test ----------------------------------------
+def one_epoch_run(tiny_config, tmp_path, **trainer):
+    """A finished one-epoch run of the tiny model (2 batches); its checkpoint-latest.pth."""
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
+    tiny_config["trainer"].update(epochs=1, tensorboard=False, **trainer)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 0
+    return run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+
+
+def test_a_checkpoint_is_checked_before_anything_is_loaded(tiny_config, tmp_path, capsys,
+                                                           monkeypatch):
+    latest = one_epoch_run(tiny_config, tmp_path)
+    checkpoint = load_checkpoint(latest)
+    checkpoint["optimizer"]["state"][3]["exp_avg_sq"] = torch.zeros(5, 5)
+    crafted = latest.with_name("crafted.pth")
+    atomic_save(checkpoint, crafted)
+    loaded = []
+    for cls in (torch.optim.Optimizer, torch.nn.Module):
+        original = cls.load_state_dict
+        monkeypatch.setattr(cls, "load_state_dict", lambda self, *a, _o=original, **k: (
+            loaded.append(type(self).__name__), _o(self, *a, **k))[1])
+    capsys.readouterr()
+    assert train_cli(["--resume", str(crafted), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer state of parameter 3: 'exp_avg_sq'" in err and err.count("\n") == 1, err
+    assert loaded == [], "something was loaded before the checkpoint was checked"
+
+
+def test_sighup_saves_a_checkpoint_like_sigterm(exact_config, tmp_path, monkeypatch, capsys):
+    original, count = Trainer.train_step, {"n": 0}
+
+    def hang_up_at_step_3(self, x):
+        count["n"] += 1
+        if count["n"] == 3:
+            os.kill(os.getpid(), signal.SIGHUP)  # the terminal closed, the ssh link dropped
+        return original(self, x)
+
+    monkeypatch.setattr(Trainer, "train_step", hang_up_at_step_3)
+    assert train_cli(["-c", str(write_config(tmp_path, exact_config))]) == 0
+    out = capsys.readouterr().out
+    assert "SIGHUP received" in out and "Resume with:" in out, out
+    checkpoint = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-latest.pth")
+    assert (checkpoint["epoch"], checkpoint["batches_done"]) == (0, 3)
+
+
+def test_launchers_pass_sighup_on(monkeypatch):
+    """train.py --device 0,1 passes a SIGHUP to torchrun; reproduce.py to its workers."""
+    import reproduce
+    sent = []
+
+    class Launcher:
+        def send_signal(self, signum):
+            sent.append(signum)
+
+        def wait(self):
+            os.kill(os.getpid(), signal.SIGHUP)
+            return 0
+
+    previous = signal.signal(signal.SIGHUP, lambda *args: None)  # if not passed on: ignored
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(subprocess, "Popen", lambda *a, **k: Launcher())
+            assert train.launch_workers(2, []) == 0
+        assert sent == [signal.SIGHUP]
+        monkeypatch.setattr(reproduce, "active_children", lambda: [worker])
+        with reproduce.stops_reach_workers():
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert worker.wait(timeout=30) == -signal.SIGHUP
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+        worker.kill()
+        worker.wait()
+
+
+def test_an_epoch_without_a_finite_step_is_no_result(tiny_config, tmp_path, monkeypatch,
+                                                     capsys):
+    """Every loss NaN, fewer steps than max_nonfinite_steps: a stop, not "Done"."""
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
+    tiny_config["trainer"].update(epochs=2, tensorboard=False)
+    nan_loss_on_steps(monkeypatch, set(range(1, 100)))
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 2
+    captured = capsys.readouterr()
+    assert "Done." not in captured.out
+    assert captured.err.count("\n") == 1, captured.err
+    assert "epoch 1 ended with no finite training loss" in captured.err, captured.err
+    assert "(the initial weights)" in captured.err, captured.err
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    assert load_checkpoint(latest)["epoch"] == 0
+
+
+def test_a_nonfinite_validation_loss_is_no_result(tiny_config, tmp_path, monkeypatch, capsys):
+    import trainer.trainer as training
+    real = training.evaluate
+    calls = {"n": 0}
+
+    def nan_in_epoch_2(*args, **kwargs):
+        results = real(*args, **kwargs)
+        calls["n"] += 1
+        return {**results, "loss": float("nan")} if calls["n"] == 2 else results
+
+    monkeypatch.setattr(training, "evaluate", nan_in_epoch_2)
+    tiny_config["data_loader"]["args"].update(subset=128, validation_size=100)
+    tiny_config["trainer"].update(epochs=3, tensorboard=False)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 2
+    err = capsys.readouterr().err
+    assert "epoch 2 ended with a non-finite val_loss (nan)" in err, err
+    assert "(the end of epoch 1)" in err, err
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    assert load_checkpoint(latest)["epoch"] == 1
+
+
+def test_a_last_training_batch_of_one_is_left_out_and_evaluation_takes_one(tiny_config,
+                                                                           tmp_path):
+    tiny_config["data_loader"]["args"].update(subset=65, validation_size=100)  # 64 + 1
+    tiny_config["trainer"].update(epochs=1, tensorboard=False)
+    assert train_cli(["-c", str(write_config(tmp_path, tiny_config))]) == 0
+    latest = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    assert logged(tmp_path / "saved", "epoch") == [1.0]
+    assert run_cli(lambda: test_script.main(["--resume", str(latest), "-k", "2", "--bs", "1",
+                                             "--limit", "3", "--data-dir",
+                                             tiny_config["data_loader"]["args"]["data_dir"]])) == 0
+
+
+def test_a_resumed_run_writes_beside_its_checkpoint_and_reads_the_users_data(
+        tiny_config, tmp_path, capsys):
+    """A checkpoint from elsewhere whose config names other folders writes nothing there."""
+    latest = one_epoch_run(tiny_config, tmp_path)
+    checkpoint = load_checkpoint(latest)
+    elsewhere = tmp_path / "elsewhere"
+    checkpoint["config"]["trainer"]["save_dir"] = str(elsewhere / "saved")
+    checkpoint["config"]["data_loader"]["args"]["data_dir"] = str(elsewhere / "data")
+    copy = tmp_path / "copy" / "models" / "GraphVAE_tiny" / "run"
+    copy.mkdir(parents=True)
+    atomic_save(checkpoint, copy / "checkpoint-latest.pth")
+    data_dir = tiny_config["data_loader"]["args"]["data_dir"]
+    assert train_cli(["--resume", str(copy / "checkpoint-latest.pth"), "--epochs", "2",
+                      "--data-dir", data_dir]) == 0
+    assert run_cli(lambda: test_script.main(["--resume", str(copy / "checkpoint-latest.pth"),
+                                             "-k", "0", "--limit", "10",
+                                             "--data-dir", data_dir])) == 0
+    assert not elsewhere.exists()
+    assert (tmp_path / "copy" / "log" / "GraphVAE_tiny" / "run" / "info.log").is_file()
+    saved = json.loads((copy / "config.json").read_text())
+    assert saved["trainer"]["save_dir"] == str(tmp_path / "copy")
+    assert saved["data_loader"]["args"]["data_dir"] == data_dir
+
+
+def test_a_checkpoint_without_a_digest_needs_allow_unverified(tiny_config, tmp_path, capsys):
+    latest = one_epoch_run(tiny_config, tmp_path)
+    plain = latest.with_name("plain.pth")
+    torch.save(load_checkpoint(latest), plain)  # as torch.save alone writes it
+    data_dir = tiny_config["data_loader"]["args"]["data_dir"]
+    argv = ["--resume", str(plain), "-k", "0", "--limit", "10", "--data-dir", data_dir]
+    capsys.readouterr()
+    assert run_cli(lambda: test_script.main(argv)) == 2
+    assert "--allow-unverified" in capsys.readouterr().err
+    assert run_cli(lambda: test_script.main(argv + ["--allow-unverified"])) == 0
+    data = bytearray(plain.read_bytes())  # without a digest, damage is not always noticed
+    data[len(data) // 2] ^= 0xFF
+    plain.write_bytes(bytes(data))
+    assert run_cli(lambda: test_script.main(argv)) == 2
+
+
+def test_evaluating_a_model_that_overflows_is_no_result(tiny_config, tmp_path, capsys):
+    latest = one_epoch_run(tiny_config, tmp_path)
+    checkpoint = load_checkpoint(latest)
+    checkpoint["state_dict"]["decoder.3.weight"].fill_(3e38)  # finite, but logits overflow
+    atomic_save(checkpoint, latest)
+    capsys.readouterr()
+    assert run_cli(lambda: test_script.main([
+        "--resume", str(latest), "-k", "0", "--limit", "10", "--data-dir",
+        tiny_config["data_loader"]["args"]["data_dir"]])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gives a non-finite test elbo" in err, err
+    assert not latest.with_name("checkpoint-latest-test.json").exists()
+
+
+def test_a_log_file_that_cannot_be_written_is_one_warning(tiny_config, tmp_path, capsys,
+                                                          monkeypatch):
+    from logger.log_file import LogFile
+
+    def full_disk(self, record):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(LogFile, "shouldRollover", full_disk)
+    one_epoch_run(tiny_config, tmp_path)
+    err = capsys.readouterr().err
+    assert "Logging error" not in err and "Traceback" not in err, err
+    warnings = [line for line in err.splitlines() if "cannot write the log file" in line]
+    assert len(warnings) == 1 and "No space left on device" in warnings[0], err
+
+
+def test_a_cache_build_killed_mid_way_leaves_no_temporary_file(tmp_path):
+    from data_loader.cache import cached
+    from utils.files import atomic_write
+    target = tmp_path / "cache.bin"
+    stale = tmp_path / ".cache.bin.x1y2z3.tmp"  # what a kill -9 during a build leaves
+    stale.write_bytes(bytes(1000))
+    with atomic_write(tmp_path / "cache.bin") as live:  # another process building it now
+        live.write(b"x")
+        assert cached(target, lambda p: p.read_bytes(), lambda f: f.write(b"data")) == b"data"
+        assert not stale.exists()
+        assert len(list(tmp_path.glob(".cache.bin.*.tmp"))) == 1  # the live writer's stays

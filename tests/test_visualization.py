@@ -14,7 +14,7 @@ import test as test_script
 import train
 from tests.conftest import DATA_DIR, write_config
 from tests.test_training import run_dir
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import atomic_save, load_checkpoint
 from utils.errors import run_cli
 
 TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
@@ -68,7 +68,7 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     with torch.no_grad():  # make the discrete graph non-trivial: drop one edge
         state = load_checkpoint(checkpoint)
         state["state_dict"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
-        torch.save(state, checkpoint)
+        atomic_save(state, checkpoint)
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "2",
                                              "--limit", "20"])) == 0
     graph = json.loads(checkpoint.with_name("model_best-graph.json").read_text())

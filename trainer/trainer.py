@@ -59,6 +59,14 @@ class Trainer(BaseTrainer):
         self.unseen_skips = []  # (batch, flag on the device) of steps the host has not read
         self.step_record = None  # (loss, gradient norm) of a step TensorBoard shows
 
+    def partial_sum_shapes(self):
+        """{term: shape} of the running sums a training step adds to (what a checkpoint taken
+        inside an epoch holds)."""
+        shapes = {**{m: () for m in METRICS}, "kl_per_node": (self.model.n_nodes,), "n": ()}
+        if self.model.has_structure_cost:
+            shapes["structure_cost"] = ()
+        return shapes
+
     def logged_metrics(self):
         validated = self.valid_data_loader is not None
         return METRICS + tuple(f"val_{m}" for m in METRICS if validated)
@@ -168,7 +176,10 @@ class Trainer(BaseTrainer):
                     progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
             self._checkpoint_inside_epoch(epoch)
         self.count_skipped_steps(epoch)
-        log = means(distributed.sum_over_ranks(self.partial_sums, self.device))
+        sums = distributed.sum_over_ranks(self.partial_sums, self.device)
+        # Skipped steps add zeros (count 0): an epoch of only skipped steps has no training
+        # loss, as one without any step (base_trainer's _stop_unless_finite stops the run).
+        log = means(sums) if sums and float(sums["n"]) > 0 else {}
         log.update(nonfinite_steps=self.nonfinite_steps, kl_weight=self.kl_weight_at(epoch),
                    tau=next((float(g.tau) for g in self.model.gate_sets().values()), None),
                    edge_probs=self.model.edge_probs())
@@ -219,12 +230,10 @@ class Trainer(BaseTrainer):
                             f"step skipped ({self.nonfinite_steps} so far)")
         if self.nonfinite_steps >= self.max_nonfinite_steps:
             where = self._roll_back()
-            lower = self.optimizer.param_groups[0]["lr"] / 10
             raise TrainingDiverged(
                 f"training stopped after {self.nonfinite_steps} non-finite losses "
                 f"(trainer.max_nonfinite_steps); {self.latest_checkpoint} is set back to the "
-                f"last state known finite ({where}); resume from it with a lower learning "
-                f"rate: python train.py --resume {self.latest_checkpoint} --lr {lower:.3g}")
+                f"last state known finite ({where}); {self._resume_advice()}")
 
     def _write_hparams(self):
         tensorboard.write_hparams(self.writer, self.config)

@@ -11,7 +11,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from utils import run_dirs
+from utils import plain_data, run_dirs
 from utils.errors import ConfigError
 
 OBJECT = "object"  # a section {"type": ..., "args": {...}} built by type name
@@ -25,9 +25,16 @@ VERBOSITY = (0, 1, 2)  # logger/logger.py: warnings, info, debug
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
+NAME_MAX = 255  # bytes in one file name, on every common file system
+
+
 def is_folder_name(name):
-    """Whether name is one path component: a run's directory can never leave save_dir."""
-    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+    """Whether name is one path component that every file system and shell takes as it is:
+    a run's directory can never leave save_dir, and its name is what was typed (no control
+    character such as a newline, no leading '~' that a shell would expand)."""
+    return (name not in ("", ".", "..") and not any(c in name for c in "/\\")
+            and name.isprintable() and not name.startswith("~")
+            and len(name.encode("utf-8", "surrogatepass")) <= NAME_MAX)
 
 
 def monitor_parts(monitor):
@@ -38,7 +45,8 @@ def monitor_parts(monitor):
     return (mode, metric) if mode in ("min", "max") and metric else None
 
 
-FOLDER_NAME = (is_folder_name, "one folder name (no '/', '\\' or '..')")
+FOLDER_NAME = (is_folder_name, "one folder name (no '/', '\\', '..', control characters or "
+                               "leading '~'; at most 255 bytes)")
 
 # key: (accepted types, default, range rule or None). These are the defaults: a config states
 # only what differs.
@@ -136,9 +144,10 @@ def apply_schema(section, schema, where):
             filled[key] = check_object_shape(value, where + key)
             continue
         if not type_ok(value, types):
-            raise ConfigError(f"'{where}{key}' must be {describe_type(types)}, got {value!r}")
+            raise ConfigError(f"'{where}{key}' must be {describe_type(types)}, got "
+                              f"{shorten(value)}")
         if rule is not None and value is not None and not rule[0](value):
-            raise ConfigError(f"'{where}{key}' must be {rule[1]}, got {value!r}")
+            raise ConfigError(f"'{where}{key}' must be {rule[1]}, got {shorten(value)}")
         filled[key] = value
     return filled
 
@@ -158,6 +167,7 @@ def check_object_shape(value, where):
 
 def validate(config):
     """The config with every plain section checked and its defaults filled in."""
+    check_bounds(config, "the config")
     if not isinstance(config, dict):
         raise ConfigError("the config must be a JSON object")
     check_finite(config, "")
@@ -186,23 +196,74 @@ def load_json(path):
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (pass an existing file with -c)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8 "
                           f"JSON") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, "
-                          f"column {e.colno}") from None
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    return parse_json(text, str(path))
+
+
+def parse_json(text, where):
+    """JSON text as plain data within plain_data's bounds, each object's keys given once;
+    otherwise a ConfigError naming `where` (a file, or a --set value)."""
+    try:
+        value = json.loads(text, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where} is not valid JSON: {e.msg} at line {e.lineno}, "
+                          f"column {e.colno}") from None
+    except DuplicateKey as e:
+        raise ConfigError(f"{where} gives the key '{e}' twice in one object; keep "
+                          f"one") from None
+    except RecursionError:
+        raise ConfigError(f"{where} nests deeper than {plain_data.MAX_DEPTH} levels; a "
+                          f"config is a few levels of objects") from None
+    except ValueError:  # Python refuses to parse integers of over 4300 digits
+        raise ConfigError(f"{where} holds an integer of thousands of digits (at most "
+                          f"{plain_data.MAX_INT_DIGITS}); a config is small, plain "
+                          f"JSON") from None
+    check_bounds(value, where)
+    return value
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def unique_keys(pairs):
+    """json's object_pairs_hook: an object whose keys are all different (JSON itself would
+    keep the last of a repeated key and drop the others without a word)."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def check_bounds(value, where):
+    """Plain data within the bounds of utils/plain_data.py, or a one-line ConfigError."""
+    found = plain_data.problem(value)
+    if found:
+        raise ConfigError(f"{where} {found}; a config is small, plain JSON")
 
 
 def parse_value(text):
     """A command-line value: JSON if it parses (3, 1e-3, true, null, [1,2]), else a string."""
     try:
-        return json.loads(text)
+        json.loads(text)
     except json.JSONDecodeError:
         return text
+    except (ValueError, RecursionError):
+        pass  # JSON, but not usable: parse_json says why
+    return parse_json(text, f"the value {shorten(text)}")
+
+
+def shorten(value, limit=60):
+    """repr(value), cut to about limit characters (for one-line messages)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def set_by_path(config, dotted_key, value):
@@ -243,9 +304,10 @@ class ConfigParser:
         save_dir = Path(self.config["trainer"]["save_dir"])
         if run_dir is None:
             run_id = datetime.now().strftime("%m%d_%H%M%S")
-            run_dir = save_dir / "models" / self.config["name"] / run_id
-        self.save_dir = Path(run_dir)
-        self.log_dir = save_dir / "log" / self.config["name"] / self.save_dir.name
+            self.save_dir = save_dir / "models" / self.config["name"] / run_id
+            self.log_dir = save_dir / "log" / self.config["name"] / run_id
+        else:  # an existing run's directory (a resume): its logs lie beside it
+            self.save_dir, self.log_dir = Path(run_dir), run_dirs.log_dir_of(run_dir)
         self.exact_run_id = False  # a run id the user chose is never replaced by another
 
     def name_run(self, run_id):

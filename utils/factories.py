@@ -45,6 +45,7 @@ def check_args(config, section, module, *args, overrides=None, **kwargs):
         if types and not type_ok(value, types):
             raise ConfigError(f"'{section}.args.{key}' must be {describe_type(types)}, "
                               f"got {value!r}")
+        check_like_default(value, parameters[key].default, f"{section}.args.{key}")
     signature = inspect.signature(factory)
     try:
         signature.bind(*args, **cfg_args, **kwargs)
@@ -61,12 +62,28 @@ def init_obj(config, section, module, *args, overrides=None, **kwargs):
                                    **kwargs)
     try:
         built = factory(*args, **cfg_args, **kwargs)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"{section}.args: {e}") from None
+    except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError,
+            RuntimeError) as e:  # what a library's constructor raises for arguments it refuses
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{section}.args: {detail}") from None
     if section in FILLED:
         config[section]["args"] = {**defaults(factory, exclude=kwargs),
                                    **config[section]["args"]}
     return built
+
+
+def check_like_default(value, default, key):
+    """A list given for an argument whose default is a list or tuple of numbers holds
+    numbers; for a library's tuple (Adam's betas, Rprop's etas: a pair by meaning) as many
+    as the default (the model's tuples, like encoder_hidden, are any number of sizes)."""
+    if not isinstance(default, (list, tuple)) or not isinstance(value, (list, tuple)) \
+            or not all(type_ok(v, (float,)) for v in default):
+        return
+    fixed = isinstance(default, tuple) and not key.startswith("arch.")
+    if not all(type_ok(v, (float,)) for v in value) or (fixed and len(value) != len(default)):
+        count = f"{len(default)} numbers" if fixed else "numbers"
+        raise ConfigError(f"'{key}' must be a list of {count} like its default "
+                          f"{list(default)}, got {value!r}")
 
 
 def accepted_parameters(factory):

@@ -4,8 +4,11 @@ caches.
 The new content goes to a temporary file unique to this writer, in the target's folder; it is
 flushed to disk (fsync) and renamed over the target (os.replace, atomic), so a crash at any
 moment leaves the old file or the new one, never a torn one, and processes that write the same
-file at once all succeed (the last rename wins, and every version is whole).
+file at once all succeed (the last rename wins, and every version is whole). A writer killed
+mid-way leaves its temporary file; remove_stale clears those of writers that are gone.
 """
+import fcntl
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
@@ -23,6 +26,7 @@ def atomic_write(path, check=None):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held while the file is written: see remove_stale
         os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -35,6 +39,20 @@ def atomic_write(path, check=None):
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def remove_stale(path):
+    """Remove the temporary files that writers of path killed mid-way (kill -9, a crash)
+    left beside it. A live writer holds a lock on its file (atomic_write), so only the files
+    of writers that are gone are removed."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            with open(stale, "rb") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stale.unlink()
+        except (BlockingIOError, FileNotFoundError, PermissionError):
+            continue  # a live writer's, gone already, or not ours to remove
 
 
 def fsync_dir(directory):

@@ -12,6 +12,7 @@ import fcntl
 import itertools
 import json
 from contextlib import contextmanager
+from pathlib import Path
 
 from utils.errors import ConfigError, writing
 
@@ -41,6 +42,22 @@ def claim_new(models_dir, log_dir, exact=False):
             raise exists_error(taken)
 
 
+def save_dir_of(run_dir):
+    """The save_dir a run directory belongs to: <save_dir>/models/<name>/<run id>, where a run
+    puts it; a run directory elsewhere (a copy) is its own."""
+    run_dir = Path(run_dir)
+    in_models = len(run_dir.parents) > 2 and run_dir.parent.parent.name == "models"
+    return run_dir.parents[2] if in_models else run_dir
+
+
+def log_dir_of(run_dir):
+    """Where a run directory's logs go: <save_dir>/log/<name>/<run id> beside
+    <save_dir>/models/<name>/<run id>, or inside a run directory that lies elsewhere."""
+    run_dir = Path(run_dir)
+    root = save_dir_of(run_dir)
+    return run_dir / "log" if root == run_dir else root / "log" / run_dir.parent.name / run_dir.name
+
+
 def exists_error(path):
     return ConfigError(f"run directory {path} exists already; continue it with --resume "
                        f"<its checkpoint-latest.pth> or choose another --run-id")
@@ -65,13 +82,18 @@ def open_run(config, resuming=False):
     resuming reopens the checkpoint's) and hold the run's lock while the run writes; writes
     config.json."""
     with writing(config.save_dir, "set trainer.save_dir (--save-dir) to a writable directory"):
-        if resuming:
+        if resuming:  # the lock first: a run in use by another process is left as it is
             config.save_dir.mkdir(parents=True, exist_ok=True)
-            config.log_dir.mkdir(parents=True, exist_ok=True)
+            handle = lock(config.save_dir)
+            try:
+                config.log_dir.mkdir(parents=True, exist_ok=True)
+            except BaseException:
+                handle.close()
+                raise
         else:
             config.save_dir, config.log_dir = claim_new(config.save_dir, config.log_dir,
                                                       config.exact_run_id)
-        handle = lock(config.save_dir)
+            handle = lock(config.save_dir)
     try:
         with writing(config.save_dir, "free space or choose another trainer.save_dir"):
             for stale in config.save_dir.glob(".*.tmp"):  # of a write killed mid-way

@@ -2,7 +2,8 @@
 
 Before training: exit_on_interrupt() makes a Ctrl-C one line (light on purpose, no torch:
 scripts call it before their slow imports). While training: StopRequests turns the signals
-that ask a run to end (Ctrl-C, `kill`, a scheduler's SIGTERM) into one request, which the
+that ask a run to end (STOP_SIGNALS: Ctrl-C's SIGINT, `kill`'s and a scheduler's SIGTERM, and
+the SIGHUP of a closed terminal or a dropped ssh connection) into one request, which the
 trainer answers at the next step boundary by saving a checkpoint.
 """
 import os
@@ -26,7 +27,7 @@ def exit_on_interrupt():
     signal.signal(signal.SIGINT, handler)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StopRequests:

@@ -1,0 +1,26 @@
+"""The run's log file, which a full disk or a lost mount must not turn into tracebacks.
+
+logging's handlers print a "--- Logging error ---" traceback for every record they fail to
+write, many of them before the run's own one-line error. This handler says once, in one line,
+that the log file cannot be written, and the run goes on logging to the console (what fails
+next, e.g. a checkpoint on the same full disk, stops it with its own line).
+"""
+import logging.handlers
+import sys
+
+
+class LogFile(logging.handlers.RotatingFileHandler):
+    failed = False
+
+    def emit(self, record):
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record):
+        if self.failed:
+            return
+        self.failed = True
+        error = sys.exc_info()[1]
+        reason = getattr(error, "strerror", None) or error
+        sys.stderr.write(f"warning: cannot write the log file {self.baseFilename}: {reason}; "
+                         f"the run goes on, logging to the console only\n")
