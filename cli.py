@@ -9,9 +9,10 @@ checkpoint (utils/run_dirs.save_dir_of), and data comes from --data-dir or the u
 config (by default data/).
 """
 import copy
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from utils import distributed
 from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
 from utils.errors import ConfigError
@@ -39,8 +40,8 @@ LONG_NAMES = {"-c": "--config", "-r": "--resume", "-d": "--device"}
 HELPS = {
     "-c": "config file (JSON)",
     "-r": "checkpoint to read",
-    "-d": "'cpu', or the GPUs to use, e.g. 0 or 0,1 (sets CUDA_VISIBLE_DEVICES; default: the "
-          "config's n_gpu)",
+    "-d": "cpu, cuda (a GPU per process), cuda:N or N (one GPU), N,M (one process per GPU); "
+          "indices among the visible GPUs (default: the config's n_gpu)",
     "--run-id": "name of a new run's directory (default: date_time)",
     "--set": "override config keys, e.g. --set trainer.epochs=3",
 }
@@ -68,16 +69,66 @@ def add_flags(parser, *flags, helps=None):
     return parser
 
 
-def load_run_config(args):
+@dataclass(frozen=True)
+class Devices:
+    """What --device asks for: the CPU, or GPUs; indices among the visible ones (None: a GPU
+    per process, by LOCAL_RANK)."""
+    text: str
+    gpu: bool
+    indices: tuple = None
+
+    @property
+    def n_gpu(self):
+        """The config's n_gpu for this choice."""
+        return len(self.indices or (None,)) if self.gpu else 0
+
+
+DEVICE_FORMS = "cpu, cuda, cuda:N, N or N,M (GPU indices among the visible ones)"
+
+
+def parse_device(text):
+    """--device as users type it (every script takes the same forms): cpu; cuda; cuda:N or N;
+    N,M,... Indices count the visible GPUs, so within a scheduler's CUDA_VISIBLE_DEVICES=4,5
+    --device 1 is physical GPU 5 (the variable itself is never changed)."""
+    spec = text.strip().lower()
+    if spec == "cpu":
+        return Devices(text, gpu=False)
+    if spec == "cuda":
+        return Devices(text, gpu=True)
+    parts = spec.removeprefix("cuda:").split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        raise ConfigError(f"--device must be {DEVICE_FORMS}, got '{text}'")
+    indices = tuple(int(part) for part in parts)
+    if len(set(indices)) < len(indices):
+        raise ConfigError(f"--device {text} names a GPU twice; give each GPU once")
+    return Devices(text, gpu=True, indices=indices)
+
+
+def use_devices(text, at_most=None, script="this script"):
+    """Parse --device, check that its GPUs exist and make them this process's (see
+    utils/distributed.choose_gpus); returns the Devices, or None without the flag.
+    at_most: how many GPUs the script can use in one process."""
+    distributed.use_all_gpus()
+    if text is None:
+        return None
+    devices = parse_device(text)
+    if at_most is not None and len(devices.indices or ()) > at_most:
+        raise ConfigError(f"{script} runs in one process, on one device: give one, e.g. "
+                          f"--device {devices.indices[0]}")
+    if devices.gpu:
+        distributed.choose_gpus(devices.indices, text)
+    return devices
+
+
+def load_run_config(args, max_devices=None, script="this script"):
     """(ConfigParser, checkpoint or None) from -c / --resume and the overrides.
 
     Resuming continues the checkpoint's run: its config is taken from the checkpoint (or from
     -c when given, e.g. to fine-tune), the run directory is the checkpoint's and its logs go
     beside it; the data directory is --data-dir, -c's, or the default, never the checkpoint's.
+    --device sets n_gpu (max_devices: how many GPUs the script can use).
     """
-    device = getattr(args, "device", None)
-    if device is not None and device.lower() != "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    devices = use_devices(getattr(args, "device", None), max_devices, script)
     checkpoint, run_dir = None, None
     resume = getattr(args, "resume", None)
     if resume:
@@ -96,8 +147,8 @@ def load_run_config(args):
         if value is not None:
             set_by_path(config, key, value)
     config = apply_overrides(config, getattr(args, "set", []))
-    if device is not None:  # --device 0,1: those GPUs; --device cpu: the CPU
-        config["n_gpu"] = 0 if device.lower() == "cpu" else len(device.split(","))
+    if devices is not None:  # --device 0,1: those GPUs; --device cpu: the CPU
+        config["n_gpu"] = devices.n_gpu
     if run_dir is not None and isinstance(config, dict) \
             and isinstance(config.setdefault("trainer", {}), dict):
         config["trainer"]["save_dir"] = str(save_dir_of(run_dir))

@@ -3,9 +3,9 @@ a model, an optimiser and a trainer. train.py, test.py, sample.py, reproduce.py 
 bench script build through here.
 """
 import inspect
+import os
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim import lr_scheduler as module_scheduler
 
 import data_loader.data_loaders as module_data
@@ -29,12 +29,29 @@ def seed_everything(config):
     rank = distributed.world()[0]
     torch.manual_seed(config["seed"] + 1_000_003 * rank)
     if config["trainer"]["deterministic"]:
+        # cuBLAS is deterministic only with a fixed workspace, read from the environment
+        # before its first use; without it torch refuses every matmul on a GPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
 
 def prepare_device(config):
-    """This process's device from the config's n_gpu (utils/distributed.uses_gpu)."""
-    return distributed.local_device(distributed.uses_gpu(config["n_gpu"]))
+    """This process's device from the config's n_gpu (utils/distributed.uses_gpu), made the
+    current one on a GPU (evaluation and sampling run in one process)."""
+    device = distributed.local_device(distributed.uses_gpu(config["n_gpu"]))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def check_processes(config):
+    """n_gpu > 1 needs one process per GPU: a single process would train on one of them."""
+    n_gpu = config["n_gpu"]
+    if n_gpu and n_gpu > 1 and not distributed.launched_by_torchrun():
+        devices = ",".join(str(i) for i in range(n_gpu))
+        raise ConfigError(f"n_gpu is {n_gpu}, but this is one process, which trains on one GPU; "
+                          f"start one per GPU with python train.py --device {devices} (or "
+                          f"torchrun --nproc_per_node={n_gpu} train.py ...), or set n_gpu 1")
 
 
 def build_loader(config, split, sharded=False, **overrides):
@@ -185,6 +202,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     trainer, resumed from checkpoint when given. Nothing is written yet. validate=False: a
     trainer for timing steps (bench/), with no validation loader and no monitor check."""
     check_optimizer(config)
+    check_processes(config)
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
     seed_everything(config)
@@ -195,16 +213,11 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     model = build_model(config, train_loader.input_dim, device)
     check_data_fits_model(train_loader, model)
     check_batches_train(train_loader, model)
-    train_forward = None
-    if world_size > 1:
-        if device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_forward = DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None,
-            find_unused_parameters=model.may_leave_parameters_unused)
+    if world_size > 1 and device.type == "cuda" and config["trainer"]["sync_batchnorm"]:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer, lr_scheduler, structure_optimizer = build_optimizer(config, model)
     trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,
-                      lr_scheduler, train_forward=train_forward,
+                      lr_scheduler, data_parallel=world_size > 1,
                       structure_optimizer=structure_optimizer)
     if validate:
         trainer.check_monitor()

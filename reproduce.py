@@ -19,7 +19,8 @@ to --results (default docs/results/<dataset>/):
 
 A run whose results file exists (with the same settings) is never trained again, so the table
 can be rebuilt from committed results on a machine without any checkpoint; an unfinished run
-resumes from its checkpoint in --out. --jobs N trains N runs at a time (one thread each).
+resumes from its checkpoint in --out. --jobs N trains N runs at a time (one thread each), on
+a GPU machine spread over the GPUs (--device 0,1: over those; --device cpu: on the CPU).
 --validation-only trains and tabulates validation numbers without touching the test set (to
 choose protocol settings before looking at any test number).
 
@@ -106,6 +107,9 @@ def parse_args(argv):
     parser.add_argument("--out", default="saved/reproduce",
                         help="where the runs' checkpoints go (a folder per data set below it)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
+    parser.add_argument("--device", help="cpu, or the GPUs the runs share (cuda: all visible "
+                                         "ones, the default when there are any; cuda:N, N, "
+                                         "N,M: those); each worker process keeps one")
     parser.add_argument("--test-limit", type=int, default=None,
                         help="evaluate the first N test examples only (default: the whole test "
                              "split)")
@@ -195,6 +199,8 @@ def run_one(run, seed, args, threads):
     variant = as_variant(run)
     key = variant.key
     config = model_config(variant, seed, args)
+    if args.device is not None and args.device.strip().lower() == "cpu":
+        config["n_gpu"] = 0  # not a setting of the run: the results file does not record it
     run_dir = Path(args.out) / "models" / config["name"] / f"seed{seed}"
     latest = run_dir / "checkpoint-latest.pth"
     checkpoint = load_checkpoint(latest) if latest.is_file() else None
@@ -569,8 +575,10 @@ def main(argv=None):
         print(f"{len(todo)} run(s) to train and evaluate, {args.jobs} at a time: "
               + ", ".join(f"{v.key} seed {s}" for v, s in todo), flush=True)
         threads = 1 if args.jobs > 1 else None
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool, \
-                stops_reach_workers():
+        context = get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=take_a_gpu,
+                                 initargs=(worker_slots(context, args.jobs), job_gpus(args))) \
+                as pool, stops_reach_workers():
             try:
                 run_in_turn(pool, [(run_one, variant, seed, args, threads or default_threads())
                                    for variant, seed in todo], args.jobs)
@@ -581,6 +589,37 @@ def main(argv=None):
                                           settings_of(args, variant)) for seed in args.seeds]
                        for variant in variants(args.models, args.sweep)}
     write_outputs(results_dir, runs_by_variant, args)
+
+
+def job_gpus(args):
+    """The GPUs the runs are spread over (indices among the visible ones): those --device
+    names, or every visible one; none with --device cpu or without a GPU."""
+    import torch
+
+    from cli import use_devices
+    devices = use_devices(args.device)  # GPUs that are not there: one line, before any run
+    if devices is not None:
+        return list(devices.indices or range(torch.cuda.device_count())) if devices.gpu else []
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def worker_slots(context, jobs):
+    """A queue of the numbers 0..jobs-1, one for each worker process to take."""
+    slots = context.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    return slots
+
+
+def take_a_gpu(slots, gpus):
+    """In a new worker process: take a slot, and with it a GPU for every run this worker
+    trains (worker k gets gpus[k mod len(gpus)]), so that --jobs N runs share the GPUs
+    instead of all training on GPU 0."""
+    from utils import distributed
+    slot = slots.get()
+    if gpus:
+        gpu = gpus[slot % len(gpus)]
+        distributed.choose_gpus([gpu], str(gpu))
 
 
 def check_numbers(args):

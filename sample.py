@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from cli import add_flags, load_run_config, parser  # noqa: E402
 from data_loader.image_datasets import square_image_shape  # noqa: E402
-from experiment import load_model  # noqa: E402
+from experiment import load_model, prepare_device  # noqa: E402
 from logger.figures import save_images, save_sequence_figure  # noqa: E402
 from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
@@ -31,8 +31,10 @@ OUT_FIX = "choose a writable --out path"
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "--seed", "--allow-unverified", helps={
+    args = add_flags(parser(__doc__), "-r", "-d", "--seed", "--allow-unverified", helps={
         "-r": "checkpoint to sample from",
+        "-d": "cpu, cuda, cuda:N or N: the one device to sample on (default: the "
+              "checkpoint's n_gpu)",
         "--seed": "seed of the random draws (default: the checkpoint's run seed)"})
     args.add_argument("-n", "--n-samples", type=int, default=64,
                       help="samples (images or sequences) to draw")
@@ -103,9 +105,9 @@ def main(argv=None):
     out = Path(args.out)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"--out must name a {' or '.join(IMAGE_SUFFIXES)} file, got {out}")
-    config, checkpoint = load_run_config(args)
+    config, checkpoint = load_run_config(args, max_devices=1, script="sample.py")
     torch.manual_seed(config["seed"])
-    model = load_model(config, checkpoint, args.resume)
+    model = load_model(config, checkpoint, args.resume, prepare_device(config))
     if hasattr(model, "generate") and args.n_samples > MAX_SEQUENCES:
         raise ConfigError(f"-n asks for {args.n_samples:,} sequences, more than the "
                           f"{MAX_SEQUENCES} one figure holds; draw fewer")

@@ -37,7 +37,8 @@ from utils.errors import CheckpointError, ConfigError, run_cli, writing  # noqa:
 def parse_args(argv):
     args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir", "--allow-unverified", helps={
         "-r": "checkpoint to evaluate (its config, saved in it, says the model and data)",
-        "-d": "'cpu', or the GPU to evaluate on, e.g. 0 (default: the checkpoint config's n_gpu)",
+        "-d": "cpu, cuda, cuda:N or N: the one device to evaluate on (default: the checkpoint "
+              "config's n_gpu)",
         "--set": "override keys of the checkpoint's config, e.g. --set "
                  "data_loader.args.data_dir=/data",
         "--data-dir": "where the data set's files are (default: the checkpoint config's "
@@ -162,7 +163,7 @@ def main(argv=None):
         raise ConfigError("give the checkpoint to evaluate with --resume")
     if args.samples < 0 or args.bs <= 0 or (args.limit is not None and args.limit <= 0):
         raise ConfigError("-k must be >= 0, --bs and --limit positive")
-    config, checkpoint = load_run_config(args)
+    config, checkpoint = load_run_config(args, max_devices=1, script="test.py")
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)

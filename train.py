@@ -13,7 +13,7 @@ import signal  # noqa: E402
 import subprocess  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
 
-from cli import add_flags, load_run_config, parser  # noqa: E402
+from cli import add_flags, load_run_config, parser, use_devices  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
 from utils import distributed, run_dirs  # noqa: E402
@@ -25,14 +25,17 @@ FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--nam
 HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
                "(e.g. to fine-tune)",
          "-r": "checkpoint to continue training from (its run goes on in its directory)",
-         "-d": "'cpu', or the GPUs to train on, e.g. 0 or 0,1 (several: one DDP process each, "
-               "started through torchrun; default: the config's n_gpu)"}
+         "-d": "cpu, cuda, cuda:N or N (one GPU), or N,M (one DDP process per GPU, started "
+               "through torchrun); indices among the visible GPUs (default: the config's "
+               "n_gpu)"}
 
 
 def main(argv=None):
     args = add_flags(parser(__doc__), *FLAGS, helps=HELPS).parse_args(argv)
-    if args.device and "," in args.device and not distributed.launched_by_torchrun():
-        return launch_workers(args.device, sys.argv[1:] if argv is None else argv)
+    if not distributed.launched_by_torchrun():
+        devices = use_devices(args.device)  # GPUs that are not there: one line, here
+        if devices is not None and len(devices.indices or ()) > 1:
+            return launch_workers(len(devices.indices), sys.argv[1:] if argv is None else argv)
     config, checkpoint = load_run_config(args)
     try:
         train(config, checkpoint, args.resume)
@@ -66,13 +69,14 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
     return config.save_dir
 
 
-def launch_workers(devices, argv):
-    """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun.
+def launch_workers(n_workers, argv):
+    """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun; each
+    reads the same --device and takes the GPU of its LOCAL_RANK in the list.
     The stop signals (SIGINT, SIGTERM, SIGHUP) are passed on to torchrun (which passes them
     to its workers) and this process waits for all of them, so a stop saves the run's
     checkpoint once."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={len(devices.split(','))}", __file__, *argv]
+               f"--nproc_per_node={n_workers}", __file__, *argv]
     launcher = subprocess.Popen(command, start_new_session=True)  # signals come from here only
     forward = lambda signum, frame: launcher.send_signal(signum)  # noqa: E731
     previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}

@@ -60,6 +60,19 @@ class BaseDataLoader:
             return list(iter(self.sampler))
         return list(range(self.rank, self.n_items, self.num_replicas))
 
+    def every_rank_order(self):
+        """Every rank's epoch_order of a training shard, in rank order: each rank can tell
+        them without asking the others, since DistributedSampler's order depends only on
+        (seed, epoch) and the rank."""
+        orders = []
+        for rank in range(self.num_replicas):
+            sampler = DistributedSampler(
+                _IndexOnlyDataset(self.n_items), num_replicas=self.num_replicas, rank=rank,
+                shuffle=True, seed=self.seed, drop_last=self.drop_last)
+            sampler.set_epoch(self.epoch)
+            orders.append(list(iter(sampler)))
+        return orders
+
     def drop_batches_below(self, size):
         """Leave out a shuffled epoch's last batch when it holds fewer than size examples
         (the epochs' orders differ, so no example is left out for good)."""

@@ -18,13 +18,16 @@ from utils.errors import CheckpointError, ConfigError
 NOT_ORDER = ("data_dir",)
 
 
-def check_fits(trainer, checkpoint, path):
+def check_fits(trainer, checkpoint, path, optimizer_state=None):
     """Every part of checkpoint fits trainer, or a one-line CheckpointError (or ConfigError
-    for settings the config changes that cannot continue the run)."""
+    for settings the config changes that cannot continue the run). optimizer_state: the
+    optimizer state that will be loaded, when it is not the checkpoint's as saved (one
+    merged for the grouped top-down networks: base/resume.upgraded_optimizer_state)."""
     check_data(trainer, checkpoint, path)
     check_position(trainer, checkpoint, path)
     check_partial_sums(trainer.partial_sum_shapes(), checkpoint, path)
-    check_optimizer_state(trainer.optimizer, checkpoint["optimizer"], path, "optimizer")
+    check_optimizer_state(trainer.optimizer, checkpoint["optimizer"] if optimizer_state is None
+                          else optimizer_state, path, "optimizer")
     if trainer.structure_optimizer is not None:
         check_optimizer_state(trainer.structure_optimizer, checkpoint.get("structure_optimizer"),
                               path, "structure_optimizer")

@@ -25,12 +25,15 @@ def resume(trainer, checkpoint, path):
         raise ConfigError(f"{path} has finished {checkpoint['epoch']} epochs already; train "
                           f"longer with --epochs N (N > {checkpoint['epoch']})")
     check_same_optimizers(trainer, checkpoint, path)
-    check_fits(trainer, checkpoint, path)
+    # A checkpoint with separate top-down networks has its optimizer state merged like its
+    # weights (upgraded_optimizer_state): that merged state is what must fit.
+    optimizer_state = upgraded_or_saved(trainer, checkpoint)
+    check_fits(trainer, checkpoint, path, optimizer_state)
     checkpoints.restore_model(trainer.model, checkpoint, path)
     trainer.start_epoch = checkpoint["epoch"] + 1
     fresh_groups = [dict(group) for group in trainer.optimizer.param_groups]
     structure_changed = restore_structure_optimizer(trainer, checkpoint, path)
-    changed = restore_optimizer(trainer, checkpoint, path)
+    changed = restore_optimizer(trainer, checkpoint, path, optimizer_state)
     if trainer.lr_scheduler and checkpoint.get("lr_scheduler"):
         trainer.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
     for key in changed:
@@ -87,12 +90,12 @@ def changed_optimizer_args(checkpoint, trainer):
     return sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
 
 
-def restore_optimizer(trainer, checkpoint, path):
-    """Load the optimizer's state (checked: base/checkpoint_fit.py); returns the
-    optimizer.args keys in which the config differs from the checkpoint's (they are applied
-    once the scheduler is restored)."""
+def restore_optimizer(trainer, checkpoint, path, state):
+    """Load the optimizer's state (state: upgraded_or_saved's, checked by
+    base/checkpoint_fit.py); returns the optimizer.args keys in which the config differs from
+    the checkpoint's (they are applied once the scheduler is restored)."""
     try:
-        trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+        trainer.optimizer.load_state_dict(state)
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: optimizer state does not fit the configured "
                               f"optimizer: {e}") from None
@@ -105,6 +108,53 @@ def restore_optimizer(trainer, checkpoint, path):
                                             f"applied from here on, with a fresh budget of "
                                             f"non-finite steps"))
     return changed
+
+
+def upgraded_or_saved(trainer, checkpoint):
+    """upgraded_optimizer_state for the trainer, or the checkpoint's own optimizer state when
+    it is too malformed to merge (check_fits then says what is wrong with it)."""
+    try:
+        return upgraded_optimizer_state(trainer.model, checkpoint, trainer.optimizer)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError):
+        return checkpoint["optimizer"]
+
+
+def upgraded_optimizer_state(model, checkpoint, optimizer):
+    """The checkpoint's optimizer state, for a model that merged the checkpoint's separate
+    top-down networks into grouped ones on load (GraphVAE.separate_top_down_sources): each
+    state tensor of a parameter's shape merged like the parameter, step counts kept. Any
+    other checkpoint's state as it is."""
+    saved = checkpoint["optimizer"]
+    sources = getattr(model, "separate_top_down_sources", lambda _: {})(checkpoint["state_dict"])
+    if not sources:
+        return saved
+    merged_into = {old: new for new, (olds, _) in sources.items() for old in olds}
+    names = {id(p): name for name, p in model.named_parameters()}
+    parameters = set(names.values())
+    # The saved model's parameters, in its order: what its optimizer numbered.
+    saved_order = [k for k in checkpoint["state_dict"] if merged_into.get(k, k) in parameters]
+    state, groups, index = {}, [], 0
+    for saved_group, group in zip(saved["param_groups"], optimizer.param_groups):
+        wanted = [names[id(p)] for p in group["params"]]
+        old_names = [k for k in saved_order if merged_into.get(k, k) in set(wanted)]
+        if len(old_names) != len(saved_group["params"]):
+            return saved  # another model's: load_state_dict says it does not fit
+        old_state = {name: saved["state"].get(i) for name, i in zip(old_names, saved_group["params"])}
+        for name in wanted:
+            olds, merge = sources.get(name, ((name,), None))
+            if all(old_state[old] is not None for old in olds):
+                state[index] = merged_state([old_state[old] for old in olds], merge)
+            index += 1
+        groups.append({**saved_group, "params": list(range(index - len(wanted), index))})
+    return {"state": state, "param_groups": groups}
+
+
+def merged_state(states, merge):
+    """One parameter's optimizer state from those of the parameters merged into it."""
+    if merge is None:
+        return states[0]
+    return {key: merge(*(s[key] for s in states)) if torch.is_tensor(value) and value.dim()
+            else value for key, value in states[0].items()}
 
 
 def restore_structure_optimizer(trainer, checkpoint, path):

@@ -1,13 +1,17 @@
 """Shared pieces of the benchmarks (run them from the repository: python -m bench.NAME):
-matmul roofline, FLOP count, the next batch of a loader without end."""
+matmul roofline, FLOP count, operators per step, the next batch of a loader without end,
+the device --device names."""
 import statistics
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
+from cli import use_devices
 from model.networks import GroupedLinear
+from utils import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,6 +23,46 @@ def endless(loader):
         epoch += 1
         loader.set_epoch(epoch)
         yield from loader
+
+
+def bench_device(text):
+    """(torch.device, n_gpu) of --device (the forms every script takes: cpu, cuda, cuda:N,
+    N); one device: a benchmark runs one process (torchrun starts more)."""
+    devices = use_devices(text, at_most=1, script="a benchmark")
+    return distributed.local_device(devices.gpu), devices.n_gpu
+
+
+# What a host calls to start work on a GPU: a kernel, or a whole CUDA graph (its replay).
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx",
+            "cudaGraphLaunch", "cuGraphLaunch")
+
+
+def ops_per_step(run, device):
+    """What one call of run() asks of the machine, from torch.profiler: operator calls at the
+    dispatcher (aten ops not inside another: what eager mode pays a per-operator cost on),
+    and on a GPU the launches the host makes (kernels, CUDA graph replays) and the kernels
+    that run (a replayed graph runs many from one launch)."""
+    cuda = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as profiler:
+        run()
+        synchronize(device)
+    events = profiler.events()
+    counts = {"aten_ops": sum(1 for e in events if e.name.startswith("aten::")
+                              and not inside_aten(e))}
+    if cuda:
+        counts["launches"] = sum(1 for e in events if e.name in LAUNCHES)
+        counts["kernels"] = sum(1 for e in events if e.device_type.name == "CUDA")
+    return counts
+
+
+def inside_aten(event):
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def synchronize(device):

@@ -13,12 +13,15 @@ if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a
           "python -m bench.eval_speed", file=sys.stderr)
     sys.exit(2)
 
+import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench.common import REPO, matmul_flops, record_matmuls  # noqa: E402
+from bench.common import (REPO, bench_device, matmul_flops, record_matmuls,  # noqa: E402
+                          synchronize)
 from experiment import build_loader, build_model, load_model  # noqa: E402
 from model.metrics import importance_sampled_log_likelihood  # noqa: E402
 from utils.checkpoint import load_checkpoint  # noqa: E402
@@ -38,7 +41,8 @@ def main(argv=None):
                         help="test images to time (fewer: the full-set time is extrapolated)")
     parser.add_argument("--batch-size", type=int, default=100, help="test images per batch")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N")
+    parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the importance weights (fuses the elementwise "
                              "work; the compile time is reported apart)")
@@ -48,7 +52,7 @@ def main(argv=None):
 
     checkpoint = load_checkpoint(args.resume) if args.resume else None
     config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
-    device = torch.device(args.device)
+    device, _ = bench_device(args.device)
     loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images).to(device)
     model = load_model(config, checkpoint, args.resume, device) if checkpoint \
         else build_model(config, loader.input_dim, device).eval()
@@ -67,6 +71,7 @@ def main(argv=None):
     for x in loader:
         total += importance_sampled_log_likelihood(model, x, args.samples)[0].sum().item()
         n += x.shape[0]
+    synchronize(device)
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     x = next(iter(loader))
@@ -84,6 +89,11 @@ def main(argv=None):
     if n < TEST_IMAGES:
         print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)"
               f"; CPU time {cpu_seconds * TEST_IMAGES / n:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "device": str(device), "samples": args.samples, "images": n, "seconds": seconds,
+            "samples_per_s": n * args.samples / seconds, "seconds_for_10000_images": full,
+            "mean_log_likelihood": total / n, "compile_seconds": compile_seconds}, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ Trains for a fixed number of steps on the real data (the loader, host-to-device 
 the optimiser included: end to end) and prints samples/s, the model's matmul FLOPs per
 training sample (from its layer shapes: the forward products and the backward products the
 step performs, i.e. every weight gradient and every input gradient but the data's), the
-machine's measured matmul GFLOP/s and the percentage of it reached. Two rooflines are given:
+machine's measured matmul GFLOP/s and the percentage of it reached, and what one step asks of
+the machine (torch.profiler): operator calls, and on a GPU kernel launches and kernels, the
+per-operator costs that fusing (trainer.compile) and CUDA graphs (trainer.compile_mode
+reduce-overhead) cut. Two rooflines are given:
 sgemm at the model's own matmul shapes and batch (what the matmul library reaches on exactly
 this work: the one the target refers to) and a large square sgemm (the machine's peak).
 Both are measured with the same number of threads as the step (--threads).
@@ -35,8 +38,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from bench.common import (REPO, Roofline, endless, matmul_flops, matmul_gflops,  # noqa: E402
-                          record_matmuls, timed)
+from bench.common import (REPO, Roofline, bench_device, endless, matmul_flops,  # noqa: E402
+                          matmul_gflops, ops_per_step, record_matmuls, timed)
 from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils import distributed  # noqa: E402
@@ -59,7 +62,9 @@ def parse_args(argv=None):
                              "(default: torch's, one per core)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--rate-only", action="store_true", help="samples/s only, no rooflines")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (the step and the rooflines)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or N (the step and the rooflines; under "
+                             "torchrun cuda: a GPU per process)")
     return parser.parse_args(argv)
 
 
@@ -67,7 +72,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = [f"n_gpu={0 if args.device == 'cpu' else 1}", *args.set]
+    _, n_gpu = bench_device(args.device)
+    overrides = [f"n_gpu={n_gpu}", *args.set]
     config = ConfigParser(apply_overrides(load_json(args.config), overrides))
     trainer = build_trainer(config, validate=False)
     device = trainer.device
@@ -78,10 +84,12 @@ def main(argv=None):
     step = lambda: trainer.train_step(to_device(next(batches), trainer.device))  # noqa: E731
     for _ in range(args.warmup):
         step()
+    ops = ops_per_step(step, device)
     if world_size > 1 or args.rate_only:  # rooflines are a one-process measure
         seconds = timed(lambda: [step() for _ in range(args.steps)], device)
         figures = {"processes": world_size, "batch": batch_size, "device": str(device),
-                   "samples_per_s": args.steps * batch_size / seconds}
+                   "samples_per_s": args.steps * batch_size / seconds,
+                   **{f"{k}_per_step": v for k, v in ops.items()}}
         if distributed.is_main():
             print(f"{world_size} processes: {figures['samples_per_s']:,.0f} samples/s "
                   f"(global batch {batch_size})")
@@ -126,6 +134,7 @@ def main(argv=None):
         "roofline_layer_shapes_gflops": shapes_roof, "roofline_square_gflops": square_roof,
         "percent_of_layer_shapes_roofline": 100 * statistics.median(shares),
         "percent_of_square_roofline": 100 * achieved / square_roof,
+        **{f"{k}_per_step": v for k, v in ops.items()},
     }
     print(f"model            {config['arch']['type']}, batch {batch_size}, {device}, "
           f"{torch.get_num_threads()} threads (load average {figures['load_avg_1min']:.1f})")
@@ -134,6 +143,8 @@ def main(argv=None):
           f"{figures['samples_per_s_all_steps']:,.0f}/s, "
           f"{figures['samples_per_cpu_s']:,.0f} per CPU-second)")
     print(f"model FLOPs      {flops_per_sample / 1e6:.2f} MFLOP per training sample")
+    print("operators        " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in ops.items())
+          + " per step")
     print(f"achieved         {achieved:.1f} GFLOP/s")
     low, high = (100 * q for q in statistics.quantiles(shares, n=4)[::2]) \
         if len(shares) > 1 else (100 * shares[0],) * 2

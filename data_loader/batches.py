@@ -17,18 +17,28 @@ def first_examples(batch, n):
     return batch[:n]
 
 
-def time_chunks(batch, length, total=None):
+def padded_steps(batch, total):
+    """A sequence batch with masked steps added after the last one, up to `total` steps."""
+    x, mask = batch["x"], batch["mask"]
+    if total <= x.shape[1]:
+        return batch
+    pad = total - x.shape[1]
+    return {**batch, "x": torch.nn.functional.pad(x, (0, 0, 0, pad)),
+            "mask": torch.nn.functional.pad(mask, (0, pad), value=False)}
+
+
+def time_chunks(batch, length, whole=False):
     """The batch itself, or for sequence batches with a TBPTT length, chunks of that many
-    steps covering `total` steps (default: the batch's own length; a longer total pads with
-    masked steps, so that every DDP rank cuts the same number of chunks)."""
+    steps; whole: every chunk has `length` steps (the last padded with masked steps) and its
+    own memory, so that chunks of any batch have the same shape and strides (what a compiled
+    step is specialised on; a view's strides would follow the batch's length)."""
     if not isinstance(batch, dict) or not length:
         return [dict(batch) if isinstance(batch, dict) else batch]
+    if whole:
+        batch = padded_steps(batch, -(-batch["x"].shape[1] // length) * length)
     x, mask = batch["x"], batch["mask"]
-    if total is not None and total > x.shape[1]:
-        pad = total - x.shape[1]
-        x = torch.nn.functional.pad(x, (0, 0, 0, pad))
-        mask = torch.nn.functional.pad(mask, (0, pad), value=False)
-    return [{"x": x[:, t:t + length], "mask": mask[:, t:t + length]}
+    chunk = (lambda t: t.contiguous()) if whole else (lambda t: t)  # noqa: E731
+    return [{"x": chunk(x[:, t:t + length]), "mask": chunk(mask[:, t:t + length])}
             for t in range(0, x.shape[1], length)]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from base.base_data_loader import BaseDataLoader
+from data_loader.batches import padded_steps
 from data_loader.image_datasets import IMAGE_SHAPES, load_images
 from data_loader.sequence_datasets import (check_split_seed, load_piano_rolls, load_strokes,
                                            split_indices)
@@ -118,7 +119,12 @@ def select_split(images, split, validation_size, seed):
 
 
 class SequenceDataLoader(BaseDataLoader):
-    """Variable-length sequences as padded batches {"x": (B, T_max, D), "mask": (B, T_max)}."""
+    """Variable-length sequences as padded batches {"x": (B, T_max, D), "mask": (B, T_max)}.
+
+    Under DDP a training batch is as long as the longest sequence of that step on any rank
+    (the shorter ones padded, masked): with truncated backpropagation every rank then cuts
+    as many chunks, i.e. takes part in as many DDP steps, without a collective to agree on it.
+    """
 
     image_shape = None
     data = None  # what the sequences are, for the likelihood (set by each loader)
@@ -133,6 +139,17 @@ class SequenceDataLoader(BaseDataLoader):
     @property
     def input_dim(self):
         return self.sequences[0].shape[1]
+
+    def iter_from(self, first_batch):
+        batches = super().iter_from(first_batch)
+        if self.sampler is None or self.num_replicas == 1:
+            yield from batches
+            return
+        lengths, size = [len(s) for s in self.sequences], self.batch_size
+        orders = self.every_rank_order()
+        for b, batch in enumerate(batches, start=first_batch):
+            yield padded_steps(batch, max(lengths[i] for order in orders
+                                          for i in order[b * size:(b + 1) * size]))
 
     def make_batch(self, indices, generator):
         chosen = [self.sequences[i] for i in indices.tolist()]

@@ -1,7 +1,8 @@
 """The contract every model keeps, so that one objective and one evaluation loop serve them all.
 
-`model(batch, n_samples=1)` draws n_samples latent samples for every example and returns a
-dict of tensors with one row per (sample, example), sample-major (row s * B + b):
+`model(batch, n_samples=1, posterior_means=True)` draws n_samples latent samples for every
+example and returns a dict of tensors with one row per (sample, example), sample-major (row
+s * B + b):
 
   log_px          (R,)       log p(x | z) of the sampled z
   kl              (R, N)     the KL of every node, in closed form given its sampled parents
@@ -9,7 +10,10 @@ dict of tensors with one row per (sample, example), sample-major (row s * B + b)
   units           (R,)       what the example's numbers are per: 1 for an image, its number
                              of valid steps for a sequence
   posterior_mean  (P, N, d)  E_q[z | x] of every data point (image or valid step), averaged
-                             over the n_samples draws of the parents (active units)
+                             over the n_samples draws of the parents (active units); only
+                             with posterior_means (training leaves it out: for sequences
+                             picking the valid steps is a data-dependent shape, i.e. a host
+                             sync and a break in a compiled graph)
   structure_cost  ()         only with a structure prior (model/structure_prior.py): its cost
                              in nats per unit, added to the training objective, not the ELBO
 
@@ -27,7 +31,7 @@ from model.edge_gates import EdgeGates
 
 
 class BaseModel(nn.Module):
-    def forward(self, batch, n_samples=1):
+    def forward(self, batch, n_samples=1, posterior_means=True):
         raise NotImplementedError
 
     def gate_sets(self):
@@ -77,13 +81,6 @@ class BaseModel(nn.Module):
         if self.has_structure_cost:
             output["structure_cost"] = self.structure_cost()
         return output
-
-    @property
-    def may_leave_parameters_unused(self):
-        """Whether a training step can leave parameters without a gradient (a frozen graph's
-        logits): DistributedDataParallel must then look for unused parameters."""
-        return any(g.learned and g.schedule.freeze_epoch is not None
-                   for g in self.gate_sets().values())
 
     def edge_probs(self):
         """{edge name: probability} over every gate set (names say which set)."""

@@ -10,7 +10,9 @@ Inference (Ladder-VAE style): the encoder's features give every node a bottom-up
 *posterior samples* of node i's parents go through two top-down networks of the same shape
 (the paper's appendix A.2.1: shared architecture, "MLPs optimized independently"): TD^q_i
 gives the estimate that is fused with the bottom-up one by precision weighting, TD^p_i the
-prior p(z_i | parents). share_top_down=True uses one set for both (the Ladder VAE's form).
+prior p(z_i | parents); as MLPs the two run as one grouped network per node
+(model/top_down.py: PairedMLPTopDown). share_top_down=True uses one set for both (the Ladder
+VAE's form).
 Every node's KL is taken in closed form given its sampled parents; the root's prior is
 N(0, I), the same formula with mu_p = 0, logvar_p = 0.
 decoder "block" ties node i to its own block of outputs (model/networks.py: BlockDecoder);
@@ -25,7 +27,7 @@ from model.edge_gates import EdgeGates, GateSchedule
 from model.likelihoods import build_likelihood
 from model.networks import BlockDecoder, GroupedLinear, GroupMajor, mlp
 from model.structure_prior import StructurePrior
-from model.top_down import TOP_DOWN, split_params
+from model.top_down import TOP_DOWN, PairedMLPTopDown, separate_sources, split_params
 
 DECODERS = ("mlp", "block")
 # Nodes are sampled one after another, each with its own networks, and their edges grow as
@@ -65,9 +67,14 @@ class GraphVAE(BaseModel):
             GroupedLinear(n_nodes, bottom_up_hidden, node_dim), nn.ReLU(),
             GroupedLinear(n_nodes, node_dim, 2 * node_dim))
         # Top-down networks of the non-root nodes; node i sees its N-1-i gated parents.
-        self.top_down = TOP_DOWN[top_down](n_nodes, node_dim, top_down_hidden)  # the prior's
-        self.top_down_q = None if share_top_down \
-            else TOP_DOWN[top_down](n_nodes, node_dim, top_down_hidden)
+        # top_down is the prior's (with PairedMLPTopDown the inference network's too),
+        # top_down_q the inference network when it is a module of its own.
+        networks = lambda: TOP_DOWN[top_down](n_nodes, node_dim, top_down_hidden)  # noqa: E731
+        if top_down == "mlp" and not share_top_down:
+            self.top_down, self.top_down_q = PairedMLPTopDown(n_nodes, node_dim,
+                                                              top_down_hidden), None
+        else:
+            self.top_down, self.top_down_q = networks(), None if share_top_down else networks()
         self.decoder = build_decoder(decoder, n_nodes, node_dim, decoder_hidden, self.likelihood)
         self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates,
                                schedule=GateSchedule.from_config(gate_schedule),
@@ -77,6 +84,14 @@ class GraphVAE(BaseModel):
     def bottom_up_estimates(self, x):
         """(mu_hat, logvar_hat) of every node, each (B, N, d)."""
         return split_params(self.bottom_up(self.encoder(x)).transpose(0, 1))
+
+    def top_down_estimates(self, node, parents):
+        """(prior (mu, logvar), inference estimate) of node from its gated parents: TD^p_i and
+        TD^q_i (the same network's with share_top_down)."""
+        if isinstance(self.top_down, PairedMLPTopDown):
+            return self.top_down.pair(node, parents)
+        prior = self.top_down(node, parents)
+        return prior, prior if self.top_down_q is None else self.top_down_q(node, parents)
 
     def gated_parents(self, node, z, gates):
         """Node's parents (nodes > node, from the list z of per-node samples) times their gates."""
@@ -90,10 +105,8 @@ class GraphVAE(BaseModel):
         mu_p[root] = logvar_p[root] = torch.zeros_like(mu_hat[:, root])  # root prior N(0, I)
         z[root] = gaussian.sample(mu_q[root], logvar_q[root])
         for i in range(root - 1, -1, -1):
-            parents = self.gated_parents(i, z, gates)
-            mu_p[i], logvar_p[i] = self.top_down(i, parents)
-            estimate = (mu_p[i], logvar_p[i]) if self.top_down_q is None \
-                else self.top_down_q(i, parents)
+            (mu_p[i], logvar_p[i]), estimate = self.top_down_estimates(
+                i, self.gated_parents(i, z, gates))
             mu_q[i], logvar_q[i] = gaussian.fuse(mu_hat[:, i], logvar_hat[:, i], *estimate)
             z[i] = gaussian.sample(mu_q[i], logvar_q[i])
         stack = lambda tensors: torch.stack(tensors, dim=1)  # noqa: E731
@@ -106,7 +119,7 @@ class GraphVAE(BaseModel):
         return self.decoder(z.flatten(-2)).float()
 
     # -- the model (contract: model/base_model.py) ----------------------------------------
-    def forward(self, x, n_samples=1):
+    def forward(self, x, n_samples=1, posterior_means=True):
         batch = x.shape[0]
         mu_hat, logvar_hat = self.bottom_up_estimates(x)  # the encoder runs once per image
         if n_samples > 1:
@@ -116,11 +129,11 @@ class GraphVAE(BaseModel):
         x_params = self.decode(z)
         log_px = self.likelihood(x_params.view(n_samples, batch, -1), x).view(rows)
         log_ratio = (gaussian.log_density(z, *p) - gaussian.log_density(z, *q)).sum(-1)
-        return self.with_structure_cost({
-            "log_px": log_px, "kl": gaussian.kl_divergence(*q, *p), "log_ratio": log_ratio,
-            "units": torch.ones_like(log_px),
-            "posterior_mean": q[0].view(n_samples, batch, self.n_nodes, -1).mean(0),
-            "x_params": x_params, "z": z})
+        output = {"log_px": log_px, "kl": gaussian.kl_divergence(*q, *p), "log_ratio": log_ratio,
+                  "units": torch.ones_like(log_px), "x_params": x_params, "z": z}
+        if posterior_means:
+            output["posterior_mean"] = q[0].view(n_samples, batch, self.n_nodes, -1).mean(0)
+        return self.with_structure_cost(output)
 
     @torch.no_grad()
     def sample_prior(self, n, node_overrides=None):
@@ -145,6 +158,22 @@ class GraphVAE(BaseModel):
 
     def describe_graph(self):
         return self.gates.describe(self.node_dim)
+
+    # -- checkpoints from before the grouped top-down networks ------------------------------
+    def separate_top_down_sources(self, state_dict, prefix=""):
+        """{key: ((the separate networks' keys), merge)} when state_dict holds TD^p and TD^q
+        as two MLPTopDowns (checkpoints from before PairedMLPTopDown), else {}."""
+        if not isinstance(self.top_down, PairedMLPTopDown) \
+                or f"{prefix}top_down_q.nets.0.0.0.weight" not in state_dict:
+            return {}
+        return separate_sources(self.n_nodes, f"{prefix}top_down.", f"{prefix}top_down.",
+                                f"{prefix}top_down_q.")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Two separate top-down networks are merged into the grouped one: the same weights.
+        for key, (separate, merge) in self.separate_top_down_sources(state_dict, prefix).items():
+            state_dict[key] = merge(*(state_dict.pop(old) for old in separate))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class GraphLSTMVAE(GraphVAE):

@@ -7,18 +7,25 @@ import torch
 ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): active if Cov_x(E_q[u | x]) > 0.01
 
 
+# Rows (samples x examples) of one chunk of importance samples: ~2k keep the decoder's
+# activations in a CPU's caches (faster than larger chunks there); a GPU wants large chunks,
+# each a few hundred kernel launches whatever its size.
+MAX_ROWS = {"cpu": 2048, "cuda": 65536}
+
+
 @torch.inference_mode()
-def importance_sampled_log_likelihood(model, batch, n_samples, max_rows=2048):
+def importance_sampled_log_likelihood(model, batch, n_samples, max_rows=None):
     """log p(x) ~= logsumexp_k [log p(x, z_k) - log q(z_k | x)] - log K, z_k ~ q(z|x).
 
     Uses the model in its current mode (eval: discrete graph). Samples are drawn in chunks of
-    at most max_rows rows (chunk * batch), so memory stays bounded for any K; chunks of ~2k
-    rows keep the decoder's activations in the CPU's caches (faster than larger ones).
+    at most max_rows rows (chunk * batch; default MAX_ROWS of the batch's device), so memory
+    stays bounded for any K.
     Returns the estimate per example (B,) and the posterior means averaged over the K samples
     (data points, N, d) for the active units.
     """
     size = batch_size(batch)
-    chunk = max(1, min(n_samples, max_rows // size))
+    device = (batch["x"] if isinstance(batch, dict) else batch).device.type
+    chunk = max(1, min(n_samples, (max_rows or MAX_ROWS.get(device, 2048)) // size))
     log_weights, mean_sum = [], 0.0
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)

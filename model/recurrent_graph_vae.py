@@ -115,8 +115,16 @@ class RecurrentGraphVAE(BaseModel):
     def decode(self, z, h):
         return self.decoder(torch.cat([self.phi_z(z.flatten(1)), h], dim=1)).float()
 
+    def next_state(self, features, z, h):
+        """h_t = GRU(h_{t-1}, [phi_x(x_t), phi_z(z_t)]), in fp32 also under bf16 autocast: on
+        a GPU autocast runs the GRU cell in bf16, which would carry the recurrent state in
+        bf16 through every step and chunk (on the CPU it stays fp32 anyway)."""
+        inputs = torch.cat([features, self.phi_z(z.flatten(1))], dim=1)
+        with torch.autocast(h.device.type, enabled=False):
+            return self.rnn(inputs.float(), h.float())
+
     # -- sequences (contract: model/base_model.py) ------------------------------------------
-    def forward(self, batch, n_samples=1):
+    def forward(self, batch, n_samples=1, posterior_means=True):
         """Per-sequence sums over valid steps, plus the final state to continue with (TBPTT)."""
         x, mask = batch["x"], batch["mask"]
         if n_samples > 1:  # whole latent trajectories, n_samples per sequence
@@ -135,13 +143,14 @@ class RecurrentGraphVAE(BaseModel):
             kl = kl + m.unsqueeze(1) * kl_t
             log_ratio = log_ratio + m * ratio_t
             means.append(mean_t)
-            h = self.rnn(torch.cat([features, self.phi_z(z.flatten(1))], dim=1), h)
-            z_prev = z
-        means = torch.stack(means, dim=1)  # (S*B, T, N, d)
-        means = means.view(n_samples, -1, *means.shape[1:]).mean(0)[batch["mask"]]
-        return self.with_structure_cost({
-            "log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
-            "posterior_mean": means, "state": (h, z_prev)})
+            h, z_prev = self.next_state(features, z, h), z
+        output = {"log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
+                  "state": (h, z_prev)}
+        if posterior_means:  # the valid steps' rows
+            means = torch.stack(means, dim=1)  # (S*B, T, N, d)
+            output["posterior_mean"] = means.view(n_samples, -1, *means.shape[1:]).mean(0)[
+                batch["mask"]]
+        return self.with_structure_cost(output)
 
     @torch.no_grad()
     def generate(self, n, length):
@@ -153,8 +162,7 @@ class RecurrentGraphVAE(BaseModel):
         for _ in range(length):
             z, _, _, _ = self.latent_step(h, z_prev, gates, cross_gates)
             x_t = self.likelihood.sample(self.decode(z, h))
-            h = self.rnn(torch.cat([self.phi_x(x_t), self.phi_z(z.flatten(1))], dim=1), h)
-            z_prev = z
+            h, z_prev = self.next_state(self.phi_x(x_t), z, h), z
             steps.append(x_t)
         return torch.stack(steps, dim=1)
 

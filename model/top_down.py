@@ -7,6 +7,9 @@ i+1, ..., N-1, and return (mu, logvar), each (B, d):
                BN-ReLU, fc(hidden, d)-ReLU, then the (mean, log-variance) heads fc(d, d) x 2.
                (choice: a ReLU after fc(hidden, d), as in the bottom-up heads; the paper's
                appendix lists none there, which would make the heads a linear composition.)
+  PairedMLPTopDown  the prior's and the inference network's MLPTopDown (TD^p_i and TD^q_i)
+               as one grouped network per node: the same maths and initialisation, run as
+               half as many operators; pair() gives both estimates.
   LSTMTopDown  one LSTM shared by all nodes (GraphLSTMVAE, docs/method.md §3). For node i it reads
                the gated parents as a short sequence, root first (c_ji * z_j for j = N-1 down
                to i+1), from a fresh zero state; a per-node head maps its last hidden state to
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 
 from model import gaussian
-from model.networks import mlp
+from model.networks import GroupedLinear, GroupMajor, mlp
 
 
 def split_params(out):
@@ -36,6 +39,57 @@ class MLPTopDown(nn.Module):
 
     def forward(self, node, gated_parents):
         return split_params(self.nets[node](gated_parents.flatten(1)))
+
+
+class PairedMLPTopDown(nn.Module):
+    """Two MLPTopDowns, the prior's (group 0) and the inference network's (group 1), as one
+    grouped network per node. Both read the same gated parents, so their first layers are one
+    fc(#parent dims, 2 * hidden) and their BatchNorms one over the 2 * hidden features (BN is
+    per feature: the same as two), the later layers grouped matmuls of two groups."""
+
+    def __init__(self, n_nodes, node_dim, hidden):
+        super().__init__()
+        self.nets = nn.ModuleList(
+            nn.Sequential(nn.Linear((n_nodes - 1 - i) * node_dim, 2 * hidden),
+                          nn.BatchNorm1d(2 * hidden), nn.ReLU(inplace=True), GroupMajor(2),
+                          GroupedLinear(2, hidden, node_dim), nn.ReLU(),
+                          GroupedLinear(2, node_dim, 2 * node_dim))
+            for i in range(n_nodes - 1))
+
+    def pair(self, node, gated_parents):
+        """((mu_p, logvar_p), (mu_q, logvar_q)) of node: the prior and the inference estimate."""
+        mu, logvar = split_params(self.nets[node](gated_parents.flatten(1)))  # (2, B, d) each
+        return (mu[0], logvar[0]), (mu[1], logvar[1])
+
+    def forward(self, node, gated_parents):
+        """The prior's (mu, logvar) (ancestral sampling)."""
+        return self.pair(node, gated_parents)[0]
+
+
+# How checkpoints from before PairedMLPTopDown, with TD^p and TD^q as two MLPTopDowns, map onto
+# it: key in PairedMLPTopDown.nets[i] -> (key in each MLPTopDown.nets[i], how the two merge).
+SEPARATE_LAYOUT = {
+    "0.weight": ("0.0.weight", "cat"), "0.bias": ("0.0.bias", "cat"),
+    "1.weight": ("0.1.weight", "cat"), "1.bias": ("0.1.bias", "cat"),
+    "1.running_mean": ("0.1.running_mean", "cat"), "1.running_var": ("0.1.running_var", "cat"),
+    "1.num_batches_tracked": ("0.1.num_batches_tracked", "first"),  # equal: counted together
+    "4.weight": ("0.3.weight", "stack_transposed"), "4.bias": ("0.3.bias", "stack"),
+    "6.weight": ("2.weight", "stack_transposed"), "6.bias": ("2.bias", "stack"),
+}
+MERGES = {"cat": lambda p, q: torch.cat([p, q]), "stack": lambda p, q: torch.stack([p, q]),
+          "stack_transposed": lambda p, q: torch.stack([p.T, q.T]), "first": lambda p, q: p}
+
+
+def separate_sources(n_nodes, paired="top_down.", prior="top_down.", inference="top_down_q."):
+    """{key of a PairedMLPTopDown at `paired`: ((its keys in the two separate networks at
+    `prior` and `inference`), merge)} for every node's parameters and buffers. A merge applies
+    to any tensor of the parameter's shape (weights, and an optimiser's state of them)."""
+    sources = {}
+    for i in range(n_nodes - 1):
+        for new, (old, merge) in SEPARATE_LAYOUT.items():
+            sources[f"{paired}nets.{i}.{new}"] = (
+                (f"{prior}nets.{i}.{old}", f"{inference}nets.{i}.{old}"), MERGES[merge])
+    return sources
 
 
 class LSTMTopDown(nn.Module):

@@ -84,3 +84,129 @@ def test_dynamic_binarization_is_bernoulli_of_the_intensities(tiny_config):
     assert abs(batch.mean().item() - intensities.mean().item()) < 0.005
     assert torch.equal(batch, next(iter(loader)))  # the same draws for the same epoch, batch
     assert build_model(config, loader.input_dim)(batch)["x_params"].shape == batch.shape
+
+
+# -- the prior's and the inference network's top-down MLPs as one grouped network -----------
+def separate_into_paired(prior, inference, n_nodes):
+    """A PairedMLPTopDown's state from two MLPTopDowns' (the layout checkpoints had)."""
+    from model.top_down import separate_sources
+    state = {**{f"p.{k}": v for k, v in prior.state_dict().items()},
+             **{f"q.{k}": v for k, v in inference.state_dict().items()}}
+    return {key[len("x."):]: merge(*(state[old] for old in olds))
+            for key, (olds, merge) in separate_sources(n_nodes, "x.", "p.", "q.").items()}
+
+
+def test_the_grouped_top_down_networks_compute_what_the_two_separate_ones_do():
+    """Values and gradients to the parents of every node in a training pass, and the
+    BatchNorm statistics it leaves, within float tolerance."""
+    from model.top_down import MLPTopDown, PairedMLPTopDown
+    torch.manual_seed(0)
+    n_nodes, d = 4, 3
+    prior, inference = MLPTopDown(n_nodes, d, 8), MLPTopDown(n_nodes, d, 8)
+    paired = PairedMLPTopDown(n_nodes, d, 8)
+    paired.load_state_dict(separate_into_paired(prior, inference, n_nodes))
+    for node in range(n_nodes - 1):
+        parents = torch.randn(16, n_nodes - 1 - node, d, requires_grad=True)
+        weights = torch.randn(4, 16, d)
+        separate = [*prior(node, parents), *inference(node, parents)]
+        grouped = [t for estimate in paired.pair(node, parents) for t in estimate]
+        for expected, got in zip(separate, grouped):
+            assert torch.allclose(expected, got, atol=1e-6), (expected - got).abs().max()
+        gradients = [torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, outputs)),
+                                         parents)[0] for outputs in (separate, grouped)]
+        assert torch.allclose(*gradients, atol=1e-5)
+    statistics = separate_into_paired(prior, inference, n_nodes)
+    for key, value in paired.state_dict().items():
+        assert torch.allclose(value.float(), statistics[key].float(), atol=1e-6), key
+
+
+def test_gradients_of_the_grouped_network_are_the_separate_ones_merged():
+    from model.top_down import MLPTopDown, PairedMLPTopDown
+    torch.manual_seed(1)
+    n_nodes, d = 3, 2
+    prior, inference = MLPTopDown(n_nodes, d, 5), MLPTopDown(n_nodes, d, 5)
+    paired = PairedMLPTopDown(n_nodes, d, 5)
+    paired.load_state_dict(separate_into_paired(prior, inference, n_nodes))
+    weights = torch.randn(4, 32, d)
+    loss = lambda outputs: sum((w * t).sum() for w, t in zip(weights, outputs))  # noqa: E731
+    for node in range(n_nodes - 1):
+        parents = torch.randn(32, n_nodes - 1 - node, d)
+        loss([*prior(node, parents), *inference(node, parents)]).backward()
+        loss([t for estimate in paired.pair(node, parents) for t in estimate]).backward()
+    as_grads = lambda net: {k: p.grad if p.grad is not None else torch.zeros_like(p)  # noqa: E731
+                            for k, p in net.named_parameters()}
+    separate = MLPTopDown(n_nodes, d, 5), MLPTopDown(n_nodes, d, 5)
+    for net, source in zip(separate, (prior, inference)):
+        net.load_state_dict(as_grads(source), strict=False)
+    expected = separate_into_paired(*separate, n_nodes)
+    for name, p in paired.named_parameters():
+        assert torch.allclose(p.grad, expected[name], atol=1e-5), name
+
+
+def test_a_checkpoint_with_separate_top_down_networks_loads_and_resumes():
+    """tests/fixtures/separate_top_down_graph_vae.pt was written at commit 962c96f (TD^p and
+    TD^q as two MLPTopDowns): a small GraphVAE after three Adam steps, the outputs it gave
+    (train and eval mode, seed 1) and its optimizer state by parameter name. The grouped model
+    loads it and gives those outputs; the optimizer state is carried over, merged."""
+    from base.resume import upgraded_optimizer_state
+    from tests.conftest import REPO
+    saved = torch.load(REPO / "tests" / "fixtures" / "separate_top_down_graph_vae.pt")
+    for mode in ("train", "eval"):
+        model = GraphVAE(**saved["args"], gate_schedule={"lr": 0.01})
+        model.load_state_dict(saved["state_dict"])
+        model.train(mode == "train")
+        torch.manual_seed(1)
+        output = model(saved["x"])
+        for key, expected in saved["outputs"][mode].items():
+            assert torch.allclose(output[key], expected, atol=1e-5), (mode, key)
+    config = adam_config()
+    config["arch"]["args"]["gate_schedule"] = {"lr": 0.01}
+    optimizer = build_optimizer(config, model)[0]
+    optimizer.load_state_dict(upgraded_optimizer_state(model, saved, optimizer))
+    old = saved["optimizer_state_by_name"]
+    sources = model.separate_top_down_sources(saved["state_dict"])
+    for name, parameter in model.named_parameters():
+        olds, merge = sources.get(name, ((name,), lambda p, *_: p))
+        for key in ("exp_avg", "exp_avg_sq"):
+            expected = merge(*(old[o][key] for o in olds))
+            assert torch.equal(optimizer.state[parameter][key], expected), (name, key)
+        assert optimizer.state[parameter]["step"] == old[olds[0]]["step"]
+    assert optimizer.param_groups[1]["params"] == [model.gates.logits]
+
+
+def test_a_checkpoint_with_separate_top_down_networks_passes_the_resume_checks():
+    """Resume checks the optimizer state it will load (base/checkpoint_fit.py): for the
+    separate networks' checkpoint that is the merged one (as many parameters as the grouped
+    model has), not the state as saved (more parameters), which the check refuses."""
+    from types import SimpleNamespace
+
+    from base.checkpoint_fit import check_optimizer_state
+    from base.resume import upgraded_or_saved
+    from tests.conftest import REPO
+    from utils.errors import CheckpointError
+    saved = torch.load(REPO / "tests" / "fixtures" / "separate_top_down_graph_vae.pt")
+    model = GraphVAE(**saved["args"], gate_schedule={"lr": 0.01})
+    config = adam_config()
+    config["arch"]["args"]["gate_schedule"] = {"lr": 0.01}
+    optimizer = build_optimizer(config, model)[0]
+    state = upgraded_or_saved(SimpleNamespace(model=model, optimizer=optimizer), saved)
+    check_optimizer_state(optimizer, state, "old.pth", "optimizer")
+    with pytest.raises(CheckpointError, match="parameters"):
+        check_optimizer_state(optimizer, saved["optimizer"], "old.pth", "optimizer")
+
+
+def test_the_compile_mode_goes_to_torch_compile_and_a_wrong_one_is_one_line(
+        tiny_config, monkeypatch):
+    """trainer.compile_mode "reduce-overhead": CUDA graphs on a GPU (run there in
+    tests/test_cuda.py); here, that the mode reaches torch.compile."""
+    from experiment import build_trainer
+    from utils.errors import ConfigError
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda function, mode=None: modes.append(mode)
+                        or function)
+    tiny_config["trainer"]["compile_mode"] = "reduce-overhead"
+    trainer = build_trainer(ConfigParser(tiny_config), validate=False)
+    assert modes == ["reduce-overhead"] and trainer.compiled and not trainer.cuda_graphs
+    tiny_config["trainer"]["compile_mode"] = "fast"
+    with pytest.raises(ConfigError, match="trainer.compile_mode' must be 'default' or "):
+        ConfigParser(tiny_config)

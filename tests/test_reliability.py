@@ -441,7 +441,7 @@ def test_launchers_pass_sighup_on(monkeypatch):
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(subprocess, "Popen", lambda *a, **k: Launcher())
-            assert train.launch_workers("0,1", []) == 0
+            assert train.launch_workers(2, []) == 0
         assert sent == [signal.SIGHUP]
         monkeypatch.setattr(reproduce, "active_children", lambda: [worker])
         with reproduce.stops_reach_workers():

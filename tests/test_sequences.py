@@ -199,3 +199,84 @@ def test_a_trusted_strokes_npy_converts_once_into_the_file_the_loader_reads(tmp_
     loader = StrokesDataLoader(split="train", source=str(target), valid_fraction=0.0,
                                test_fraction=0.0, batch_size=2)
     assert loader.input_dim == 3 and len(loader.sequences) == 3
+
+
+@pytest.fixture
+def cuda_autocast_policy_for_the_gru_cell():
+    """CPU autocast with CUDA's policy for the GRU cell: CUDA autocast runs gru_cell with every
+    input in bf16, the CPU's leaves it in fp32 (so a plain CPU run cannot show the fault)."""
+    library = torch.library.Library("aten", "IMPL")
+    autocast_key = torch._C.DispatchKeySet(torch._C.DispatchKey.AutocastCPU)
+
+    def gru_cell_in_bf16(*tensors):
+        with torch._C._ExcludeDispatchKeyGuard(autocast_key):
+            return torch.ops.aten.gru_cell(*(None if t is None else t.to(torch.bfloat16)
+                                             for t in tensors))
+
+    library.impl("gru_cell", gru_cell_in_bf16, "AutocastCPU")
+    yield
+    library._destroy()
+
+
+def test_under_bf16_autocast_the_recurrent_state_is_carried_in_fp32(
+        cuda_autocast_policy_for_the_gru_cell):
+    model = RecurrentGraphVAE(**SMALL)
+    seen = []
+    model.rnn.register_forward_hook(lambda m, inputs, h: seen.append((inputs[1].dtype, h.dtype)))
+    batch = ragged_batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = model(time_chunks(batch, 3)[0])
+        second = model({**time_chunks(batch, 3)[1], "state": first["state"]})
+        generated = model.generate(2, 3)
+    assert len(seen) == 5 + 3
+    assert all(state == (torch.float32, torch.float32) for state in seen), seen
+    assert all(s.dtype == torch.float32 for s in first["state"] + second["state"])
+    assert generated.dtype == torch.float32
+
+
+def test_under_ddp_every_ranks_batch_of_a_step_is_as_long_as_the_longest():
+    """So that with TBPTT every rank cuts as many chunks (DDP steps), no collective needed."""
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(2, 30, (20,), generator=g).tolist()
+    sequences = [torch.ones(n, 3).numpy() for n in lengths]
+    loaders = [SequenceDataLoader(sequences, batch_size=3, shuffle=True, seed=0, num_replicas=2,
+                                  rank=r) for r in (0, 1)]
+    for loader in loaders:
+        loader.set_epoch(2)
+    for b, (mine, theirs) in enumerate(zip(*loaders)):
+        assert mine["x"].shape[1] == theirs["x"].shape[1], b
+        longest = max(int(batch["mask"].sum(1).max()) for batch in (mine, theirs))
+        assert mine["x"].shape[1] == longest, b
+    batches = list(loaders[1].iter_from(3))  # resumed mid-epoch: the same batches
+    assert all(torch.equal(a["x"], b["x"]) for a, b in zip(batches, list(loaders[1])[3:]))
+    shards = [i for loader in loaders for i in loader.epoch_order()]
+    assert sorted(set(shards)) == list(range(20))
+
+
+def test_a_compiled_tbptt_step_compiles_once_whatever_the_last_chunks_length(
+        tiny_config, monkeypatch):
+    """The last chunk is padded to the TBPTT length (masked steps): one graph for the first
+    chunk and one for the chunks that carry a state, whatever the lengths and masks (before:
+    one more per distinct last-chunk length, up to the recompile limit, then eager)."""
+    import functools
+
+    from experiment import build_trainer
+    from tests.test_ddp import piano_config
+    from utils.config import ConfigParser
+    config = piano_config(tiny_config, "unused", batch_size=3)
+    config["trainer"].update(compile=True, tbptt_steps=4)
+    compile_eagerly = functools.partial(torch.compile, backend="eager")  # dynamo only: fast
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    trainer = build_trainer(ConfigParser(config), validate=False)
+    trainer.begin_epoch(1)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    dim = trainer.data_loader.input_dim
+    for steps in (5, 6, 7, 9, 10, 11, 8, 13):  # last chunks of 1, 2, 3, 1, 2, 3, 4, 1 steps
+        x = torch.bernoulli(torch.full((3, steps, dim), 0.2))
+        mask = torch.arange(steps) < torch.tensor([steps, steps - 1, 2]).unsqueeze(1)
+        assert trainer.train_step({"x": x, "mask": mask})
+    counters = torch._dynamo.utils.counters
+    assert counters["stats"]["unique_graphs"] == 2, dict(counters["stats"])
+    assert not counters["graph_break"], dict(counters["graph_break"])  # nor any graph break
+    torch._dynamo.reset()

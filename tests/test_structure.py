@@ -119,9 +119,8 @@ def test_edge_values_are_the_elbo_differences_computed_by_hand():
 def test_an_edge_the_networks_ignore_is_worth_exactly_nothing_and_the_model_is_left_as_it_was():
     torch.manual_seed(0)
     model = set_logits(small_model(), [2.0, 2.0, -2.0])  # z1->z0, z2->z0 kept; z2->z1 dropped
-    with torch.no_grad():  # node 0's top-down networks ignore parent z2 (its columns 2..3)
-        for top_down in (model.top_down, model.top_down_q):
-            top_down.nets[0][0][0].weight[:, 2:] = 0
+    with torch.no_grad():  # node 0's top-down networks (grouped: TD^p and TD^q in one first
+        model.top_down.nets[0][0].weight[:, 2:] = 0  # layer) ignore parent z2 (columns 2..3)
     batches = [torch.bernoulli(torch.full((16, 20), 0.4)) for _ in range(3)]
     model.train()
     before = copy.deepcopy(model.state_dict())

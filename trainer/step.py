@@ -1,27 +1,79 @@
 """The pieces around one ELBO step that are not the ELBO: truncated backpropagation in time,
-the weighting of losses under DDP, mixed precision, and the guard that skips a non-finite step.
-trainer/trainer.py composes them in Trainer.train_step."""
-import torch
+DDP (the wrapper, the weighting of losses), mixed precision, and the guard that skips a
+non-finite step on the device. trainer/trainer.py composes them in Trainer.train_step.
 
-from data_loader.batches import sequence_length, time_chunks
+Nothing here waits for the device (except for an optimiser that cannot skip a step on it):
+a step is skipped on the device (a flag, found_inf, torch.where), and the host looks at the
+flags every few steps (trainer.LOOK_EVERY), not after each."""
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from data_loader.batches import time_chunks
 from utils import distributed
 
 
-def chunks(batch, tbptt_steps, device):
+def chunks(batch, tbptt_steps, whole=False):
     """The batch itself, or with trainer.tbptt_steps its chunks of that many steps (each an
-    optimisation step, the recurrent state carried between them). Under DDP every rank cuts
-    as many chunks as the longest batch of the step has (shorter ones are padded, masked)."""
-    total = distributed.max_int(sequence_length(batch), device) \
-        if tbptt_steps and distributed.active() else None
-    return time_chunks(batch, tbptt_steps, total)
+    optimisation step, the recurrent state carried between them). whole: the last chunk too
+    has tbptt_steps steps (padded, masked), so that a compiled step sees one length and not a
+    new one, and a recompile, for every length the last chunk can have. (Under DDP every rank
+    cuts as many chunks: the loader makes the ranks' batches of a step equally long.)"""
+    return time_chunks(batch, tbptt_steps, whole)
 
 
-def weighted_for_ddp(loss, count):
-    """DDP averages gradients over ranks; weighting each rank's mean by its share of the
-    units makes that the mean over all units (ranks' counts may differ). Unchanged outside."""
-    if not distributed.active():
-        return loss
-    return loss * (count * distributed.world()[1] / distributed.sum_tensor(count))
+def data_parallel(model, device):
+    """model wrapped in DistributedDataParallel. static_graph: DDP finds out in the first step
+    which parameters get no gradient (the empty logits of a one-node graph, GraphLSTMVAE's
+    LSTM that one node never calls, a frozen graph's logits) instead of searching the autograd
+    graph for them after every step (find_unused_parameters). It assumes the set then stays
+    the same, so the trainer wraps the model again when it changes (at the freeze)."""
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                   static_graph=True)
+
+
+def weighted_and_skipped(loss, count, skipped=None):
+    """(the loss weighted for DDP, whether to skip the step), both on the device: no sync.
+
+    DDP averages gradients over ranks; weighting each rank's mean by its share of the units
+    makes that the mean over all units (ranks' counts may differ). The step is skipped when
+    the loss is not finite on some rank, or when `skipped` (an earlier chunk of the batch)
+    is. Under DDP one all-reduce gives both the total count and the ranks' non-finite losses.
+    """
+    bad = ~torch.isfinite(loss)
+    if distributed.active():
+        total, bad_ranks = distributed.sum_tensor(torch.stack([count.float(), bad.float()]))
+        loss, bad = loss * (count * distributed.world()[1] / total), bad_ranks > 0
+    return loss, bad if skipped is None else skipped | bad
+
+
+def skips_on_device(optimizer):
+    """Whether optimizer can skip a step on the device: fused Adam and AdamW take GradScaler's
+    found_inf flag, and with it set their kernel leaves parameters and state as they were.
+    (Fused SGD takes it too, but a skipped first step leaves its momentum buffer unset.)"""
+    return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) \
+        and all(group.get("fused") for group in optimizer.param_groups)
+
+
+def step_unless(optimizers, skip):
+    """optimizer.step() for each unless skip: on the device where the optimiser can (no
+    sync); any other optimiser has to read the flag on the host, one sync per step."""
+    for optimizer in optimizers:
+        if skips_on_device(optimizer):
+            optimizer.found_inf = skip.float()
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.found_inf
+        elif not skip.item():
+            optimizer.step()
+
+
+def unless_skipped(terms, count, skip):
+    """A step's terms and count, zeros where it was skipped (so that running sums leave it
+    out; a non-finite term times a zero count would still be NaN)."""
+    keep = ~skip
+    return ({key: torch.where(keep, value, torch.zeros_like(value))
+             for key, value in terms.items()}, torch.where(keep, count, torch.zeros_like(count)))
 
 
 def autocast(device, enabled):
@@ -30,14 +82,9 @@ def autocast(device, enabled):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def finite_everywhere(loss, device):
-    """Whether the loss is finite on every rank: the one device-to-host sync of a step."""
-    return distributed.all_true(torch.isfinite(loss), device)
-
-
 class BufferGuard:
     """Floating-point buffers (BatchNorm statistics, which a forward pass updates) as they were
-    before a step, to put back when the step is skipped."""
+    before a step, put back when the step is skipped (on the device: no sync)."""
 
     def __init__(self, model):
         self.buffers = [b for b in model.buffers() if b.is_floating_point()]
@@ -47,9 +94,9 @@ class BufferGuard:
         for saved, buffer in zip(self.saved, self.buffers):
             saved.copy_(buffer)
 
-    def restore(self):
+    def restore_where(self, skip):
         for saved, buffer in zip(self.saved, self.buffers):
-            buffer.copy_(saved)
+            buffer.copy_(torch.where(skip, saved, buffer))
 
 
 def gradient_norm(parameters):

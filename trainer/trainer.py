@@ -20,15 +20,18 @@ from trainer.edge_values import edge_values
 from trainer.evaluation import evaluate, means, running_sums
 from utils import distributed
 
-PROGRESS_EVERY = 25  # steps between progress-bar updates (each costs one device sync)
+# Steps between the host's looks at the device (each one sync): the flags of skipped steps,
+# a stop request under DDP (the ranks agree in an all-reduce) and the progress bar's loss.
+LOOK_EVERY = 25
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 METRICS = ("loss", "recon", "kl")  # the numbers an epoch logs, and with validation val_<name>
 
 
 class Trainer(BaseTrainer):
     def __init__(self, model, optimizer, config, device, data_loader, valid_data_loader=None,
-                 lr_scheduler=None, train_forward=None, structure_optimizer=None):
-        """train_forward: what runs the training forward pass, e.g. the model wrapped in
-        DistributedDataParallel; by default the model itself."""
+                 lr_scheduler=None, data_parallel=False, structure_optimizer=None):
+        """data_parallel: the training forward pass runs through DistributedDataParallel
+        (this process is one of several)."""
         super().__init__(model, optimizer, config, device, lr_scheduler, structure_optimizer)
         cfg = config["trainer"]
         self.data_loader, self.valid_data_loader = data_loader, valid_data_loader
@@ -42,11 +45,18 @@ class Trainer(BaseTrainer):
         self.amp = cfg["amp"]  # bf16 autocast of the training step (trainer/step.py)
         self.log_every_steps = cfg["log_every_steps"]
         self.measure_edges = cfg["edge_values"] and valid_data_loader is not None
-        self.train_forward = model if train_forward is None else train_forward
+        self.data_parallel = data_parallel
+        self.train_forward = steps.data_parallel(model, device) if data_parallel else model
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
-        self.objective = torch.compile(self._objective) if cfg["compile"] else self._objective
+        self.compiled = cfg["compile"] or cfg["compile_mode"] is not None
+        self.objective = torch.compile(self._objective, mode=cfg["compile_mode"]) \
+            if self.compiled else self._objective
+        # CUDA graphs (compile_mode reduce-overhead, max-autotune) reuse their output memory
+        # at every replay: each step is marked as a new one, and what outlives it is copied.
+        self.cuda_graphs = device.type == "cuda" and cfg["compile_mode"] in CUDA_GRAPH_MODES
         self.buffers = steps.BufferGuard(model)
+        self.unseen_skips = []  # (batch, flag on the device) of steps the host has not read
         self.step_record = None  # (loss, gradient norm) of a step TensorBoard shows
 
     def partial_sum_shapes(self):
@@ -75,6 +85,9 @@ class Trainer(BaseTrainer):
         for message in self.model.start_epoch(epoch):
             self.logger.info(message)
         froze = [g for g, before in zip(learned, was_frozen) if g.is_frozen and not before]
+        if froze and self.data_parallel:  # the logits get no more gradient: DDP must know
+            self.train_forward = None  # the old wrapper's gradient hooks go with it
+            self.train_forward = steps.data_parallel(self.model, self.device)
         if froze and self.measure_edges:
             values = edge_values(self.model, self.valid_data_loader, self.device)
             for gates in froze:
@@ -90,39 +103,55 @@ class Trainer(BaseTrainer):
 
     def train_step(self, batch):
         """One ELBO step per chunk of the batch (the batch itself, unless truncated BPTT cuts
-        it); returns [(terms, count)], one per chunk, or None when a loss is not finite. A
-        non-finite step is skipped: parameters and buffers (BatchNorm statistics, which the
-        forward pass already updated) stay as they were (earlier chunks keep their updates)."""
+        it); returns [(terms, count)], one per chunk. A step whose loss is not finite on some
+        rank is skipped, and with it the rest of the batch (earlier chunks keep their
+        updates): parameters, optimiser state and buffers (BatchNorm statistics, which the
+        forward pass already updated) stay as they were, its terms and count are zeros, and
+        its flag waits in unseen_skips until the host reads it (count_skipped_steps). All of
+        it on the device: no sync, unless an optimiser cannot skip a step there."""
         self.buffers.remember()
-        results, state = [], None
-        for chunk in steps.chunks(batch, self.tbptt_steps, self.device):
+        results, state, skip = [], None, None
+        for chunk in steps.chunks(batch, self.tbptt_steps, whole=self.compiled):
             if state is not None:
-                chunk["state"] = tuple(s.detach() for s in state)
+                chunk["state"] = state
             for optimizer in self.optimizers:
                 optimizer.zero_grad(set_to_none=True)
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with steps.autocast(self.device, self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
-            loss = steps.weighted_for_ddp(loss, count)
-            if not steps.finite_everywhere(loss, self.device):
-                self.buffers.restore()
-                return None
+            loss, skip = steps.weighted_and_skipped(loss, count, skip)
             loss.backward()
             self._record_step(terms["loss"])
-            for optimizer in self.optimizers:
-                optimizer.step()
-            results.append((terms, count))
-            state = output.get("state")
+            steps.step_unless(self.optimizers, skip)
+            self.buffers.restore_where(skip)
+            results.append(steps.unless_skipped(terms, count, skip))
+            state = output.get("state")  # a copy: a CUDA graph's next replay overwrites it
+            state = None if state is None else tuple(s.detach().clone() for s in state)
+        self.unseen_skips.append((self.batches_done, skip))
         return results
+
+    def count_skipped_steps(self, epoch):
+        """Read the flags of the steps since the last look (one sync for all of them): warn
+        about each skipped one, and stop the run when too many were."""
+        if not self.unseen_skips:
+            return
+        batches = [batch for batch, _ in self.unseen_skips]
+        flags = torch.stack([flag for _, flag in self.unseen_skips]).tolist()
+        self.unseen_skips = []
+        for batch, skipped in zip(batches, flags):
+            if skipped:
+                self._count_nonfinite(epoch, batch)
 
     def _record_step(self, loss):
         """Keep the loss and gradient norm of every log_every_steps-th step for TensorBoard."""
         if self.writer is not None and self.writer.enabled \
                 and (self.batches_done + 1) % self.log_every_steps == 0:
-            self.step_record = (loss, steps.gradient_norm(self.model.parameters()))
+            self.step_record = (loss.clone(), steps.gradient_norm(self.model.parameters()))
 
     def _objective(self, chunk, kl_weight):
         """(model output, training loss, reported terms, count) of one batch or chunk."""
-        output = self.train_forward(chunk)
+        output = self.train_forward(chunk, posterior_means=False)
         return (output, *negative_elbo(output, kl_weight, self.free_bits))
 
     def _train_epoch(self, epoch):
@@ -134,19 +163,23 @@ class Trainer(BaseTrainer):
                         disable=True if not distributed.is_main() else None)  # None: ttys only
         for batch in progress:
             results = self.train_step(to_device(batch, self.device))
-            if results is None:
-                self._count_nonfinite(epoch)
-            for terms, count in results or []:
+            for terms, count in results:
                 self.partial_sums = running_sums(terms, count, self.partial_sums)
             self.batches_done += 1
             if self.step_record is not None:
                 step = (epoch - 1) * len(self.data_loader) + self.batches_done
                 tensorboard.write_step(self.writer, step, *self.step_record)
                 self.step_record = None
-            if self.batches_done % PROGRESS_EVERY == 0 and results and not progress.disable:
-                progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
+            if self.batches_done % LOOK_EVERY == 0:
+                self.count_skipped_steps(epoch)
+                if not progress.disable:
+                    progress.set_postfix(loss=f"{results[-1][0]['loss'].item():.2f}")
             self._checkpoint_inside_epoch(epoch)
-        log = means(distributed.sum_over_ranks(self.partial_sums, self.device))
+        self.count_skipped_steps(epoch)
+        sums = distributed.sum_over_ranks(self.partial_sums, self.device)
+        # Skipped steps add zeros (count 0): an epoch of only skipped steps has no training
+        # loss, as one without any step (base_trainer's _stop_unless_finite stops the run).
+        log = means(sums) if sums and float(sums["n"]) > 0 else {}
         log.update(nonfinite_steps=self.nonfinite_steps, kl_weight=self.kl_weight_at(epoch),
                    tau=next((float(g.tau) for g in self.model.gate_sets().values()), None),
                    edge_probs=self.model.edge_probs())
@@ -169,11 +202,20 @@ class Trainer(BaseTrainer):
         every = self.checkpoint_every_steps
         periodic = every and self.batches_done % every == 0 \
             and self.batches_done < len(self.data_loader)
-        stop = distributed.any_true(self.stops.requested, self.device)  # every rank stops together
+        stop = self._stop_requested()
         if periodic or stop:
+            self.count_skipped_steps(epoch)  # the checkpoint holds their count
             self._save_mid_epoch(epoch)
         if stop:
             raise StopRequested
+
+    def _stop_requested(self):
+        """Whether to stop now. Under DDP every rank stops at the same step: the ranks agree
+        every LOOK_EVERY steps (an all-reduce and a sync; a stop waits for it)."""
+        if not distributed.active():
+            return self.stops.requested
+        return self.batches_done % LOOK_EVERY == 0 \
+            and distributed.any_true(self.stops.requested, self.device)
 
     def _checkpoint_state(self, epoch):
         """The base trainer's, and the images' (C, H, W) shape (None for sequences), so that
@@ -182,9 +224,9 @@ class Trainer(BaseTrainer):
         return {**super()._checkpoint_state(epoch),
                 "image_shape": None if shape is None else list(shape)}
 
-    def _count_nonfinite(self, epoch):
+    def _count_nonfinite(self, epoch, batch):
         self.nonfinite_steps += 1
-        self.logger.warning(f"non-finite loss at epoch {epoch}, batch {self.batches_done}: "
+        self.logger.warning(f"non-finite loss at epoch {epoch}, batch {batch}: "
                             f"step skipped ({self.nonfinite_steps} so far)")
         if self.nonfinite_steps >= self.max_nonfinite_steps:
             where = self._roll_back()

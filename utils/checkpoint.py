@@ -21,6 +21,7 @@ the new one, never a torn one.
 import hashlib
 import io
 import math
+import os
 import pickle
 import re
 from pathlib import Path
@@ -116,7 +117,11 @@ def load_checkpoint(path, allow_unverified=False):
     A checkpoint without a digest is refused unless allow_unverified."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun
+        raise CheckpointError(f"checkpoint not found: {path}" + (
+            f" on this machine (rank {os.environ.get('RANK', '?')}): every process reads it, "
+            f"so it must be at this path on every machine (a shared file system, or a copy)"
+            if several else ""))
     try:
         data = read_checked(path)
         archive = verified_archive(data, path)
@@ -214,7 +219,7 @@ def architecture_error(path, detail):
     if len(detail) > 160:
         detail = detail[:160] + "..."
     hint = ("; a checkpoint from before the separate inference and prior top-down networks "
-            "needs --set arch.args.share_top_down=true") if "top_down_q" in detail else ""
+            "needs --set arch.args.share_top_down=true") if "top_down" in detail else ""
     return CheckpointError(f"{path} does not fit the configured architecture (resume with "
                            f"the checkpoint's own config): {detail}{hint}")
 

@@ -21,6 +21,8 @@ POSITIVE = (lambda v: v >= 1, "a positive integer")
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 SEED = (lambda v: 0 <= v <= 2**63 - 1, "an integer in 0..2**63-1")
 VERBOSITY = (0, 1, 2)  # logger/logger.py: warnings, info, debug
+# torch.compile's modes; "reduce-overhead" replays the compiled step as CUDA graphs on a GPU.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 NAME_MAX = 255  # bytes in one file name, on every common file system
@@ -81,6 +83,9 @@ TRAINER = {
     "log_every_steps": ((int,), 50, POSITIVE),  # TensorBoard: training loss, gradient norm
     "sync_batchnorm": ((bool,), True, None),
     "compile": ((bool,), False, None),
+    # torch.compile's mode (implies compile): "reduce-overhead" for CUDA graphs on a GPU.
+    "compile_mode": ((str, type(None)), None,
+                     (lambda v: v in COMPILE_MODES, " or ".join(map(repr, COMPILE_MODES)))),
     # Measure every learned edge's value (trainer/edge_values.py) at the freeze and the end.
     "edge_values": ((bool,), True, None),
 }

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from utils.errors import ConfigError
+
 
 def world():
     """(rank, world_size, local_rank) of this process; (0, 1, 0) outside torchrun."""
@@ -26,27 +28,88 @@ def launched_by_torchrun():
 
 def uses_gpu(n_gpu):
     """Whether this run trains on GPUs: n_gpu null (the default) means a GPU per process when
-    one is visible, 0 the CPU, >= 1 GPUs (the CPU, with a warning, if none is visible)."""
+    one is visible, 0 the CPU, >= 1 GPUs (the CPU, with a warning, if none is visible: e.g. a
+    run trained on GPUs resumed on a machine without one)."""
     available = torch.cuda.is_available()
     if n_gpu and not available:
         print("warning: n_gpu >= 1 but no GPU is visible; running on the CPU")
     return available and (n_gpu is None or n_gpu > 0)
 
 
+# The GPUs this machine's processes use, one per process in LOCAL_RANK order, as indices
+# among the visible ones (--device 0,1); None: all visible GPUs. CUDA_VISIBLE_DEVICES is never
+# changed, so a scheduler's choice stays in force and the indices are within it.
+_chosen_gpus = None
+
+
+def visible_gpus():
+    """How many GPUs this process sees (those CUDA_VISIBLE_DEVICES lists, when it is set)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def describe_visible():
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"{visible_gpus()} GPU(s) visible" + \
+        (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else "")
+
+
+def choose_gpus(indices, asked):
+    """Train on these visible GPUs (None: all of them, a GPU per process), or say in one
+    line why not: no GPU, or an index beyond the visible ones. `asked` is what the user
+    typed, for the message."""
+    global _chosen_gpus
+    count = visible_gpus()
+    if count == 0:
+        raise ConfigError(f"--device {asked}: no GPU is visible ({describe_visible()}); "
+                          f"use --device cpu")
+    missing = [i for i in indices or () if i >= count]
+    if missing:
+        raise ConfigError(f"--device {asked}: there is no GPU {missing[0]}, {describe_visible()};"
+                          f" give indices 0..{count - 1} (within CUDA_VISIBLE_DEVICES when it "
+                          f"is set)")
+    _chosen_gpus = None if indices is None else list(indices)
+
+
+def use_all_gpus():
+    """Forget a --device choice: a GPU per process among all the visible ones."""
+    global _chosen_gpus
+    _chosen_gpus = None
+
+
+def local_gpus():
+    """The GPUs this machine's processes share out, by LOCAL_RANK."""
+    return list(range(visible_gpus())) if _chosen_gpus is None else _chosen_gpus
+
+
 def local_device(gpu):
-    """This process's device: the CPU, or GPU LOCAL_RANK among the visible ones (modulo their
-    number, so a cluster that shows each task only its own GPU, as index 0, works too)."""
+    """This process's device: the CPU, or GPU number LOCAL_RANK among this machine's GPUs
+    (the visible ones, or those --device chose). Two processes on one GPU cannot train
+    together (NCCL refuses), so more processes than GPUs is a one-line error."""
     if not gpu:
         return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    gpus, local_rank = local_gpus(), int(os.environ.get("LOCAL_RANK", 0))
+    if local_rank >= len(gpus):
+        processes = os.environ.get("LOCAL_WORLD_SIZE", str(local_rank + 1))
+        which = describe_visible() if _chosen_gpus is None else f"--device lists {len(gpus)}"
+        raise ConfigError(f"{processes} processes on this machine but {len(gpus)} GPU(s) for "
+                          f"them ({which}); start at most {len(gpus)} per machine (torchrun "
+                          f"--nproc_per_node={len(gpus)}), or train on CPUs with --device cpu")
+    return torch.device("cuda", gpus[local_rank])
 
 
 def init(gpu):
-    """Join the process group torchrun describes (nccl on GPUs, gloo on CPUs)."""
+    """Join the process group torchrun describes (nccl on GPUs, gloo on CPUs). On a GPU the
+    process group is bound to this process's device (device_id): NCCL then never guesses it
+    from the global rank, which is wrong when a machine runs fewer processes than it has GPUs.
+    Each process's GPU is made the current one, so that nothing lands on GPU 0 by default."""
+    device = local_device(gpu)  # checked before joining: a rank that cannot run says why
+    if gpu:
+        torch.cuda.set_device(device)
     if launched_by_torchrun() and not dist.is_initialized():
-        dist.init_process_group("nccl" if gpu else "gloo")
         if gpu:
-            torch.cuda.set_device(local_device(gpu))
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return world()
 
 
@@ -112,15 +175,6 @@ def sum_tensor(value):
         value = value.clone()
         dist.all_reduce(value)
     return value
-
-
-def max_int(value, device):
-    """The largest of an integer over every rank (one collective)."""
-    if not active():
-        return value
-    tensor = torch.tensor([value], device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())
 
 
 def barrier():
