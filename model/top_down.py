@@ -49,12 +49,23 @@ class PairedMLPTopDown(nn.Module):
 
     def __init__(self, n_nodes, node_dim, hidden):
         super().__init__()
-        self.nets = nn.ModuleList(
-            nn.Sequential(nn.Linear((n_nodes - 1 - i) * node_dim, 2 * hidden),
-                          nn.BatchNorm1d(2 * hidden), nn.ReLU(inplace=True), GroupMajor(2),
-                          GroupedLinear(2, hidden, node_dim), nn.ReLU(),
-                          GroupedLinear(2, node_dim, 2 * node_dim))
-            for i in range(n_nodes - 1))
+        with torch.random.fork_rng(devices=[]):  # these initial draws are replaced below
+            self.nets = nn.ModuleList(
+                nn.Sequential(nn.Linear((n_nodes - 1 - i) * node_dim, 2 * hidden),
+                              nn.BatchNorm1d(2 * hidden), nn.ReLU(inplace=True), GroupMajor(2),
+                              GroupedLinear(2, hidden, node_dim), nn.ReLU(),
+                              GroupedLinear(2, node_dim, 2 * node_dim))
+                for i in range(n_nodes - 1))
+        # Initialised as the two separate networks were, from the same draws in the same order,
+        # so a seed gives the model it gave before the networks were grouped.
+        prior, inference = (MLPTopDown(n_nodes, node_dim, hidden) for _ in range(2))
+        self.load_separate(prior.nets.state_dict(), inference.nets.state_dict())
+
+    def load_separate(self, prior, inference):
+        """Set every node's weights from two MLPTopDowns' nets state dicts."""
+        self.nets.load_state_dict({
+            f"{i}.{new}": MERGES[merge](prior[f"{i}.{old}"], inference[f"{i}.{old}"])
+            for i in range(len(self.nets)) for new, (old, merge) in SEPARATE_LAYOUT.items()})
 
     def pair(self, node, gated_parents):
         """((mu_p, logvar_p), (mu_q, logvar_q)) of node: the prior and the inference estimate."""

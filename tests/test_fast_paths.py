@@ -120,6 +120,21 @@ def test_the_grouped_top_down_networks_compute_what_the_two_separate_ones_do():
         assert torch.allclose(value.float(), statistics[key].float(), atol=1e-6), key
 
 
+def test_the_grouped_network_starts_from_the_two_separate_ones_draws():
+    """A seed gives the weights two MLPTopDowns built one after the other had, and leaves the
+    random stream where they left it (later modules start as before too)."""
+    from model.top_down import MLPTopDown, PairedMLPTopDown
+    torch.manual_seed(3)
+    prior, inference = MLPTopDown(4, 3, 8), MLPTopDown(4, 3, 8)
+    after_separate = torch.rand(5)
+    torch.manual_seed(3)
+    paired = PairedMLPTopDown(4, 3, 8)
+    assert torch.equal(torch.rand(5), after_separate)
+    expected = separate_into_paired(prior, inference, 4)
+    for key, value in paired.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
 def test_gradients_of_the_grouped_network_are_the_separate_ones_merged():
     from model.top_down import MLPTopDown, PairedMLPTopDown
     torch.manual_seed(1)
