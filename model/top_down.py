@@ -62,10 +62,14 @@ class PairedMLPTopDown(nn.Module):
         self.load_separate(prior.nets.state_dict(), inference.nets.state_dict())
 
     def load_separate(self, prior, inference):
-        """Set every node's weights from two MLPTopDowns' nets state dicts."""
-        self.nets.load_state_dict({
-            f"{i}.{new}": MERGES[merge](prior[f"{i}.{old}"], inference[f"{i}.{old}"])
-            for i in range(len(self.nets)) for new, (old, merge) in SEPARATE_LAYOUT.items()})
+        """Set every node's weights from two MLPTopDowns' nets state dicts (copied in place:
+        the entries of state_dict() share the parameters' storage)."""
+        own = self.nets.state_dict()
+        with torch.no_grad():
+            for i in range(len(self.nets)):
+                for new, (old, merge) in SEPARATE_LAYOUT.items():
+                    own[f"{i}.{new}"].copy_(MERGES[merge](prior[f"{i}.{old}"],
+                                                          inference[f"{i}.{old}"]))
 
     def pair(self, node, gated_parents):
         """((mu_p, logvar_p), (mu_q, logvar_q)) of node: the prior and the inference estimate."""
