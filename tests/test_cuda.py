@@ -21,6 +21,7 @@ import sample
 import test as test_script
 import train
 from tests.conftest import REPO, write_config
+from tests.test_ddp import straight_and_resumed
 from tests.test_training import logged, run_dir
 from utils.checkpoint import load_checkpoint
 from utils.errors import run_cli
@@ -225,14 +226,7 @@ def test_nccl_ddp_matches_one_process_with_synchronised_batchnorm(tiny_config, t
 
 @two_gpus
 def test_resume_under_nccl_ddp_continues_exactly(tiny_config, tmp_path):
-    straight = nccl_config(tiny_config, tmp_path / "straight", batch_size=32)
-    run_nccl(["-c", str(write_config(tmp_path, straight, "a.json"))], tmp_path)
-    split = nccl_config(tiny_config, tmp_path / "split", batch_size=32, epochs=1)
-    run_nccl(["-c", str(write_config(tmp_path, split, "b.json"))], tmp_path)
-    latest = run_dir(tmp_path / "split") / "checkpoint-latest.pth"
-    run_nccl(["--resume", str(latest), "--epochs", "2"], tmp_path)
-    a = load_checkpoint(run_dir(tmp_path / "straight") / "checkpoint-latest.pth")
-    b = load_checkpoint(latest)
+    a, b = straight_and_resumed(run_nccl, nccl_config, tiny_config, tmp_path)
     assert b["epoch"] == 2 and len(b["rng"]) == 2
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key

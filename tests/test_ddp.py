@@ -105,15 +105,21 @@ def test_under_ddp_a_frozen_graph_keeps_its_logits(own_optimizer, tiny_config, t
     assert not torch.equal(logits, torch.zeros_like(logits))  # they had moved before
 
 
-def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):
-    straight = ddp_config(tiny_config, tmp_path / "straight", batch_size=32)
-    run_ddp(["-c", str(write_config(tmp_path, straight, "a.json"))], tmp_path)
-    split = ddp_config(tiny_config, tmp_path / "split", batch_size=32, epochs=1)
-    run_ddp(["-c", str(write_config(tmp_path, split, "b.json"))], tmp_path)
+def straight_and_resumed(run, make_config, tiny_config, tmp_path):
+    """The last checkpoints of two epochs trained straight and of one epoch then a resume to
+    two, each launched by run(argv, tmp_path) from make_config(tiny_config, save_dir, ...)."""
+    straight = make_config(tiny_config, tmp_path / "straight", batch_size=32)
+    run(["-c", str(write_config(tmp_path, straight, "a.json"))], tmp_path)
+    split = make_config(tiny_config, tmp_path / "split", batch_size=32, epochs=1)
+    run(["-c", str(write_config(tmp_path, split, "b.json"))], tmp_path)
     latest = run_dir(tmp_path / "split") / "checkpoint-latest.pth"
-    run_ddp(["--resume", str(latest), "--epochs", "2"], tmp_path)
-    a = load_checkpoint(run_dir(tmp_path / "straight") / "checkpoint-latest.pth")
-    b = load_checkpoint(latest)
+    run(["--resume", str(latest), "--epochs", "2"], tmp_path)
+    return (load_checkpoint(run_dir(tmp_path / "straight") / "checkpoint-latest.pth"),
+            load_checkpoint(latest))
+
+
+def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):
+    a, b = straight_and_resumed(run_ddp, ddp_config, tiny_config, tmp_path)
     assert b["epoch"] == 2
     assert logged(tmp_path / "straight", "val_loss") == logged(tmp_path / "split", "val_loss")
     for key, value in a["state_dict"].items():
