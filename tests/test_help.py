@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
+import bench.compile_break_even
 import bench.ddp_scaling
 import bench.edge_gradients
 import bench.eval_speed
 import bench.throughput
+import bench.versus_pythae
 import data_loader.convert_strokes
 import reproduce
 import sample
@@ -18,7 +20,8 @@ import test as test_script
 import train
 from tests.conftest import REPO
 
-BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients")
+BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "versus_pythae",
+           "compile_break_even")
 
 
 def summarize_main(argv):
@@ -39,6 +42,9 @@ SCRIPTS = {
     "bench/ddp_scaling.py": (bench.ddp_scaling.main, "--procs PROCS [PROCS ...] process counts"),
     "bench/eval_speed.py": (bench.eval_speed.main, "--images IMAGES test images to time"),
     "bench/edge_gradients.py": (bench.edge_gradients.main, "--batches BATCHES training batches"),
+    "bench/versus_pythae.py": (bench.versus_pythae.main, "--rounds ROUNDS timed rounds of each"),
+    "bench/compile_break_even.py": (bench.compile_break_even.main,
+                                    "--rounds ROUNDS timed rounds of each step"),
     "data_loader/convert_strokes.py": (data_loader.convert_strokes.main, "source the strokes.npy"),
     "docs/results/sequences/summarize.py": (summarize_main, "folder the data set's results"),
 }

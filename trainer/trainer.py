@@ -8,12 +8,15 @@ the objective (model/objective.py). The structure logits may have an optimiser o
 (structure_optimizer). With a learned graph and validation data, every edge's value
 (trainer/edge_values.py) is measured when the graph freezes and after the last epoch.
 """
+import logging
+
 import torch
 from tqdm import tqdm
 
 from base.base_trainer import BaseTrainer, StopRequested, TrainingDiverged, is_plateau
 from data_loader.batches import to_device
 from model.objective import negative_elbo
+from trainer import compiling
 from trainer import step as steps
 from trainer import tensorboard
 from trainer.edge_values import edge_values
@@ -49,9 +52,13 @@ class Trainer(BaseTrainer):
         self.train_forward = steps.data_parallel(model, device) if data_parallel else model
         # The training forward pass and its loss, as one torch.compile'd graph if asked for
         # (self.model stays the plain module that is saved).
-        self.compiled = cfg["compile"] or cfg["compile_mode"] is not None
+        self.compiled, why = compiling.decide(cfg["compile"], cfg["compile_mode"],
+                                              type(model).__name__,
+                                              cfg["epochs"] * len(data_loader), data_parallel)
         self.objective = torch.compile(self._objective, mode=cfg["compile_mode"]) \
             if self.compiled else self._objective
+        self.notes.append((logging.INFO, f"Training step: {why}" + (
+            f"; compiled graphs cached in {compiling.cache_folder()}" if self.compiled else "")))
         # CUDA graphs (compile_mode reduce-overhead, max-autotune) reuse their output memory
         # at every replay: each step is marked as a new one, and what outlives it is copied.
         self.cuda_graphs = device.type == "cuda" and cfg["compile_mode"] in CUDA_GRAPH_MODES

@@ -82,7 +82,9 @@ TRAINER = {
     "amp": ((bool,), False, None),
     "log_every_steps": ((int,), 50, POSITIVE),  # TensorBoard: training loss, gradient norm
     "sync_batchnorm": ((bool,), True, None),
-    "compile": ((bool,), False, None),
+    # "auto": compile when the run is long enough to repay it (trainer/compiling.py).
+    "compile": ((bool, str), "auto",
+                (lambda v: v in (True, False, "auto"), 'true, false or "auto"')),
     # torch.compile's mode (implies compile): "reduce-overhead" for CUDA graphs on a GPU.
     "compile_mode": ((str, type(None)), None,
                      (lambda v: v in COMPILE_MODES, " or ".join(map(repr, COMPILE_MODES)))),
@@ -280,8 +282,9 @@ def set_by_path(config, dotted_key, value):
     if not isinstance(node, dict):
         raise ConfigError(f"cannot set '{dotted_key}': '{'.'.join(parents)}' is not an object")
     old = node.get(last)
-    if old is not None and value is not None and not type_ok(value, (type(old),)):
-        raise ConfigError(f"'{dotted_key}' must be {describe_type((type(old),))} like its "
+    types = TRAINER[last][0] if parents == ["trainer"] and last in TRAINER else (type(old),)
+    if old is not None and value is not None and not type_ok(value, types):
+        raise ConfigError(f"'{dotted_key}' must be {describe_type(types)} like its "
                           f"current value {old!r}, got {value!r}")
     node[last] = value
 

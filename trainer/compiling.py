@@ -1,0 +1,44 @@
+"""Whether the training step is compiled (trainer.compile), and why: one line for the log.
+
+trainer.compile true or false forces it; "auto" (the default) compiles when the run is long
+enough to repay the compile, i.e. when its planned steps (epochs x batches per epoch) exceed
+the break-even bench/compile_break_even.py measured for the model (docs/performance.md).
+trainer.compile_mode (a torch.compile mode, e.g. "reduce-overhead" for CUDA graphs) compiles.
+
+The break-even was measured on a CPU with torch's compile cache empty (the first run of a
+model): a later run finds the compiled graphs in torch's own caches (Inductor's FX graph and
+AOTAutograd caches, on by default, in TORCHINDUCTOR_CACHE_DIR, torch's default
+/tmp/torchinductor_<user>) and compiles in a fraction of the time; on a GPU a step saves more.
+Both make compiling pay sooner, so the rule errs towards eager.
+"""
+import os
+
+# Batches after which the compiled step has paid for its compile (cold cache, 2 CPU threads;
+# docs/performance.md). A model not measured takes the largest.
+BREAK_EVEN_STEPS = {"GraphVAE": 20_000, "RecurrentGraphVAE": 20_000}
+
+
+def decide(setting, mode, model_name, planned_steps, data_parallel):
+    """(whether to compile, why) for trainer.compile `setting` and compile_mode `mode`."""
+    if mode is not None:
+        return True, f"compiled (trainer.compile_mode {mode!r})"
+    if setting is not True and setting is not False:  # "auto"
+        return decide_auto(model_name, planned_steps, data_parallel)
+    return setting, f"{'compiled' if setting else 'eager'} (trainer.compile {str(setting).lower()})"
+
+
+def decide_auto(model_name, planned_steps, data_parallel):
+    if data_parallel:  # DDP inside a compiled step is untested (docs/scaling_out.md)
+        return False, ("eager (trainer.compile auto: not under DDP; trainer.compile true "
+                       "compiles)")
+    break_even = BREAK_EVEN_STEPS.get(model_name, max(BREAK_EVEN_STEPS.values()))
+    if planned_steps > break_even:
+        return True, (f"compiled (trainer.compile auto: {planned_steps:,} planned steps, more "
+                      f"than the {break_even:,} after which compiling {model_name} pays)")
+    return False, (f"eager (trainer.compile auto: {planned_steps:,} planned steps, compiling "
+                   f"{model_name} pays after {break_even:,}; trainer.compile true forces it)")
+
+
+def cache_folder():
+    """Where torch keeps compiled graphs (set once torch.compile has been imported)."""
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default folder")
