@@ -166,6 +166,12 @@ class Roofline:
                          for shape in self.count}
         self.flops = matmul_flops(products)
 
+    def run(self):
+        """The step's products, each as many times as the step does them (warm operands)."""
+        for shape, (a, b) in self.operands.items():
+            for _ in range(self.count[shape]):
+                a @ b
+
     def seconds(self):
         total = 0.0
         for shape, (a, b) in self.operands.items():

@@ -20,7 +20,13 @@ Timing: after --warmup steps of each (our compile, if any, happens there and is 
 apart), --rounds rounds of --steps steps of each, the order alternating between rounds, so
 that the shared machine's changing load falls on both alike. The figure is pythae's time per
 step over ours (above 1: ours is faster), the median over rounds with the mean and its
-standard error beside, and the load average before and after.
+standard error beside, and the load average before and after; the same ratio of process CPU
+time beside it (with --threads 1 it is the work done, whatever else the machine runs).
+
+The ceiling: in the same rounds, our step's matmuls alone (every product of the step, from its
+layer shapes, on warm operands, as in bench/throughput.py's roofline) against pythae's step,
+i.e. the speed-up of a step that did nothing but its matmuls at the library's speed. No step
+with our model's FLOPs goes faster without doing less work or a faster matmul.
 """
 import sys
 
@@ -39,7 +45,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bench.common import REPO, endless, matmul_flops, ops_per_step, record_matmuls  # noqa: E402
+from bench.common import (REPO, Roofline, endless, matmul_flops, ops_per_step,  # noqa: E402
+                          record_matmuls)
 from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from model.graph_vae import GraphVAE  # noqa: E402
@@ -139,11 +146,31 @@ def flops_per_sample(model, forward, batch):
     return matmul_flops(record_matmuls(model, forward)) / len(batch)
 
 
-def seconds_of(steps, step, batches):
-    start = time.perf_counter()
+def seconds_of(steps, run):
+    """(wall, process CPU) seconds per call of run()."""
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        step(next(batches))
-    return (time.perf_counter() - start) / steps
+        run()
+    return (time.perf_counter() - start) / steps, (time.process_time() - cpu_start) / steps
+
+
+def ratios(times, over, under, which):
+    """Per round, over's time / under's (which: 0 wall, 1 CPU): median, mean, its SE."""
+    values = [o[which] / u[which] for o, u in zip(times[over], times[under])]
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return {"median": statistics.median(values), "mean": statistics.mean(values), "se": se}
+
+
+def alternated(contestants, args):
+    """{name: [(wall, CPU) seconds per call, one per round]}: after --warmup calls of each,
+    --rounds rounds of --steps calls of each, in an order reversed every other round."""
+    for run in contestants.values():
+        seconds_of(args.warmup - 1, run)
+    times = {name: [] for name in contestants}
+    for k in range(args.rounds):
+        for name in list(contestants)[::1 if k % 2 == 0 else -1]:
+            times[name].append(seconds_of(args.steps, contestants[name]))
+    return times
 
 
 def main(argv=None):
@@ -156,32 +183,28 @@ def main(argv=None):
     trainer.begin_epoch(1)
     batches = (to_device(b, trainer.device) for b in endless(trainer.data_loader))
     x = next(batches)
-    ours = lambda batch: trainer.train_step(batch)  # noqa: E731
+    ours = lambda: trainer.train_step(next(batches))  # noqa: E731
     theirs_model = pythae_vae(config, x.shape[1]).train()
     optimizer = torch.optim.Adam(theirs_model.parameters(), lr=config["optimizer"]["args"]["lr"],
                                  fused=True)
-    theirs = pythae_step(theirs_model, optimizer)
-    first_step_s = seconds_of(1, ours, batches)
-    for step in (ours, theirs):
-        seconds_of(args.warmup - 1, step, batches)
+    pythae_train_step = pythae_step(theirs_model, optimizer)
+    theirs = lambda: pythae_train_step(next(batches))  # noqa: E731
+    matmuls = Roofline(record_matmuls(trainer.model, lambda: trainer.model(x)))
+    contestants = {"ours": ours, "pythae": theirs, "our_matmuls": matmuls.run}
+    first_step_s = seconds_of(1, ours)[0]
     load_before = os.getloadavg()[0]
-    times = {"ours": [], "pythae": []}
-    for k in range(args.rounds):
-        for name in ("ours", "pythae") if k % 2 == 0 else ("pythae", "ours"):
-            times[name].append(seconds_of(args.steps, ours if name == "ours" else theirs, batches))
-    ratios = [p / o for p, o in zip(times["pythae"], times["ours"])]
-    mean = statistics.mean(ratios)
-    se = statistics.stdev(ratios) / len(ratios) ** 0.5 if len(ratios) > 1 else float("nan")
+    times = alternated(contestants, args)
     figures = {
         "config": args.config, "overrides": args.set, "threads": torch.get_num_threads(),
         "batch": len(x), "rounds": args.rounds, "steps_per_round": args.steps,
         "compiled": trainer.compiled, "first_step_s": first_step_s,
         "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
-        "ms_per_step": {k: 1000 * statistics.median(v) for k, v in times.items()},
-        "speedup_median": statistics.median(ratios), "speedup_mean": mean, "speedup_se": se,
-        "aten_ops_per_step": {"ours": ops_per_step(lambda: ours(next(batches)), "cpu")["aten_ops"],
-                              "pythae": ops_per_step(lambda: theirs(next(batches)),
-                                                     "cpu")["aten_ops"]},
+        "ms_per_step": {k: 1000 * statistics.median(t[0] for t in v) for k, v in times.items()},
+        "speedup": ratios(times, "pythae", "ours", 0),
+        "speedup_cpu_time": ratios(times, "pythae", "ours", 1),
+        "ceiling": ratios(times, "pythae", "our_matmuls", 0),
+        "aten_ops_per_step": {"ours": ops_per_step(ours, "cpu")["aten_ops"],
+                              "pythae": ops_per_step(theirs, "cpu")["aten_ops"]},
         "mflop_per_sample": {
             "ours": flops_per_sample(trainer.model, lambda: trainer.model(x), x) / 1e6,
             "pythae": flops_per_sample(theirs_model, lambda: theirs_model({"data": x}), x) / 1e6},
@@ -201,9 +224,12 @@ def report(f):
           f"(first step {f['first_step_s']:.1f} s)")
     print(f"pythae VAE step  eager, fused Adam: {ms['pythae']:.1f} ms, {ops['pythae']:,} aten ops, "
           f"{mflop['pythae']:.2f} MFLOP per sample")
-    print(f"speed-up         {f['speedup_median']:.2f}x pythae (median of {f['rounds']} rounds of "
-          f"{f['steps_per_round']} steps each, alternated; mean {f['speedup_mean']:.3f} ± "
-          f"{f['speedup_se']:.3f} SE)")
+    speedup, cpu, ceiling = f["speedup"], f["speedup_cpu_time"], f["ceiling"]
+    print(f"speed-up         {speedup['median']:.2f}x pythae (median of {f['rounds']} rounds of "
+          f"{f['steps_per_round']} steps each, alternated; mean {speedup['mean']:.3f} ± "
+          f"{speedup['se']:.3f} SE); in CPU time {cpu['median']:.2f}x")
+    print(f"ceiling          {ceiling['median']:.2f}x pythae: our step's matmuls alone, "
+          f"{ms['our_matmuls']:.1f} ms (mean {ceiling['mean']:.3f} ± {ceiling['se']:.3f} SE)")
 
 
 if __name__ == "__main__":
