@@ -1,4 +1,5 @@
-"""Whether the training step is compiled (trainer.compile), and why: one line for the log.
+"""Whether the training step is compiled (trainer.compile), and why: one line for the log;
+and compiling it.
 
 trainer.compile true or false forces it; "auto" (the default) compiles when the run is long
 enough to repay the compile, i.e. when its planned steps (epochs x batches per epoch) exceed
@@ -10,8 +11,15 @@ model): a later run finds the compiled graphs in torch's own caches (Inductor's 
 AOTAutograd caches, on by default, in TORCHINDUCTOR_CACHE_DIR, torch's default
 /tmp/torchinductor_<user>) and compiles in a fraction of the time; on a GPU a step saves more.
 Both make compiling pay sooner, so the rule errs towards eager.
+
+The compiled step draws its random numbers as the eager one does (Inductor's fallback_random:
+torch's generator, in the same order), so that a seed gives the same run, to float rounding,
+whether "auto" compiles it or not; Inductor's own generator would draw other numbers. (A
+compile_mode takes no options: with one, Inductor draws its own.)
 """
 import os
+
+import torch
 
 # Batches after which the compiled step has paid for its compile (cold cache, 2 CPU threads;
 # docs/performance.md). A model not measured takes the largest.
@@ -42,3 +50,10 @@ def decide_auto(model_name, planned_steps, data_parallel):
 def cache_folder():
     """Where torch keeps compiled graphs (set once torch.compile has been imported)."""
     return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default folder")
+
+
+def compiled(function, mode):
+    """torch.compile of the training step (see the module's docstring for its random draws)."""
+    if mode is None:
+        return torch.compile(function, options={"fallback_random": True})
+    return torch.compile(function, mode=mode)

@@ -55,7 +55,7 @@ class Trainer(BaseTrainer):
         self.compiled, why = compiling.decide(cfg["compile"], cfg["compile_mode"],
                                               type(model).__name__,
                                               cfg["epochs"] * len(data_loader), data_parallel)
-        self.objective = torch.compile(self._objective, mode=cfg["compile_mode"]) \
+        self.objective = compiling.compiled(self._objective, cfg["compile_mode"]) \
             if self.compiled else self._objective
         self.notes.append((logging.INFO, f"Training step: {why}" + (
             f"; compiled graphs cached in {compiling.cache_folder()}" if self.compiled else "")))
