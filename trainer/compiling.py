@@ -21,9 +21,11 @@ import os
 
 import torch
 
-# Batches after which the compiled step has paid for its compile (cold cache, 2 CPU threads;
-# docs/performance.md). A model not measured takes the largest.
-BREAK_EVEN_STEPS = {"GraphVAE": 20_000, "RecurrentGraphVAE": 20_000}
+# Batches after which the compiled step has paid for its compile on a CPU, cold cache
+# (docs/performance.md): GraphVAE's measured (3,717, rounded up); RecurrentGraphVAE's from a
+# compile that had not finished after 100 minutes and GraphVAE's saving per step. A model not
+# measured takes the largest.
+BREAK_EVEN_STEPS = {"GraphVAE": 4_000, "RecurrentGraphVAE": 4_000}
 
 
 def decide(setting, mode, model_name, planned_steps, data_parallel):
