@@ -244,6 +244,41 @@ def ddp_worker_plain(rank, argv, port):
         raise SystemExit(1)
 
 
+# (data loader, its args, per-rank batch size, tbptt_steps) of sequence runs whose every step
+# ends with a chunk of one time step after chunks of several: that chunk computes the
+# recurrent state it hands on (the GRU) but no loss from it. Piano: one step an epoch, all 6
+# training rolls, the longest 124 = 3 x 41 + 1 steps; cold: the first 6 chorales, training
+# rolls of 63 = 2 x 31 + 1 and 52 steps; strokes: two steps, every stroke 39 = 2 x 19 + 1.
+SEQUENCE_RUNS = {
+    "piano": ("PianoRollDataLoader", {"limit": 12}, 3, 41),
+    "piano_cold": ("PianoRollDataLoader", {"limit": 6}, 1, 31),
+    "strokes": ("StrokesDataLoader", {"subsample": 25}, 42, 19),
+    "strokes_cold": ("StrokesDataLoader", {"subsample": 25}, 42, 19),
+}
+
+
+@pytest.mark.parametrize("run", SEQUENCE_RUNS)
+def test_sequence_models_train_under_ddp_with_chunks_of_one_step(run, tiny_config, tmp_path):
+    """Two gloo processes train RecurrentGraphVAE with truncated BPTT, also when the last
+    chunk of a batch is a single step (the GRU then takes part in no loss, only in the state
+    handed on), from the cached data and from a cold cache (two processes building it)."""
+    loader, args, batch_size, tbptt_steps = SEQUENCE_RUNS[run]
+    data_dir = tmp_path / "data" if run.endswith("cold") \
+        else tiny_config["data_loader"]["args"]["data_dir"]
+    likelihood = "bernoulli" if loader == "PianoRollDataLoader" else "strokes"
+    config = {"name": run, "n_gpu": 0, "arch": {"type": "RecurrentGraphVAE", "args": {
+                  "likelihood": likelihood, "rnn_hidden": 8, "hidden": 8, "feature_dim": 4,
+                  "node_dim": 2, "n_mixtures": 2}},
+              "data_loader": {"type": loader, "args": {
+                  "data_dir": str(data_dir), "batch_size": batch_size, "test_fraction": 0.25,
+                  "valid_fraction": 0.25, **args}},
+              "trainer": {"epochs": 2, "tbptt_steps": tbptt_steps, "tensorboard": False,
+                          "edge_values": False, "save_dir": str(tmp_path / "saved")}}
+    mp.spawn(ddp_worker_plain, args=(["-c", str(write_config(tmp_path, config))], free_port()),
+             nprocs=2, join=True)
+    assert len(logged(tmp_path / "saved", "val_loss")) == 2
+
+
 def test_on_resume_every_rank_holds_partial_sums_with_the_same_keys(tiny_config, monkeypatch):
     """Rank 0 carries the saved sums on; the others start from zeros of the same keys, so
     every rank enters the same all-reduces at the end of the epoch (no hang)."""

@@ -31,6 +31,21 @@ def data_parallel(model, device):
                                    static_graph=True)
 
 
+def touching_state(loss, output):
+    """Under DDP, the loss plus zero times the recurrent state the step hands on (if any).
+
+    The DDP wrapper is static_graph: it learns in the first step which parameters get no
+    gradient and expects the same ones in every step. A chunk of one time step (the last of a
+    batch one step longer than a multiple of tbptt_steps) computes the state it hands on, a
+    GRU step, but no loss from it, so the GRU would get no gradient in that step alone. This
+    term gives those parameters zero gradients (every other gradient is unchanged) at the cost
+    of one extra GRU step backwards, where padding every chunk to tbptt_steps would cost up to
+    a chunk of masked steps a batch. A state is finite when the loss is (it is computed from
+    what the loss is), and a non-finite one makes the step skipped."""
+    state = output.get("state") if distributed.active() else None
+    return loss if state is None else loss + sum(s.sum() for s in state) * 0
+
+
 def weighted_and_skipped(loss, count, skipped=None):
     """(the loss weighted for DDP, whether to skip the step), both on the device: no sync.
 

@@ -120,6 +120,7 @@ class Trainer(BaseTrainer):
                 torch.compiler.cudagraph_mark_step_begin()
             with steps.autocast(self.device, self.amp):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
+            loss = steps.touching_state(loss, output)
             loss, skip = steps.weighted_and_skipped(loss, count, skip)
             loss.backward()
             self._record_step(terms["loss"])
