@@ -57,6 +57,28 @@ def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_co
     assert written == ["_hparams_/experiment"]  # once, not again when the run resumed
 
 
+def test_a_runs_event_files_read_in_the_order_written_also_within_one_second(
+        tmp_path, monkeypatch):
+    """SummaryWriter names an event file by the second and a counter of the process: sessions
+    of a run (a start, resumes) begun in one second with counters 9, 10 and 11 would read the
+    9 last (TensorBoard reads a folder's files in name order)."""
+    from types import SimpleNamespace
+
+    from tensorboard.summary.writer import event_file_writer
+
+    from logger import TensorboardWriter
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1.7e9))
+    for session in range(3):
+        writer = TensorboardWriter(tmp_path, enabled=True)
+        writer.add_scalar("loss/train", float(session), session)
+        writer.close()
+    assert len(list(tmp_path.iterdir())) == 3
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [event.step for event in events.Scalars("loss/train")] == [0, 1, 2]
+
+
 def parse_dot_edges(text):
     return {(int(a), int(b)): style for a, b, style in
             re.findall(r"z(\d+) -> z(\d+) \[[^\]]*style=(\w+)", text)}
