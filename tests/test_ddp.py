@@ -86,6 +86,50 @@ def test_ddp_trains_a_graph_of_one_node(arch, tiny_config, tmp_path):
     assert flags == {"find_unused_parameters": False, "static_graph": True}  # no extra search
 
 
+def ending_worker(rank, argv, port, fail):
+    """A rank that trains (or fails after joining the group), then runs the exit hook the run
+    registered, as the interpreter does before it finalizes: by then no DDP wrapper, and so
+    no process group, may be left for the finalization to free (where gloo's threads abort
+    the process). The garbage collector runs only when asked, as when it happens not to."""
+    import atexit
+    import gc
+    import weakref
+
+    from trainer import step
+    from utils import distributed
+    from utils.errors import ConfigError
+    gc.disable()
+    become_rank(rank, port)
+    wrappers, hooks, wrap, register = [], [], step.data_parallel, atexit.register
+
+    def data_parallel(*args):
+        wrapper = wrap(*args)
+        wrappers.append(weakref.ref(wrapper))
+        return wrapper
+
+    step.data_parallel = data_parallel
+    atexit.register = lambda hook, *args: hooks.append(hook) or register(hook, *args)
+    if fail:
+        def fail_step(self, batch):
+            raise ConfigError("a run that fails while it trains")
+        Trainer.train_step = fail_step
+    assert run_cli(lambda: train.main(argv)) == (2 if fail else 0)
+    assert fail or all(ref() is None for ref in wrappers)  # a finished run ends its group
+    assert distributed.shutdown in hooks
+    distributed.shutdown()  # as at exit
+    assert wrappers and all(ref() is None for ref in wrappers)
+    assert not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_rank_ends_its_process_group_before_the_interpreter_finalizes(fail, tiny_config,
+                                                                      tmp_path):
+    config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=1)
+    config["data_loader"]["args"].update(subset=128, validation_size=64)
+    mp.spawn(ending_worker, args=(["-c", str(write_config(tmp_path, config))], free_port(),
+                                  fail), nprocs=2, join=True)
+
+
 @pytest.mark.parametrize("own_optimizer", [False, True])
 def test_under_ddp_a_frozen_graph_keeps_its_logits(own_optimizer, tiny_config, tmp_path):
     """After the freeze the logits get no gradient (nor from the structure cost): DDP is told

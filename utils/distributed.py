@@ -6,6 +6,8 @@ across processes, and only rank 0 writes logs, TensorBoard and checkpoints.
 Each rank draws its own noise (its seed is derived from the run's seed and its rank) and a
 checkpoint holds every rank's random state, so a resume with as many processes is exact.
 """
+import atexit
+import gc
 import os
 from contextlib import contextmanager
 
@@ -110,6 +112,7 @@ def init(gpu):
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
+        atexit.register(shutdown)  # however the process ends (shutdown can run twice)
     return world()
 
 
@@ -122,8 +125,17 @@ def active():
 
 
 def shutdown():
+    """Leave the process group, and let it end while the interpreter is whole.
+
+    A trainer's DDP wrapper still holds the group after destroy_process_group, and a trainer
+    refers to itself, so only the garbage collector frees it; freed during the interpreter's
+    finalization, the group's gloo threads take the GIL there to free their last tensors and
+    abort the process ("terminate called without an active exception"). So the garbage is
+    collected here. train.py calls this when a run ends; it also runs at exit (init registers
+    it), for a trainer that an exception's traceback kept alive past train.py's call."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    gc.collect()
 
 
 @contextmanager
