@@ -17,6 +17,13 @@ from utils.checkpoint import restore_model
 from utils.errors import ConfigError
 from utils.model_size import check_model_size
 
+# cuBLAS is deterministic only with a fixed workspace, which ATen reads from the environment
+# once, at a process's first GPU matmul: set here, when the entry points and the API are
+# imported (before any GPU work), not when a deterministic run is built, which may come after
+# an earlier run's matmuls (a notebook, pytest). ":4096:8" (32 MiB) is the workspace torch
+# gives cuBLAS by itself on Hopper GPUs (and about 8 MiB on earlier ones).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 # Optimizers whose single-kernel (fused) implementation is used unless the config chooses
 # (optimizer.args.fused / foreach): the for-loop form runs a dozen small kernels per parameter
 # tensor, which dominates the optimiser's time on this model (docs/performance.md).
@@ -28,11 +35,9 @@ def seed_everything(config):
     reparameterisation); with several processes each rank draws its own noise from it."""
     rank = distributed.world()[0]
     torch.manual_seed(config["seed"] + 1_000_003 * rank)
-    if config["trainer"]["deterministic"]:
-        # cuBLAS is deterministic only with a fixed workspace, read from the environment
-        # before its first use; without it torch refuses every matmul on a GPU.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+    # Either way: the setting is the process's, and a run built after a deterministic one
+    # must not inherit it.
+    torch.use_deterministic_algorithms(config["trainer"]["deterministic"])
 
 
 def prepare_device(config):

@@ -20,8 +20,11 @@ def _seed_and_threads():
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    """A small GraphVAE config on a subset of real Fashion-MNIST, writing under tmp_path."""
+    """A small GraphVAE config on a subset of real Fashion-MNIST, writing under tmp_path, on
+    the CPU also on a GPU machine (n_gpu 0: the default would train on a visible GPU; the
+    GPU tests, tests/test_cuda.py, choose theirs)."""
     config = json.loads((REPO / "configs" / "tiny.json").read_text())
+    config["n_gpu"] = 0
     config["data_loader"]["args"].update(data_dir=str(DATA_DIR), subset=512)
     config["trainer"]["save_dir"] = str(tmp_path / "saved")
     return copy.deepcopy(config)

@@ -207,20 +207,6 @@ def test_reproduce_spreads_its_jobs_over_the_gpus(gpus, monkeypatch):
         assert distributed.local_device(True) == torch.device("cuda", expected)
 
 
-def test_deterministic_runs_give_cublas_the_fixed_workspace_it_needs(tiny_config, monkeypatch):
-    """Without CUBLAS_WORKSPACE_CONFIG torch refuses every matmul on a GPU in deterministic
-    mode (trainer.deterministic, which every exact-resume run uses)."""
-    from experiment import seed_everything
-    from utils.config import ConfigParser
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    tiny_config["trainer"]["deterministic"] = True
-    try:
-        seed_everything(ConfigParser(tiny_config))
-    finally:
-        torch.use_deterministic_algorithms(False)
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-
-
 def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
         monkeypatch, tmp_path):
     """Every rank reads --resume itself (each takes its own random state from it): on a
@@ -232,3 +218,40 @@ def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(CheckpointError, match="rank 5.*at this path on every machine"):
         load_checkpoint(tmp_path / "checkpoint-latest.pth")
+
+
+# -- process-wide GPU settings ---------------------------------------------------------------
+def test_the_cublas_workspace_is_fixed_when_the_api_is_imported_before_any_gpu_work():
+    """ATen reads CUBLAS_WORKSPACE_CONFIG once, at the process's first GPU matmul: a
+    deterministic run built after earlier GPU work (a notebook, pytest) needs it set before."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    code = ("import os, torch, experiment; "
+            "print(os.environ.get('CUBLAS_WORKSPACE_CONFIG'), torch.cuda.is_initialized())")
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, timeout=120,
+                            capture_output=True, text=True)
+    assert result.stdout.split() == [":4096:8", "False"], result.stderr
+
+
+def test_a_run_built_after_a_deterministic_one_is_not_deterministic(tiny_config):
+    from experiment import seed_everything
+    from utils.config import ConfigParser
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        for deterministic in (True, False, True):
+            tiny_config["trainer"]["deterministic"] = deterministic
+            seed_everything(ConfigParser(tiny_config))
+            assert torch.are_deterministic_algorithms_enabled() == deterministic
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def test_the_tests_tiny_config_trains_on_the_cpu_also_where_a_gpu_is_visible(tiny_config,
+                                                                             gpus):
+    from experiment import prepare_device
+    from utils.config import ConfigParser
+    gpus(1)
+    assert prepare_device(ConfigParser(tiny_config)) == torch.device("cpu")
