@@ -149,6 +149,30 @@ def test_under_ddp_a_frozen_graph_keeps_its_logits(own_optimizer, tiny_config, t
     assert not torch.equal(logits, torch.zeros_like(logits))  # they had moved before
 
 
+def test_ddp_broadcasts_buffers_only_where_ranks_batchnorm_statistics_can_differ(tiny_config):
+    """Plain BatchNorm: each rank's statistics are its shard's, and rank 0's are copied to
+    all (a collective a step); SyncBatchNorm, or no BatchNorm: every rank's buffers are the
+    same, and the copy is left out."""
+    import torch.distributed as dist
+
+    from experiment import build_model
+    from model import RecurrentGraphVAE
+    from trainer.step import data_parallel, own_statistics
+    from utils import distributed
+    from utils.config import ConfigParser
+    synced = build_model(ConfigParser(tiny_config), 784)
+    assert not own_statistics(torch.nn.SyncBatchNorm.convert_sync_batchnorm(synced))
+    model = build_model(ConfigParser(tiny_config), 784)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0,
+                            world_size=1)
+    try:  # (DDP takes SyncBatchNorm on GPUs only)
+        cpu = torch.device("cpu")
+        assert data_parallel(model, cpu).will_sync_module_buffers()
+        assert not data_parallel(RecurrentGraphVAE(), cpu).will_sync_module_buffers()
+    finally:
+        distributed.shutdown()
+
+
 def straight_and_resumed(run, make_config, tiny_config, tmp_path):
     """The last checkpoints of two epochs trained straight and of one epoch then a resume to
     two, each launched by run(argv, tmp_path) from make_config(tiny_config, save_dir, ...)."""

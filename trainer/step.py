@@ -6,6 +6,7 @@ Nothing here waits for the device (except for an optimiser that cannot skip a st
 a step is skipped on the device (a flag, found_inf, torch.where), and the host looks at the
 flags every few steps (trainer.LOOK_EVERY), not after each."""
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from data_loader.batches import time_chunks
@@ -26,9 +27,25 @@ def data_parallel(model, device):
     which parameters get no gradient (the empty logits of a one-node graph, GraphLSTMVAE's
     LSTM that one node never calls, a frozen graph's logits) instead of searching the autograd
     graph for them after every step (find_unused_parameters). It assumes the set then stays
-    the same, so the trainer wraps the model again when it changes (at the freeze)."""
-    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                   static_graph=True)
+    the same, so the trainer wraps the model again when it changes (at the freeze).
+
+    broadcast_buffers (rank 0's buffers copied to every rank before each forward, a collective
+    a step) only where ranks' buffers can differ: statistics of plain BatchNorm, which each
+    rank takes from its own shard. SyncBatchNorm's are the same on every rank (each computes
+    them from the same gathered statistics), and so are the gates' schedule buffers."""
+    wrapper = DistributedDataParallel(model, static_graph=True,
+                                      device_ids=[device] if device.type == "cuda" else None)
+    # Set after construction (the buffers are copied once then, whatever it says): torch >=
+    # 2.14 deprecates the argument for forward_sync_buffers, which older ones do not have,
+    # and reads this attribute (a property there) in every forward in both.
+    wrapper.broadcast_buffers = own_statistics(model)
+    return wrapper
+
+
+def own_statistics(model):
+    """Whether model has BatchNorm that is not synchronised (each rank's statistics its own)."""
+    return any(isinstance(m, _BatchNorm) and not isinstance(m, torch.nn.SyncBatchNorm)
+               for m in model.modules())
 
 
 def touching_state(loss, output):
