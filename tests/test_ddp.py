@@ -173,6 +173,53 @@ def test_ddp_broadcasts_buffers_only_where_ranks_batchnorm_statistics_can_differ
         distributed.shutdown()
 
 
+def validation_batches():
+    """Five batches of four made-up images: rank 0's shard holds three, rank 1's two."""
+    return list(torch.rand(5, 4, 784, generator=torch.Generator().manual_seed(1)))
+
+
+def batchnorm_model(tiny_config):
+    from experiment import build_model
+    from utils.config import ConfigParser
+    torch.manual_seed(0)
+    return build_model(ConfigParser(tiny_config), 784)
+
+
+def reestimating_worker(rank, port, tiny_config, out):
+    """A rank re-estimating SyncBatchNorm statistics (edge values) on its uneven shard."""
+    from trainer.edge_values import reestimate_batch_norm
+    from utils import distributed
+    become_rank(rank, port)
+    distributed.init(False)
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(batchnorm_model(tiny_config))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    shard = validation_batches()[:3] if rank == 0 else validation_batches()[3:]
+    reestimate_batch_norm(model, norms, shard, torch.device("cpu"), None)
+    torch.save([m.state_dict() for m in norms], f"{out}{rank}.pt")
+    distributed.shutdown()
+
+
+def test_edge_values_reestimate_batchnorm_on_uneven_shards_without_waiting_for_other_ranks(
+        tiny_config, tmp_path):
+    """SyncBatchNorm forwards are collectives: ranks with different numbers of validation
+    batches would wait for each other for ever (on the CPU SyncBatchNorm refuses to run).
+    Each rank's statistics come from its own batches, then are combined: every rank ends
+    with the average over all five batches, as one process passing over them."""
+    from trainer.edge_values import reestimate_batch_norm
+    mp.spawn(reestimating_worker, args=(free_port(), tiny_config, str(tmp_path / "norms")),
+             nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"norms{rank}.pt") for rank in (0, 1)]
+    for a, b in zip(*ranks):
+        assert all(torch.equal(a[key], b[key]) for key in a)
+        assert a["num_batches_tracked"] == 5
+    model = batchnorm_model(tiny_config)  # one process over every batch
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    reestimate_batch_norm(model, norms, validation_batches(), torch.device("cpu"), None)
+    first = norms[0].state_dict()  # (its statistics do not depend on the noise drawn)
+    assert torch.allclose(first["running_mean"], ranks[0][0]["running_mean"], atol=1e-6)
+    assert torch.allclose(first["running_var"], ranks[0][0]["running_var"], rtol=1e-5)
+
+
 def straight_and_resumed(run, make_config, tiny_config, tmp_path):
     """The last checkpoints of two epochs trained straight and of one epoch then a resume to
     two, each launched by run(argv, tmp_path) from make_config(tiny_config, save_dir, ...)."""
