@@ -1,6 +1,7 @@
 """DDP on the CPU with gloo: two processes train like one with the same global batch, keep
 identical structure logits, reduce their metrics, and resume exactly. Every run here is on
 the CPU (n_gpu 0) whatever GPUs the machine has: NCCL on GPUs is tests/test_cuda.py's."""
+import math
 import socket
 
 import pytest
@@ -128,6 +129,30 @@ def test_a_rank_ends_its_process_group_before_the_interpreter_finalizes(fail, ti
     config["data_loader"]["args"].update(subset=128, validation_size=64)
     mp.spawn(ending_worker, args=(["-c", str(write_config(tmp_path, config))], free_port(),
                                   fail), nprocs=2, join=True)
+
+
+def compiled_ddp_worker(rank, argv, out_dir, port):
+    """ddp_worker with torch.compile's backend aot_eager: the autograd graphs a compiled step
+    makes (one backward node for the whole graph, which DDP's static-graph hooks must follow),
+    without the minutes of a C++ build of the kernels."""
+    compile_ = torch.compile
+    torch.compile = lambda function, mode=None: compile_(function, backend="aot_eager")
+    ddp_worker(rank, argv, out_dir, port)
+
+
+def test_a_compiled_step_trains_under_ddp_with_a_static_graph(tiny_config, tmp_path):
+    """trainer.compile under DDP (static_graph): the ranks' structure logits move and stay
+    identical (gradients averaged over ranks through the compiled backward)."""
+    config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=1)
+    config["trainer"]["compile"] = True
+    config["data_loader"]["args"].update(subset=256, validation_size=64)
+    mp.spawn(compiled_ddp_worker, args=(["-c", str(write_config(tmp_path, config))],
+                                        str(tmp_path), free_port()), nprocs=2, join=True)
+    logits = [torch.load(tmp_path / f"logits{rank}.pt") for rank in (0, 1)]
+    assert torch.equal(logits[0], logits[1])
+    assert not torch.equal(logits[0], torch.zeros_like(logits[0]))  # they moved from 0
+    assert torch.load(tmp_path / "ddp0.pt")["static_graph"]
+    assert all(math.isfinite(loss) for loss in logged(tmp_path / "saved", "loss"))
 
 
 @pytest.mark.parametrize("own_optimizer", [False, True])
