@@ -16,7 +16,8 @@
 # when a GPU is present (nvidia-smi lists one) but torch cannot use it (a CPU-only torch, one
 # older than 2.4, none). Without a GPU it says so in one line and exits 0.
 # GPU_CHECK_LIMIT_<part>=SECONDS replaces a part's limit; GPU_CHECK_KILL_AFTER (default 15)
-# is how long a part that ignores the stop at its limit has before it is killed.
+# is how long a part that ignores the stop at its limit has before it is killed;
+# GPU_CHECK_DEBIAN_DATA where Debian's dataset-fashion-mnist is, if not in the usual place.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${PYTHON:-}" ]; then
@@ -62,10 +63,14 @@ finish() {
   return $status
 }
 
-RUNNING=""
+RUNNING="" PART=""  # the part running now: its timeout's process and its name
 stopped() {
   echo "gpu_check: stopped; summarising what ran"
-  if [ -n "$RUNNING" ]; then kill -TERM "$RUNNING" 2>/dev/null; wait "$RUNNING" 2>/dev/null; fi
+  if [ -n "$RUNNING" ]; then
+    kill -TERM "$RUNNING" 2>/dev/null  # timeout passes it on, and kills after KILL_AFTER
+    wait "$RUNNING"
+    echo $? >"$OUT/$PART.rc"
+  fi
   finish
   exit 1
 }
@@ -76,8 +81,9 @@ if [ "$probe" -ne 0 ]; then  # a GPU is there, but torch cannot use it
   exit 1
 fi
 IDX=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+DEBIAN=${GPU_CHECK_DEBIAN_DATA:-/usr/share/datasets/fashion-mnist}  # what the loader copies from
 for file in "${IDX[@]}"; do
-  if [ ! -f "data/FashionMNIST/raw/$file" ] && [ ! -f "/usr/share/datasets/fashion-mnist/$file.gz" ]; then
+  if [ ! -f "data/FashionMNIST/raw/$file" ] && [ ! -f "$DEBIAN/$file.gz" ]; then
     echo "no data/FashionMNIST/raw/$file: carry data/FashionMNIST to this machine (it is never downloaded here)" >"$OUT/data.txt"
     finish
     exit 1
@@ -89,8 +95,10 @@ done
 limit() {
   local override="GPU_CHECK_LIMIT_$1" left=$((DEADLINE - SECONDS - RESERVE - KILL_AFTER))
   local seconds=${!override:-$2}
-  [ "$seconds" -gt "$left" ] && seconds=$left
-  [ "$seconds" -lt 5 ] && seconds=0
+  if [ "$seconds" -gt "$left" ]; then
+    seconds=$left
+    [ "$seconds" -lt 5 ] && seconds=0
+  fi
   echo "$seconds"
 }
 
@@ -107,7 +115,7 @@ stage() {
   fi
   echo "gpu_check: $name (at most ${seconds} s)"
   timeout -k "$KILL_AFTER" "$seconds" "$@" >"$OUT/$name.log" 2>&1 &
-  RUNNING=$!
+  RUNNING=$! PART=$name
   wait "$RUNNING"
   echo $? >"$OUT/$name.rc"
   RUNNING=""
