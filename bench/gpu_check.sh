@@ -55,7 +55,10 @@ finish() {
   local status=$?
   local parts=()
   for path in "$OUT"/*; do
-    case "$(basename "$path")" in summary.json|gpu_check.tar.gz) ;; *) parts+=("$(basename "$path")") ;; esac
+    case "$(basename "$path")" in
+      summary.json|gpu_check.tar.gz) ;;
+      *) parts+=("$(basename "$path")") ;;
+    esac
   done
   if [ ${#parts[@]} -gt 0 ] && tar -czf "$OUT/gpu_check.tar.gz" -C "$OUT" "${parts[@]}"; then
     (cd "$OUT" && rm -rf -- "${parts[@]}")
@@ -84,7 +87,8 @@ IDX=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k
 DEBIAN=${GPU_CHECK_DEBIAN_DATA:-/usr/share/datasets/fashion-mnist}  # what the loader copies from
 for file in "${IDX[@]}"; do
   if [ ! -f "data/FashionMNIST/raw/$file" ] && [ ! -f "$DEBIAN/$file.gz" ]; then
-    echo "no data/FashionMNIST/raw/$file: carry data/FashionMNIST to this machine (it is never downloaded here)" >"$OUT/data.txt"
+    echo "no data/FashionMNIST/raw/$file: carry data/FashionMNIST to this machine" \
+      "(it is never downloaded here)" >"$OUT/data.txt"
     finish
     exit 1
   fi
@@ -128,8 +132,9 @@ TESTS=$(limit tests 270)
 PYTEST=(-m pytest -q -p no:cacheprovider -rA tests/test_cuda.py --junitxml="$OUT/tests.xml")
 if "$PYTHON" -c "import pytest_timeout" 2>/dev/null; then
   PYTEST+=(--timeout=150)
-  if "$PYTHON" -c "import sys; from importlib.metadata import version; sys.exit(tuple(map(int, version('pytest-timeout').split('.')[:2])) < (2, 3))" 2>/dev/null \
-      && [ "$TESTS" -gt 60 ]; then
+  SESSION_TIMEOUT="import sys; from importlib.metadata import version as v
+sys.exit(tuple(map(int, v('pytest-timeout').split('.')[:2])) < (2, 3))"  # added in 2.3
+  if "$PYTHON" -c "$SESSION_TIMEOUT" 2>/dev/null && [ "$TESTS" -gt 60 ]; then
     PYTEST+=(--session-timeout=$((TESTS - 30)))
   fi
 fi
