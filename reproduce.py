@@ -191,7 +191,7 @@ def run_one(run, seed, args, threads):
 
     import test as test_script
     import train
-    from utils.checkpoint import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
     from utils.config import ConfigParser
     from utils.errors import UserError
 
@@ -202,7 +202,7 @@ def run_one(run, seed, args, threads):
     if args.device is not None and args.device.strip().lower() == "cpu":
         config["n_gpu"] = 0  # not a setting of the run: the results file does not record it
     run_dir = Path(args.out) / "models" / config["name"] / f"seed{seed}"
-    latest = run_dir / "checkpoint-latest.pth"
+    latest = run_dir / "checkpoint-latest.safetensors"
     checkpoint = load_checkpoint(latest) if latest.is_file() else None
     parsed = ConfigParser(config, run_dir=run_dir)
     if not finished(checkpoint, args.epochs):
@@ -627,6 +627,7 @@ def check_numbers(args):
     and the table's log p(x) needs importance samples (-k) unless only validation is asked."""
     from utils.config import SEED
     from utils.errors import ConfigError
+    from utils.settings import in_interval
     if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
         raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
     if args.samples == 0 and not args.validation_only:
@@ -639,7 +640,7 @@ def check_numbers(args):
     if repeated:
         raise ConfigError(f"--seeds gives {', '.join(map(str, repeated))} more than once; "
                           f"each seed is one run (give distinct seeds)")
-    wrong = [seed for seed in args.seeds if not SEED[0](seed)]
+    wrong = [seed for seed in args.seeds if not in_interval(seed, SEED)]
     if wrong:
         raise ConfigError(f"--seeds must be integers in 0..2**63-1, got {wrong[0]}")
 

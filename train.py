@@ -21,7 +21,7 @@ from utils.errors import run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
-         "--save-dir", "--data-dir", "--allow-unverified")
+         "--save-dir", "--data-dir")
 HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
                "(e.g. to fine-tune)",
          "-r": "checkpoint to continue training from (its run goes on in its directory)",
@@ -61,11 +61,11 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
         world_size = distributed.world()[1]
         logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
                     + (f"; {world_size} processes" if world_size > 1 else ""))
-        trainer.train()
+        trainer.fit()
     if not trainer.stopped:
-        best = config.save_dir / "model_best.pth"
+        best = trainer.checkpoints.best
         logger.info(f"Done. Evaluate with: python test.py --resume "
-                    f"{best if best.is_file() else trainer.latest_checkpoint}")
+                    f"{best if best.is_file() else trainer.checkpoints.latest}")
     return config.save_dir
 
 

@@ -59,7 +59,7 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     import train
     from experiment import build_loader, build_model
     from trainer.evaluation import evaluate
-    from utils.checkpoint import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
     from utils.config import ConfigParser
     from utils.errors import run_cli
     config = ConfigParser(copy.deepcopy(config_dict))
@@ -68,7 +68,7 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     torch.manual_seed(0)
     before = measure(build_model(config, loader.input_dim))
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config_dict))])) == 0
-    (best,) = (tmp_path / "saved" / "models").glob("*/*/model_best.pth")
+    (best,) = (tmp_path / "saved" / "models").glob("*/*/model_best.safetensors")
     model = build_model(config, loader.input_dim)
-    model.load_state_dict(load_checkpoint(best)["state_dict"])
+    model.load_state_dict(load_checkpoint(best)["model"])
     return before, measure(model)

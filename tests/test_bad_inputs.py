@@ -28,7 +28,7 @@ import train
 from data_loader import convert_strokes
 from tests.conftest import DATA_DIR, REPO
 from utils import run_dirs
-from utils.checkpoint import atomic_save, load_checkpoint
+from trainer.checkpoint import save_checkpoint, load_checkpoint
 from utils.errors import run_cli
 
 SCRIPTS = {"train": train.main, "test": test_script.main, "sample": sample.main,
@@ -85,7 +85,7 @@ class Setup:
 
     @property
     def checkpoint(self):
-        return self.run / "checkpoint-latest.pth"
+        return self.run / "checkpoint-latest.safetensors"
 
     def write(self, name, content):
         path = self.tmp / name
@@ -103,8 +103,8 @@ class Setup:
         disk, so that what is checked is its content."""
         checkpoint = load_checkpoint(self.checkpoint)
         mutate(checkpoint)
-        path = self.run / "crafted.pth"
-        atomic_save(checkpoint, path)
+        path = self.run / "crafted.safetensors"
+        save_checkpoint(checkpoint, path)
         return path
 
     def flipped(self):
@@ -112,7 +112,7 @@ class Setup:
         data = bytearray(self.checkpoint.read_bytes())
         middle = len(data) // 2
         data[middle:middle + 2000] = bytes(b ^ 0xFF for b in data[middle:middle + 2000])
-        path = self.run / "rotten.pth"
+        path = self.run / "rotten.safetensors"
         path.write_bytes(bytes(data))
         return path
 
@@ -176,7 +176,7 @@ class Setup:
 
     def digestless(self):
         """The checkpoint as torch.save writes it: no SHA-256 trailer."""
-        path = self.run / "plain.pth"
+        path = self.run / "plain.safetensors"
         torch.save(load_checkpoint(self.checkpoint), path)
         return path
 
@@ -349,7 +349,7 @@ def deeply_nested_checkpoint(s):
 
 
 def nonfinite(key, value=float("nan")):
-    return lambda c: c["state_dict"][key].fill_(value)
+    return lambda c: c["model"][key].fill_(value)
 
 
 def idx(n, rows, columns, size=None):
@@ -403,13 +403,13 @@ CASES = [
     ("train", lambda s: ["--resume", str(s.flipped())], "is damaged"),
     ("test", lambda s: ["--resume", str(s.flipped())], "is damaged"),
     ("sample", lambda s: ["--resume", str(s.flipped())], "is damaged"),
-    ("train", lambda s: ["--resume", str(s.write("empty.pth", b""))],
+    ("train", lambda s: ["--resume", str(s.write("empty.safetensors", b""))],
      "is not a readable checkpoint"),
-    ("train", lambda s: ["--resume", str(s.write("text.pth", "hello, I am a text file\n"))],
+    ("train", lambda s: ["--resume", str(s.write("text.safetensors", "hello, I am a text file\n"))],
      "is not a readable checkpoint"),
-    ("test", lambda s: ["--resume", str(s.write("cut.pth", s.checkpoint.read_bytes()[:5000]))],
+    ("test", lambda s: ["--resume", str(s.write("cut.safetensors", s.checkpoint.read_bytes()[:5000]))],
      "is not a readable checkpoint"),
-    ("train", lambda s: ["--resume", str(s.tmp / "nope.pth")], "checkpoint not found"),
+    ("train", lambda s: ["--resume", str(s.tmp / "nope.safetensors")], "checkpoint not found"),
     ("train", resumed(lambda c: c.update(rng=[{"torch": torch.zeros(10, dtype=torch.uint8)}]),
                       "--epochs", "2"), "its random-number state is damaged"),
     ("train", resumed(lambda c: c.update(rng=[torch.zeros(3)]), "--epochs", "2"),
@@ -417,7 +417,7 @@ CASES = [
     ("train", resumed(lambda c: c.update(epoch="1")), "its 'epoch' is a str"),
     ("sample", resumed(lambda c: c.pop("state_dict")), "is not a graphvae checkpoint"),
     ("test", resumed(lambda c: c.update(arch="VRNN")), "holds a VRNN"),
-    ("sample", resumed(lambda c: c["state_dict"].pop("gates.logits")),
+    ("sample", resumed(lambda c: c["model"].pop("gates.logits")),
      "does not fit the configured architecture"),
     # -- F: config values, each checked before anything is created ---------------------------
     ("train", train_config(trainer(save_period=0)),
@@ -684,11 +684,11 @@ CASES = [
     ("train", strokes(lambda s: s.strokes_npz(np.full((40, 3), 3e38, np.float32), [10] * 4)),
      "offsets (dx, dy) of source"),
     # -- H7: sizes, before anything is allocated or created -------------------------------------
-    ("train", lambda s: ["--resume", str(s.sparse("huge.pth", 100 * 2 ** 30))],
+    ("train", lambda s: ["--resume", str(s.sparse("huge.safetensors", 100 * 2 ** 30))],
      "is 100.0 GiB, larger than any graphvae checkpoint"),
-    ("test", lambda s: ["--resume", str(s.sparse("big.pth", 5 * 2 ** 30, b"PK"))],
+    ("test", lambda s: ["--resume", str(s.sparse("big.safetensors", 5 * 2 ** 30, b"PK"))],
      "is 5.0 GiB, larger than any graphvae checkpoint"),
-    ("sample", lambda s: ["--resume", str(s.unread(s.sparse("notzip.pth", 2 ** 30)))],
+    ("sample", lambda s: ["--resume", str(s.unread(s.sparse("notzip.safetensors", 2 ** 30)))],
      "is not a readable checkpoint"),
     ("train", strokes(Setup.huge_header_npz),
      "the header of 'steps' declares a float32 array of shape (100000000000, 3)"),
@@ -835,7 +835,7 @@ def test_ctrl_c_while_loading_data_is_one_line(setup, capsys, monkeypatch):
 
 
 def test_a_stopped_run_promises_no_file_that_does_not_exist(setup, capsys, monkeypatch):
-    """After SIGTERM the run says how to resume, not "Done. Evaluate with model_best.pth"."""
+    """After SIGTERM the run says how to resume, not "Done. Evaluate with model_best.safetensors"."""
     from trainer import Trainer
     original = Trainer.train_step
 

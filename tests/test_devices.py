@@ -163,7 +163,7 @@ def test_a_device_list_without_those_gpus_starts_nothing(gpus, tiny_config, tmp_
 @pytest.mark.parametrize("script", [test_script, sample])
 def test_evaluation_and_sampling_take_one_device_and_use_it(script, gpus, monkeypatch, capsys):
     gpus(2)
-    assert run_cli(lambda: script.main(["--resume", "x.pth", "--device", "0,1"])) == 2
+    assert run_cli(lambda: script.main(["--resume", "x.safetensors", "--device", "0,1"])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "one device" in err and err.count("\n") == 1, err
 
@@ -183,7 +183,7 @@ def test_sample_draws_on_the_configured_device(monkeypatch, tiny_config):
     monkeypatch.setattr(sample, "prepare_device", lambda config: torch.device("cuda", 1))
     monkeypatch.setattr(sample, "load_model", capture)
     with pytest.raises(Reached):
-        sample.main(["--resume", "x.pth", "--device", "1"])
+        sample.main(["--resume", "x.safetensors", "--device", "1"])
     assert seen == [torch.device("cuda", 1)]
 
 
@@ -226,9 +226,9 @@ def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
     """Every rank reads --resume itself (each takes its own random state from it): on a
     machine without the file the rank says so in one line, naming what the file system must
     provide (docs/scaling_out.md)."""
-    from utils.checkpoint import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
     from utils.errors import CheckpointError
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(CheckpointError, match="rank 5.*at this path on every machine"):
-        load_checkpoint(tmp_path / "checkpoint-latest.pth")
+        load_checkpoint(tmp_path / "checkpoint-latest.safetensors")

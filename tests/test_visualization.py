@@ -14,7 +14,7 @@ import test as test_script
 import train
 from tests.conftest import DATA_DIR, write_config
 from tests.test_training import run_dir
-from utils.checkpoint import atomic_save, load_checkpoint
+from trainer.checkpoint import save_checkpoint, load_checkpoint
 from utils.errors import run_cli
 
 TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
@@ -25,13 +25,13 @@ TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
 def trained_checkpoint(tiny_config, tmp_path, **trainer):
     tiny_config["trainer"].update(epochs=1, **trainer)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
-    return run_dir(tmp_path / "saved") / "model_best.pth"
+    return run_dir(tmp_path / "saved") / "model_best.safetensors"
 
 
 def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_config, tmp_path):
     checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=True, log_every_steps=2)
     assert run_cli(lambda: train.main(["--resume", str(checkpoint.with_name(
-        "checkpoint-latest.pth")), "--epochs", "2"])) == 0
+        "checkpoint-latest.safetensors")), "--epochs", "2"])) == 0
     (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
     assert not [p for p in log_dir.iterdir() if p.is_dir()]  # one run: no sub-runs
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
@@ -67,8 +67,8 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     with torch.no_grad():  # make the discrete graph non-trivial: drop one edge
         state = load_checkpoint(checkpoint)
-        state["state_dict"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
-        atomic_save(state, checkpoint)
+        state["model"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
+        save_checkpoint(state, checkpoint)
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "2",
                                              "--limit", "20"])) == 0
     graph = json.loads(checkpoint.with_name("model_best-graph.json").read_text())
@@ -121,7 +121,7 @@ def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(
     a checkpoint written before checkpoints recorded the shape is drawn as a square grey image
     of its width."""
     from model import GraphVAE
-    from utils.checkpoint import atomic_save
+    from trainer.checkpoint import save_checkpoint
     checkpoint_path = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     checkpoint = load_checkpoint(checkpoint_path)
     assert checkpoint["input_dim"] == 784 and checkpoint["image_shape"] == [1, 28, 28]
@@ -132,7 +132,7 @@ def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(
     out = tmp_path / "small.png"
     for recorded in ([1, 16, 16], None):
         checkpoint.update(input_dim=256, image_shape=recorded, state_dict=small.state_dict())
-        atomic_save(checkpoint, checkpoint_path)
+        save_checkpoint(checkpoint, checkpoint_path)
         assert run_cli(lambda: sample.main(["--resume", str(checkpoint_path), "-n", "4",
                                             "--out", str(out)])) == 0
         assert Image.open(out).size == (2 + 2 * 18, 2 + 2 * 18)
@@ -196,7 +196,7 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_in_its_directory(
     run_dir = tmp_path / "out" / "models" / "GraphVAE_fashion_mnist" / "seed0"
     run_dir.mkdir(parents=True)  # what a kill during the first epoch leaves
     reproduce.run_one("graph_vae", 0, args, threads=1)
-    assert (run_dir / "checkpoint-latest.pth").is_file() and not run_dir.with_name("seed0_1").exists()
+    assert (run_dir / "checkpoint-latest.safetensors").is_file() and not run_dir.with_name("seed0_1").exists()
     assert (tmp_path / "results" / "runs" / "graph_vae_seed0.json").is_file()
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import ConfigError
 
@@ -196,3 +197,14 @@ def sum_over_ranks(sums, device):
         dist.all_reduce(value)
         total[key] = value
     return total
+
+
+def wrap_for_ddp(model, device):
+    """model in DistributedDataParallel. static_graph: DDP learns in the first step which
+    parameters get no gradient (a one-node graph's empty logits, an LSTM no node calls, frozen
+    logits) instead of searching the autograd graph after every step; the set must then stay
+    the same, so the trainer wraps the model again when it changes (at the freeze)."""
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                   static_graph=True)
+
+
