@@ -1,0 +1,27 @@
+"""What the launcher's tests run as jobs (tests/test_launcher.py): a job imports the function
+it runs from its module, by that module's name."""
+import os
+import time
+from pathlib import Path
+
+from utils.errors import UserError
+
+
+def note(folder, name, seconds=0.0, fails=False):
+    """Write <name>.started (with this job's visible GPUs), sleep, then fail or finish."""
+    Path(folder, f"{name}.started").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    time.sleep(seconds)
+    if fails:
+        raise RuntimeError("diverged")
+    Path(folder, f"{name}.finished").write_text("")
+
+
+def train_until_stopped(folder, name):
+    """What a run does with a stop: the trainer's stop requests, a save, then the stop."""
+    from utils.signals import StopRequests
+    with StopRequests(print, lambda: False).installed() as stops:
+        Path(folder, f"{name}.started").write_text("")
+        while not stops.requested:
+            time.sleep(0.05)
+    Path(folder, f"{name}.saved").write_text("")
+    raise UserError(f"{name} stopped")
