@@ -651,9 +651,9 @@ def run_key(key, seed):
 
 def print_status(order, args, results_dir, jobs_dir):
     """--status: each run of the table done, running, failed (with the log) or not started."""
-    keys = [run_key(variant.key, seed) for seed in args.seeds for variant in order]
-    done = {key for key in keys if (results_dir / "runs" / f"{key}.json").is_file()}
-    rows = run_states(keys, done, jobs_dir)
+    runs = [(variant.key, seed) for seed in args.seeds for variant in order]
+    done = {run_key(*run) for run in runs if run_path(results_dir, *run).is_file()}
+    rows = run_states([run_key(*run) for run in runs], done, jobs_dir)
     for state, key, details in rows:
         print(f"{state:<12} {key}" + (f"  {details}" if details else ""))
     counts = {state: sum(row[0] == state for row in rows) for state, _, _ in rows}

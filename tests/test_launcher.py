@@ -61,9 +61,14 @@ def test_a_stop_to_the_launcher_stops_its_local_jobs_after_they_saved(tmp_path, 
             time.sleep(0.05)
         os.kill(os.getpid(), stop)
 
-    threading.Thread(target=stop_when_both_train, daemon=True).start()
-    with pytest.raises(UserError, match="stopped; the 2 running run.s. saved their checkpoints"):
-        launch(runs, local(2), tmp_path / "jobs")
+    # Python's Ctrl-C, also where the tests run in the background (which ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=stop_when_both_train, daemon=True).start()
+        with pytest.raises(UserError, match="the 2 running run.s. stopped, each after saving"):
+            launch(runs, local(2), tmp_path / "jobs")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sorted(p.stem for p in tmp_path.glob("*.saved")) == ["a", "b"]
     rows = states(["a", "b"], set(), tmp_path / "jobs")
     assert [state for state, _, _ in rows] == ["stopped", "stopped"]  # ended, no result
@@ -73,12 +78,12 @@ def test_each_local_job_sees_only_its_gpu(tmp_path, monkeypatch):
     """--jobs N on GPUs: a run per GPU at a time, each job seeing only its own (the GPUs are
     indices among the visible ones, so CUDA_VISIBLE_DEVICES=4,7 gives GPUs 4 and 7)."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")
-    launch = settings.local(None, [0, 1])
-    assert (launch.at_a_time, launch.gpus) == (2, ("4", "7"))
+    plan = settings.local(None, [0, 1])
+    assert (plan.at_a_time, plan.gpus) == (2, ("4", "7"))
     with pytest.raises(UserError, match=r"--jobs 3: this machine has 2 GPU\(s\) for the runs"):
         settings.local(3, [0, 1])
     runs = [Run(name, note, tmp_path, name, 1.0) for name in ("a", "b", "c")]
-    launch(runs, launch, tmp_path / "jobs")
+    launch(runs, plan, tmp_path / "jobs")
     seen = [p.read_text() for p in sorted(tmp_path.glob("*.started"))]
     assert sorted(seen[:2]) == ["4", "7"] and seen[2] in ("4", "7")
 
