@@ -2,10 +2,12 @@
 `slurm-wlm` and `munge` packages, started as root in a folder of their own.
 
 Everything the daemons use lies in that folder (key, sockets, state, spool, logs) and their
-ports are free ones chosen at start, so a cluster of the machine (or of another test session)
-is never touched. The daemons' ids are written to STALE_PIDS, so that a session killed before
-its teardown leaves nothing running into the next one: the next start stops them, by id.
-Clients (sbatch, squeue, scontrol) find the cluster through SLURM_CONF (Cluster.env).
+ports are free ones chosen at start (a start that loses a port to another process is tried
+again), so a cluster of the machine or of another test session running beside this one is
+never touched. Each daemon's id is written to DAEMONS_FILE with the id of the test process
+that started it: a session killed before its teardown leaves nothing running into the next
+one, which stops, by id, the daemons whose test process is gone. Clients (sbatch, squeue,
+scontrol) find the cluster through SLURM_CONF (Cluster.env).
 """
 import os
 import shutil
@@ -16,8 +18,9 @@ import time
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
-STALE_PIDS = Path("/tmp/graphvae-test-slurm.pids")
+DAEMONS_FILE = Path("/tmp/graphvae-test-slurm.pids")
 START_TIMEOUT_S = 60
+STARTS = 3  # tries, each with fresh ports and folders
 
 
 class CannotStart(Exception):
@@ -114,8 +117,8 @@ class Cluster:
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, **self.env})
         log.close()
-        with STALE_PIDS.open("a") as pids:
-            pids.write(f"{self.processes[name].pid} {name} {self.conf}\n")
+        with DAEMONS_FILE.open("a") as pids:
+            pids.write(f"{self.processes[name].pid} {os.getpid()} {name} {self.conf}\n")
 
     def node_is_idle(self):
         for name, process in self.processes.items():
@@ -158,31 +161,33 @@ def end(process):
             process.wait()
 
 
-def forget_pids(conf=None):
-    """Drop conf's daemons from STALE_PIDS (all of them without conf)."""
-    if not STALE_PIDS.exists():
-        return
-    lines = [] if conf is None else [line for line in STALE_PIDS.read_text().splitlines()
-                                     if not line.endswith(f" {conf}")]
-    STALE_PIDS.write_text("".join(f"{line}\n" for line in lines))
+def forget_pids(conf):
+    """Drop conf's daemons from DAEMONS_FILE."""
+    if DAEMONS_FILE.exists():
+        lines = DAEMONS_FILE.read_text().splitlines()
+        DAEMONS_FILE.write_text("".join(f"{line}\n" for line in lines
+                                        if not line.endswith(f" {conf}")))
+
+
+def command_line(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def stop_stale_daemons():
-    """Stop the daemons an earlier session started and never stopped (it was killed): each
-    by its id, and only while that id is still the daemon it was (its command line names the
-    daemon and that session's folder)."""
-    if not STALE_PIDS.exists():
+    """Stop the daemons of test sessions that ended without their teardown (killed): each by
+    its id, while its test process is gone and the id is still that daemon (its command line
+    names the daemon and that session's folder)."""
+    if not DAEMONS_FILE.exists():
         return
-    for line in STALE_PIDS.read_text().splitlines():
-        pid, name, conf = line.split(" ", 2)
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if name in command and (conf in command or name == "munged" and
-                                str(Path(conf).parent) in command):
+    for line in DAEMONS_FILE.read_text().splitlines():
+        pid, owner, name, conf = line.split(" ", 3)
+        folder = str(Path(conf).parent)
+        if command_line(owner) == "" and name in command_line(pid) and folder in command_line(pid):
             os.kill(int(pid), signal.SIGKILL)
-    forget_pids()
+            forget_pids(conf)
 
 
 def start_cluster(folder):
@@ -193,9 +198,14 @@ def start_cluster(folder):
     if missing:
         raise CannotStart(f"{', '.join(missing)} not installed (apt-get install slurm-wlm munge)")
     stop_stale_daemons()
-    cluster = Cluster(folder)
-    try:
-        return cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
+    for attempt in range(STARTS):
+        cluster = Cluster(Path(folder) / f"try{attempt}")
+        try:
+            return cluster.start()
+        except CannotStart:
+            cluster.stop()
+            if attempt == STARTS - 1:
+                raise
+        except BaseException:
+            cluster.stop()
+            raise
