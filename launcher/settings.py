@@ -100,6 +100,9 @@ def slurm(args):
         raise ConfigError("--jobs is for --launcher local: on Slurm every run is a job of its "
                           "own, and the scheduler runs as many as it has room for")
     on_cpu = (args.device or "").strip().lower() == "cpu"
+    if args.device is not None and not on_cpu:
+        raise ConfigError(f"--device {args.device} picks GPUs of this machine; a Slurm job "
+                          f"gets its own: give --gpus-per-run (or --device cpu)")
     gpus = (0 if on_cpu else 1) if args.gpus_per_run is None else args.gpus_per_run
     time = DEFAULT_TIME_MIN if args.time is None else args.time
     cpus = 1 if args.cpus_per_run is None else args.cpus_per_run

@@ -771,6 +771,8 @@ CASES = [
      "--gpus-per-run 2: a run trains in one process on one GPU; give 0 or 1"),
     ("reproduce", reproduce_args("--launcher", "slurm", "--time", "0"),
      "--time and --cpus-per-run must be positive"),
+    ("reproduce", reproduce_args("--launcher", "slurm", "--device", "1"),
+     "--device 1 picks GPUs of this machine; a Slurm job gets its own: give --gpus-per-run"),
     # -- H11: duplicate keys ----------------------------------------------------------------------
     ("train", lambda s: ["-c", str(s.write("twice.json", '{"name": "a", "name": "b"}'))],
      "gives the key 'name' twice in one object; keep one"),
