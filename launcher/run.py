@@ -48,9 +48,6 @@ class Run(submitit.helpers.Checkpointable):
         sys.exit(f"{self.key}: {signum.name} received, stopped after saving its checkpoint; "
                  f"it resumes from there when launched again")
 
-    def __repr__(self):
-        return f"Run({self.key})"
-
 
 @contextmanager
 def ending_at_once():
