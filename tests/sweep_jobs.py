@@ -7,10 +7,12 @@ from pathlib import Path
 from utils.errors import UserError
 
 
-def note(folder, name, seconds=0.0, fails=False):
-    """Write <name>.started (with this job's visible GPUs), sleep, then fail or finish."""
+def note(folder, name, fails=False, after=None):
+    """Write <name>.started (with this job's visible GPUs); once a file matches the pattern
+    `after` in folder (if given), fail or finish."""
     Path(folder, f"{name}.started").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    time.sleep(seconds)
+    while after and not any(Path(folder).glob(after)):
+        time.sleep(0.05)
     if fails:
         raise RuntimeError("diverged")
     Path(folder, f"{name}.finished").write_text("")

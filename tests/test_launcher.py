@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher import launch as launching
 from launcher import settings
 from launcher.job import states
 from launcher.launch import launch
@@ -31,9 +32,17 @@ def local(at_a_time, gpus=()):
 
 # -- the local executor ---------------------------------------------------------------------
 @pytest.mark.parametrize("at_a_time", [1, 2])
-def test_after_a_failed_run_no_other_starts(tmp_path, at_a_time):
-    runs = [Run("fails", note, tmp_path, "fails", 0.0, True),
-            Run("second", note, tmp_path, "second", 4.0), Run("third", note, tmp_path, "third")]
+def test_after_a_failed_run_no_other_starts(tmp_path, at_a_time, monkeypatch):
+    def report(job):  # "second" finishes once the launcher has seen "fails" fail
+        finished = reported(job)
+        (tmp_path / "failure seen").write_text("")
+        return finished
+
+    reported = launching.report
+    monkeypatch.setattr(launching, "report", report)
+    runs = [Run("fails", note, tmp_path, "fails", True),
+            Run("second", note, tmp_path, "second", False, "failure seen"),
+            Run("third", note, tmp_path, "third")]
     with pytest.raises(UserError) as failure:
         launch(runs, local(at_a_time), tmp_path / "jobs")
     started = sorted(p.stem for p in tmp_path.glob("*.started"))
@@ -82,7 +91,7 @@ def test_each_local_job_sees_only_its_gpu(tmp_path, monkeypatch):
     assert (plan.at_a_time, plan.gpus) == (2, ("4", "7"))
     with pytest.raises(UserError, match=r"--jobs 3: this machine has 2 GPU\(s\) for the runs"):
         settings.local(3, [0, 1])
-    runs = [Run(name, note, tmp_path, name, 1.0) for name in ("a", "b", "c")]
+    runs = [Run(name, note, tmp_path, name) for name in ("a", "b", "c")]
     launch(runs, plan, tmp_path / "jobs")
     seen = [p.read_text() for p in sorted(tmp_path.glob("*.started"))]
     assert sorted(seen[:2]) == ["4", "7"] and seen[2] in ("4", "7")
