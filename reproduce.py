@@ -19,8 +19,10 @@ to --results (default docs/results/<dataset>/):
 
 A run whose results file exists (with the same settings) is never trained again, so the table
 can be rebuilt from committed results on a machine without any checkpoint; an unfinished run
-resumes from its checkpoint in --out. --jobs N trains N runs at a time (one thread each), on
-a GPU machine spread over the GPUs (--device 0,1: over those; --device cpu: on the CPU).
+resumes from its checkpoint in --out. Each run is a job of its own (docs/sweeps.md): on this
+machine one run per GPU at a time (--device 0,1: those GPUs; --device cpu: --jobs N at once on
+the CPU), or with --launcher slurm a Slurm job per run. --status lists the runs done, running
+and failed, with the log to read.
 --validation-only trains and tabulates validation numbers without touching the test set (to
 choose protocol settings before looking at any test number).
 
@@ -38,18 +40,17 @@ import itertools
 import json
 import math
 import os
-import signal
 import statistics
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import numpy as np
 
+from launcher import settings as launch_settings
+from launcher.job import states as run_states
+from launcher.launch import launch
+from launcher.run import Run
 from utils.help_format import parser as help_parser
 
 REPO = Path(__file__).resolve().parent
@@ -106,10 +107,9 @@ def parse_args(argv):
                         help="where the results go (default: docs/results/<dataset>)")
     parser.add_argument("--out", default="saved/reproduce",
                         help="where the runs' checkpoints go (a folder per data set below it)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
     parser.add_argument("--device", help="cpu, or the GPUs the runs share (cuda: all visible "
                                          "ones, the default when there are any; cuda:N, N, "
-                                         "N,M: those); each worker process keeps one")
+                                         "N,M: those); a run takes one")
     parser.add_argument("--test-limit", type=int, default=None,
                         help="evaluate the first N test examples only (default: the whole test "
                              "split)")
@@ -117,6 +117,7 @@ def parse_args(argv):
                         help="train and report validation numbers; never touch the test set")
     parser.add_argument("--sweep", nargs="+", default=[], metavar="KEY=V1,V2",
                         help="train every model once per combination of these config values")
+    launch_settings.add_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -186,7 +187,7 @@ def model_config(run, seed, args):
 
 def run_one(run, seed, args, threads):
     """Train (or resume) and evaluate one (model or variant, seed); write its results file.
-    Runs in a worker process of its own."""
+    Runs in a job of its own (launcher/run.py)."""
     import torch
 
     import test as test_script
@@ -234,7 +235,7 @@ def finished(checkpoint, epochs):
 
 
 def run_path(results_dir, key, seed):
-    return results_dir / "runs" / f"{key}_seed{seed}.json"
+    return results_dir / "runs" / f"{run_key(key, seed)}.json"
 
 
 def write_run(results_dir, key, seed, record, per_example):
@@ -549,7 +550,7 @@ def mean_curve(runs, value):
 
 
 def main(argv=None):
-    from utils.errors import ConfigError, UserError
+    from utils.errors import ConfigError
     args = parse_args(argv)
     kind = "image" if args.dataset in IMAGE_DATASETS else "sequence"
     args.models = args.models or (["graph_vae"] if args.dataset == "synthetic_dag"
@@ -568,23 +569,19 @@ def main(argv=None):
         check_writable_dir(flag, path)
     # Seed by seed, the reference model first: an interrupted run leaves whole seeds behind.
     order = sorted(variants(args.models, args.sweep), key=lambda v: v.model not in REFERENCES)
+    jobs_dir = Path(args.out) / "jobs"
+    if args.status:
+        return print_status(order, args, results_dir, jobs_dir)
+    plan = launch_settings.read(args, job_gpus(args) if args.launcher == "local" else [])
     check_configs(order, args)
     todo = [(variant, seed) for seed in args.seeds for variant in order
             if read_run(results_dir, variant.key, seed, settings_of(args, variant)) is None]
     if todo:
-        print(f"{len(todo)} run(s) to train and evaluate, {args.jobs} at a time: "
+        print(f"{len(todo)} run(s) to train and evaluate ({args.launcher} launcher): "
               + ", ".join(f"{v.key} seed {s}" for v, s in todo), flush=True)
-        threads = 1 if args.jobs > 1 else None
-        context = get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=take_a_gpu,
-                                 initargs=(worker_slots(context, args.jobs), job_gpus(args))) \
-                as pool, stops_reach_workers():
-            try:
-                run_in_turn(pool, [(run_one, variant, seed, args, threads or default_threads())
-                                   for variant, seed in todo], args.jobs)
-            except BrokenProcessPool:  # a worker was killed (a stop during IS, the OOM killer)
-                raise UserError("a run's worker process was killed; run reproduce.py again to "
-                                "resume from the last checkpoints") from None
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        launch([Run(run_key(variant.key, seed), run_one, variant, seed, args, plan.threads)
+                for variant, seed in todo], plan, jobs_dir)
     runs_by_variant = {variant: [read_run(results_dir, variant.key, seed,
                                           settings_of(args, variant)) for seed in args.seeds]
                        for variant in variants(args.models, args.sweep)}
@@ -603,33 +600,14 @@ def job_gpus(args):
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
-def worker_slots(context, jobs):
-    """A queue of the numbers 0..jobs-1, one for each worker process to take."""
-    slots = context.Queue()
-    for slot in range(jobs):
-        slots.put(slot)
-    return slots
-
-
-def take_a_gpu(slots, gpus):
-    """In a new worker process: take a slot, and with it a GPU for every run this worker
-    trains (worker k gets gpus[k mod len(gpus)]), so that --jobs N runs share the GPUs
-    instead of all training on GPU 0."""
-    from utils import distributed
-    slot = slots.get()
-    if gpus:
-        gpu = gpus[slot % len(gpus)]
-        distributed.choose_gpus([gpu], str(gpu))
-
-
 def check_numbers(args):
     """The numbers on the command line, before anything trains: each run is a distinct seed,
     and the table's log p(x) needs importance samples (-k) unless only validation is asked."""
     from utils.config import SEED
     from utils.errors import ConfigError
     from utils.settings import in_interval
-    if args.epochs <= 0 or args.samples < 0 or args.jobs <= 0:
-        raise ConfigError("--epochs and --jobs must be positive, -k non-negative")
+    if args.epochs <= 0 or args.samples < 0:
+        raise ConfigError("--epochs must be positive, -k non-negative")
     if args.samples == 0 and not args.validation_only:
         raise ConfigError("-k 0 leaves the table without its log p(x) (importance-sampled); "
                           "give -k K > 0, or --validation-only for validation numbers")
@@ -667,43 +645,23 @@ def check_configs(variants_in_order, args):
             ConfigParser(model_config(variant, seed, args))
 
 
-def run_in_turn(pool, calls, at_a_time):
-    """Run calls, (function, *arguments) tuples, in the pool, at most at_a_time at once. After
-    a failure or Ctrl-C no other call starts: each is submitted only when a slot is free,
-    because a pool starts work it has been handed before it notices a shutdown."""
-    waiting, running = list(calls), set()
-    while waiting or running:
-        while waiting and len(running) < at_a_time:
-            function, *arguments = waiting.pop(0)
-            running.add(pool.submit(function, *arguments))
-        done, running = wait(running, return_when=FIRST_COMPLETED)
-        for job in done:
-            job.result()  # a run's error (or Ctrl-C while waiting) ends the loop here
+def run_key(key, seed):
+    """A run's name: its results file's stem, its job's name."""
+    return f"{key}_seed{seed}"
 
 
-@contextmanager
-def stops_reach_workers():
-    """While runs train, a SIGTERM or SIGHUP to this process (`kill <pid>`, a job scheduler, a
-    closed terminal or ssh connection) is passed on to the worker processes, whose trainers
-    save a checkpoint and stop; the failed runs then end run_in_turn. Without it the workers
-    trained on, orphaned, or this process died without waiting for them. (Ctrl-C in a
-    terminal already reaches the whole process group.)"""
-    def forward(signum, frame):
-        for worker in active_children():
-            os.kill(worker.pid, signum)
-    forwarded = (signal.SIGTERM, signal.SIGHUP)
-    previous = {s: signal.signal(s, forward) for s in forwarded}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def default_threads():
-    return os.cpu_count() or 1
+def print_status(order, args, results_dir, jobs_dir):
+    """--status: each run of the table done, running, failed (with the log) or not started."""
+    runs = [(variant.key, seed) for seed in args.seeds for variant in order]
+    done = {run_key(*run) for run in runs if run_path(results_dir, *run).is_file()}
+    rows = run_states([run_key(*run) for run in runs], done, jobs_dir)
+    for state, key, details in rows:
+        print(f"{state:<12} {key}" + (f"  {details}" if details else ""))
+    counts = {state: sum(row[0] == state for row in rows) for state, _, _ in rows}
+    print(", ".join(f"{n} {state}" for state, n in counts.items()))
 
 
 if __name__ == "__main__":
+    import reproduce  # by that name, not __main__: the jobs import what they run from it
     from utils.errors import run_cli
-    sys.exit(run_cli(main))
+    sys.exit(run_cli(reproduce.main))

@@ -72,13 +72,15 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
 def launch_workers(n_workers, argv):
     """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun; each
     reads the same --device and takes the GPU of its LOCAL_RANK in the list.
-    The stop signals (SIGINT, SIGTERM, SIGHUP) are passed on to torchrun (which passes them
-    to its workers) and this process waits for all of them, so a stop saves the run's
-    checkpoint once."""
+    The stop signals (SIGINT, SIGTERM, SIGHUP; SIGUSR1 as SIGTERM, since torchrun would die
+    of a SIGUSR1 without passing it on) are passed on to torchrun (which passes them to its
+    workers) and this process waits for all of them, so a stop saves the run's checkpoint
+    once."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={n_workers}", __file__, *argv]
     launcher = subprocess.Popen(command, start_new_session=True)  # signals come from here only
-    forward = lambda signum, frame: launcher.send_signal(signum)  # noqa: E731
+    forward = lambda signum, frame: launcher.send_signal(  # noqa: E731
+        signal.SIGTERM if signum == signal.SIGUSR1 else signum)
     previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         return launcher.wait()

@@ -72,3 +72,25 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     model = build_model(config, loader.input_dim)
     model.load_state_dict(load_checkpoint(best)["model"])
     return before, measure(model)
+
+
+@pytest.fixture(scope="session")
+def _slurm_cluster(tmp_path_factory):
+    from tests.slurm_cluster import CannotStart, start_cluster
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except CannotStart as e:
+        if os.environ.get("GRAPHVAE_REQUIRE_SLURM"):  # CI installed it: it must start
+            pytest.fail(f"the Slurm test cluster did not start: {e}")
+        pytest.skip(f"no Slurm test cluster: {e}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm(_slurm_cluster, monkeypatch):
+    """A running one-node Slurm cluster (tests/slurm_cluster.py) that this test's Slurm
+    commands reach; the test skips where Slurm cannot start."""
+    for name, value in _slurm_cluster.env.items():
+        monkeypatch.setenv(name, value)
+    return _slurm_cluster

@@ -187,24 +187,20 @@ def test_sample_draws_on_the_configured_device(monkeypatch, tiny_config):
     assert seen == [torch.device("cuda", 1)]
 
 
-def test_reproduce_spreads_its_jobs_over_the_gpus(gpus, monkeypatch):
-    """--jobs N: each worker process takes a slot and with it a GPU (before, every run
-    trained on cuda:0)."""
-    import queue
-
+def test_reproduce_gives_each_run_a_gpu_of_its_own(gpus, monkeypatch):
+    """--device chooses the GPUs the runs share, one run per GPU at a time; each run's job
+    sees only its own (before, every run trained on cuda:0)."""
     import reproduce
+    from launcher import settings
     gpus(2)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    args = reproduce.parse_args([])
-    assert reproduce.job_gpus(args) == [0, 1]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert reproduce.job_gpus(reproduce.parse_args([])) == [0, 1]
     assert reproduce.job_gpus(reproduce.parse_args(["--device", "1"])) == [1]
     assert reproduce.job_gpus(reproduce.parse_args(["--device", "cpu"])) == []
-    slots = queue.Queue()
-    for slot in range(3):
-        slots.put(slot)
-    for expected in (0, 1, 0):  # three workers, one slot each
-        reproduce.take_a_gpu(slots, [0, 1])
-        assert distributed.local_device(True) == torch.device("cuda", expected)
+    assert settings.local(None, [0, 1]) == settings.local(2, [0, 1])
+    assert settings.local(None, [0, 1]).gpus == ("0", "1")
+    assert settings.local(None, [1]).gpus == ("1",)
 
 
 def test_deterministic_runs_give_cublas_the_fixed_workspace_it_needs(tiny_config, monkeypatch):

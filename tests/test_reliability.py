@@ -411,26 +411,31 @@ def test_a_checkpoint_is_checked_before_anything_is_loaded(tiny_config, tmp_path
     assert loaded == [], "something was loaded before the checkpoint was checked"
 
 
-def test_sighup_saves_a_checkpoint_like_sigterm(exact_config, tmp_path, monkeypatch, capsys):
+# SIGHUP: the terminal closed, the ssh link dropped; SIGUSR1: a Slurm job's time limit is near
+@pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGUSR1], ids=["SIGHUP", "SIGUSR1"])
+def test_sighup_and_sigusr1_save_a_checkpoint_like_sigterm(exact_config, tmp_path, monkeypatch,
+                                                           capsys, stop):
     original, count = Trainer.train_step, {"n": 0}
 
-    def hang_up_at_step_3(self, x):
+    def signal_at_step_3(self, x):
         count["n"] += 1
         if count["n"] == 3:
-            os.kill(os.getpid(), signal.SIGHUP)  # the terminal closed, the ssh link dropped
+            os.kill(os.getpid(), stop)
         return original(self, x)
 
-    monkeypatch.setattr(Trainer, "train_step", hang_up_at_step_3)
+    monkeypatch.setattr(Trainer, "train_step", signal_at_step_3)
     assert train_cli(["-c", str(write_config(tmp_path, exact_config))]) == 0
     out = capsys.readouterr().out
-    assert "SIGHUP received" in out and "Resume with:" in out, out
+    assert f"{stop.name} received" in out and "Resume with:" in out, out
     checkpoint = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors")
     assert (checkpoint["epoch"], checkpoint["batches_done"]) == (0, 3)
 
 
-def test_launchers_pass_sighup_on(monkeypatch):
-    """train.py --device 0,1 passes a SIGHUP to torchrun; reproduce.py to its workers."""
-    import reproduce
+@pytest.mark.parametrize("received, passed_on", [(signal.SIGHUP, signal.SIGHUP),
+                                                (signal.SIGUSR1, signal.SIGTERM)])
+def test_train_passes_stops_on_to_torchrun(received, passed_on):
+    """train.py --device 0,1 passes a SIGHUP to torchrun, and a Slurm job's SIGUSR1 as the
+    SIGTERM torchrun passes on (a SIGUSR1 would end torchrun without its workers saving)."""
     sent = []
 
     class Launcher:
@@ -438,24 +443,17 @@ def test_launchers_pass_sighup_on(monkeypatch):
             sent.append(signum)
 
         def wait(self):
-            os.kill(os.getpid(), signal.SIGHUP)
+            os.kill(os.getpid(), received)
             return 0
 
-    previous = signal.signal(signal.SIGHUP, lambda *args: None)  # if not passed on: ignored
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    previous = signal.signal(received, lambda *args: None)  # if not passed on: ignored
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(subprocess, "Popen", lambda *a, **k: Launcher())
             assert train.launch_workers(2, []) == 0
-        assert sent == [signal.SIGHUP]
-        monkeypatch.setattr(reproduce, "active_children", lambda: [worker])
-        with reproduce.stops_reach_workers():
-            os.kill(os.getpid(), signal.SIGHUP)
-        assert worker.wait(timeout=30) == -signal.SIGHUP
+        assert sent == [passed_on]
     finally:
-        signal.signal(signal.SIGHUP, previous)
-        worker.kill()
-        worker.wait()
+        signal.signal(received, previous)
 
 
 def test_an_epoch_without_a_finite_step_is_no_result(tiny_config, tmp_path, monkeypatch,

@@ -328,7 +328,8 @@ def test_a_sweep_on_the_synthetic_dag_tabulates_recovery_and_edge_values(tmp_pat
             "--set", "data_loader.args.subset=300", "arch.args.encoder_hidden=[32]",
             "arch.args.decoder_hidden=[16]",
             'arch.args.gate_schedule={"anneal_epochs": 1, "freeze_epoch": 1}',
-            "--sweep", "arch.args.decoder=mlp,block", "arch.args.structure_prior.edge_penalty=0,1"]
+            "--sweep", "arch.args.decoder=mlp,block", "arch.args.structure_prior.edge_penalty=0,1",
+            "--jobs", "2"]
     assert run_cli(lambda: reproduce.main(argv)) == 0
     results = tmp_path / "results"
     runs = sorted(p.name for p in (results / "runs").glob("*.json"))

@@ -155,7 +155,7 @@ def test_reproduce_trains_evaluates_tabulates_and_never_trains_a_finished_run_ag
     argv = ["--epochs", "1", "--seeds", "0", "1", "-k", "3", "--test-limit", "40",
             "--out", str(tmp_path / "out"), "--results", str(tmp_path / "results"),
             "--set", f"data_loader.args.data_dir={DATA_DIR}", "data_loader.args.subset=256",
-            "data_loader.args.validation_size=500", *TINY_ARCH]
+            "data_loader.args.validation_size=500", *TINY_ARCH, "--jobs", "2"]
     assert run_cli(lambda: reproduce.main(argv)) == 0
     results = tmp_path / "results"
     table = (results / "results.md").read_text()
@@ -209,31 +209,6 @@ def test_a_stopped_run_writes_no_results(tmp_path, monkeypatch):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("at_a_time", [1, 2])
-def test_after_a_failed_run_reproduce_starts_no_other(at_a_time):
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-    started, running, most_at_once, lock = [], [], [0], threading.Lock()
-
-    def run(name):
-        with lock:
-            started.append(name)
-            running.append(name)
-            most_at_once[0] = max(most_at_once[0], len(running))
-        time.sleep(0.5 if name == "fails" else 1.0)  # the second starts while the first runs
-        with lock:
-            running.remove(name)
-        if name == "fails":
-            raise RuntimeError("diverged")
-
-    calls = [(run, "fails"), (run, "second"), (run, "third"), (run, "fourth")]
-    with ThreadPoolExecutor(4) as pool, pytest.raises(RuntimeError, match="diverged"):
-        reproduce.run_in_turn(pool, calls, at_a_time)
-    assert started == ["fails", "second"][:at_a_time]  # only what already ran when it failed
-    assert most_at_once[0] == at_a_time
-
-
 def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp_path):
     """docs/results/sequences/summarize.py: mean ± SD over seeds and the change in log p(x)
     from the run without a counter-measure, paired by seed, ± its SE over seeds."""
@@ -255,29 +230,3 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     # Paired changes: warm-up (-0.5, 0.0) -> -0.25 ± 0.25; free bits (+1, +2) -> +1.50 ± 0.50.
     assert "| -0.25 ± 0.25 |" in summarize.row(tmp_path, "warmup10", "vrnn")
     assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
-
-
-def test_a_sigterm_to_reproduce_reaches_its_worker_processes():
-    """`kill <reproduce's pid>` stops the runs in its workers too (they save and stop), instead
-    of leaving them training, orphaned."""
-    import multiprocessing
-    import os
-    import signal
-    import time
-    received = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    try:
-        worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(30,))
-        worker.start()
-        with reproduce.stops_reach_workers():
-            os.kill(os.getpid(), signal.SIGTERM)
-            worker.join(10)
-        alive = worker.is_alive()
-        if alive:
-            worker.kill()
-        assert not alive and worker.exitcode == -signal.SIGTERM
-        assert received == []  # the forwarder handled it, not the handler before it
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert received == [signal.SIGTERM]  # and the previous handler is back afterwards
-    finally:
-        signal.signal(signal.SIGTERM, previous)
