@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_loader.data_loaders import DATA_LOADERS
-from utils import distributed
 from trainer.checkpoint import load_checkpoint
+from utils import distributed
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
 from utils.errors import ConfigError
 from utils.help_format import parser as help_parser

@@ -15,10 +15,10 @@ from trainer import Trainer
 from trainer.epoch_log import logged_metrics
 from trainer.fits import Misfit, check_model
 from utils import distributed
-from utils.factories import check_torch_sections, init_torch
 from utils.errors import CheckpointError, ConfigError
-from utils.settings import check_args
+from utils.factories import check_torch_sections, init_torch
 from utils.model_size import check_model_size
+from utils.settings import check_args
 
 # Optimizers whose single-kernel (fused) implementation is used unless the config chooses
 # (optimizer.args.fused / foreach): the for-loop form runs a dozen small kernels per parameter
@@ -63,7 +63,7 @@ def build(config, section, registry, program_set, **given):
     it ran with); a relation between settings that the constructor refuses is one line."""
     cfg = config[section]
     if cfg["type"] not in registry:
-        raise ConfigError(f"{section}.type: {registry.unknown(cfg['type'])}")
+        raise ConfigError(f"unknown {section}.type {cfg['type']!r}; {registry.unknown(cfg['type'])}")
     factory = registry[cfg["type"]]
     cfg["args"] = check_args(factory, cfg["args"], f"{section}.args.", program_set)
     try:

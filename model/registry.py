@@ -29,7 +29,7 @@ class Registry:
 
     def __getitem__(self, name):
         if name not in self.entries:
-            raise LookupError(self.unknown(name))
+            raise LookupError(f"unknown {self.kind} {name!r}; {self.unknown(name)}")
         return self.entries[name]
 
     def names(self):
@@ -38,8 +38,8 @@ class Registry:
     def unknown(self, name):
         """What to say of a name nothing registered: the closest name, or all of them."""
         close = difflib.get_close_matches(str(name), self.names(), n=1)
-        return f"unknown {self.kind} {name!r}; " + (
-            f"did you mean {close[0]!r}?" if close else f"registered: {', '.join(self.names())}")
+        return f"did you mean {close[0]!r}?" if close else \
+            f"registered {self.kind}s: {', '.join(self.names())}"
 
 
 MODELS = Registry("model")

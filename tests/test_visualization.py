@@ -9,10 +9,11 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import reproduce
+from reproduction import runs
 import sample
 import test as test_script
 import train
-from tests.conftest import DATA_DIR, write_config
+from tests.conftest import DATA_DIR, REPO, write_config
 from tests.test_training import run_dir
 from trainer.checkpoint import save_checkpoint, load_checkpoint
 from utils.errors import run_cli
@@ -195,7 +196,7 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_in_its_directory(
     args = reproduce_args(tmp_path)
     run_dir = tmp_path / "out" / "models" / "GraphVAE_fashion_mnist" / "seed0"
     run_dir.mkdir(parents=True)  # what a kill during the first epoch leaves
-    reproduce.run_one("graph_vae", 0, args, threads=1)
+    runs.run_one("graph_vae", 0, args, threads=1)
     assert (run_dir / "checkpoint-latest.safetensors").is_file() and not run_dir.with_name("seed0_1").exists()
     assert (tmp_path / "results" / "runs" / "graph_vae_seed0.json").is_file()
 
@@ -205,7 +206,7 @@ def test_a_stopped_run_writes_no_results(tmp_path, monkeypatch):
     from utils.errors import UserError
     stop_at_step(monkeypatch, 1)
     with pytest.raises(UserError, match="stopped at epoch 0; run reproduce.py again"):
-        reproduce.run_one("graph_vae", 0, reproduce_args(tmp_path), threads=1)
+        runs.run_one("graph_vae", 0, reproduce_args(tmp_path), threads=1)
     assert not (tmp_path / "results").exists()
 
 
@@ -213,7 +214,7 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     """docs/results/sequences/summarize.py: mean ± SD over seeds and the change in log p(x)
     from the run without a counter-measure, paired by seed, ± its SE over seeds."""
     import importlib.util
-    path = reproduce.REPO / "docs" / "results" / "sequences" / "summarize.py"
+    path = REPO / "docs" / "results" / "sequences" / "summarize.py"
     spec = importlib.util.spec_from_file_location("summarize", path)
     summarize = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summarize)

@@ -80,7 +80,12 @@ def decode(data, path):
         raise CheckpointError(f"{path} is damaged: its contents do not match the SHA-256 saved "
                               f"with them (bytes changed on disk or in a copy); use another "
                               f"checkpoint of the run or copy it again")
-    return from_tree(json.loads(metadata["state"]), tensors, path)
+    try:
+        return from_tree(json.loads(metadata["state"]), tensors, path)
+    except RecursionError:
+        raise unreadable(path, "its state nests too deep") from None
+    except ValueError:  # an integer of thousands of digits
+        raise unreadable(path, "its state holds a number too long to read") from None
 
 
 def read_bounded(path):

@@ -66,6 +66,8 @@ def check_fields(state):
             check_optimizer(state[key], key)
     expect(state, "lr_scheduler", (dict, type(None)))
     check_tensors(state, "partial_sums", (dict, type(None)))
+    if state["partial_sums"] and not state["batches_done"]:
+        raise Invalid("'partial_sums' are an epoch's, but it holds no position inside one")
     check_rng(state.get("rng"))
     check_values(state, "", allow_infinity=False)
 

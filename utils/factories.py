@@ -49,6 +49,10 @@ def init_torch(config, section, *args, **given):
         kind = float if isinstance(like, int) and not isinstance(like, bool) else type(like)
         if like not in (None, inspect.Parameter.empty) and not type_ok(value, kind):
             raise ConfigError(f"'{section}.args.{key}' must be {describe(kind)}, got {value!r}")
+        if isinstance(like, tuple) and not (len(value) == len(like) and all(
+                type_ok(v, float) for v in value)):  # a pair by meaning: Adam's betas
+            raise ConfigError(f"'{section}.args.{key}' must be a list of {len(like)} numbers "
+                              f"like its default {list(like)}, got {value!r}")
     try:
         return factory(*args, **config[section]["args"], **given)
     except REFUSED as e:

@@ -30,7 +30,7 @@ from utils.errors import ConfigError
 PATH = "file path"
 FilePath = Annotated[str, PATH]
 INTERVAL = re.compile(r"^([\[(])\s*(-?inf|[-+.\deE]+)\s*,\s*(inf|[-+.\deE]+)\s*([\])])$")
-TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
+TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a finite number", str: "a string",
               dict: "an object", list: "a list", tuple: "a list", type(None): "null"}
 
 
