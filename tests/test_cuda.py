@@ -24,7 +24,7 @@ import train
 from tests.conftest import REPO, write_config
 from tests.test_ddp import straight_and_resumed
 from tests.test_training import logged, run_dir
-from utils.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 from utils.errors import run_cli
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
@@ -47,7 +47,7 @@ def wait_for_checkpoint_inside_an_epoch(save_dir, process, seconds=90):
     """Wait until the run has written a checkpoint inside an epoch; return its path."""
     deadline = time.time() + seconds
     while time.time() < deadline and process.poll() is None:
-        for latest in save_dir.glob("models/*/*/checkpoint-latest.pth"):
+        for latest in save_dir.glob("models/*/*/checkpoint-latest.safetensors"):
             try:
                 if load_checkpoint(latest)["batches_done"] > 0:
                     return latest
@@ -73,11 +73,11 @@ def test_train_kill_resume_exactly_then_evaluate_and_sample(gpu_config, tmp_path
         process.send_signal(signal.SIGKILL)
         process.wait()
     assert train_cli(["--resume", str(latest)]) == 0
-    a = load_checkpoint(run_dir(straight) / "checkpoint-latest.pth")
+    a = load_checkpoint(run_dir(straight) / "checkpoint-latest.safetensors")
     b = load_checkpoint(latest)
     assert b["epoch"] == 2 and "cuda" in b["rng"][0]  # trained on the GPU
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key  # bit for bit
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key  # bit for bit
 
     assert run_cli(lambda: test_script.main(["--resume", str(latest), "-k", "20",
                                              "--limit", "300", "--device", "0"])) == 0
@@ -187,7 +187,7 @@ def record_batchnorm_worker(rank, argv, out_dir, port):
     from tests.conftest import become_rank
     from trainer import Trainer
     become_rank(rank, port)
-    original = Trainer.train
+    original = Trainer.fit
 
     def train_and_record(self):
         original(self)
@@ -196,7 +196,7 @@ def record_batchnorm_worker(rank, argv, out_dir, port):
                     "means": [m.running_mean.cpu() for m in norms],
                     "logits": self.model.gates.logits.detach().cpu()}, f"{out_dir}/bn{rank}.pt")
 
-    Trainer.train = train_and_record
+    Trainer.fit = train_and_record
     if run_cli(lambda: train.main(argv)) != 0:
         raise SystemExit(1)
 
@@ -229,8 +229,8 @@ def test_nccl_ddp_matches_one_process_with_synchronised_batchnorm(tiny_config, t
 def test_resume_under_nccl_ddp_continues_exactly(tiny_config, tmp_path):
     a, b = straight_and_resumed(run_nccl, nccl_config, tiny_config, tmp_path)
     assert b["epoch"] == 2 and len(b["rng"]) == 2
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
 
 
 @two_gpus

@@ -12,7 +12,7 @@ import train
 from tests.conftest import become_rank, write_config
 from tests.test_training import logged, run_dir
 from trainer import Trainer
-from utils.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 from utils.errors import run_cli
 
 
@@ -25,7 +25,7 @@ def free_port():
 def ddp_worker(rank, argv, out_dir, port):
     """One torchrun-like rank: train, then record this rank's structure logits."""
     become_rank(rank, port)
-    original = Trainer.train
+    original = Trainer.fit
 
     def train_and_record(self):
         original(self)
@@ -33,7 +33,7 @@ def ddp_worker(rank, argv, out_dir, port):
         torch.save({"find_unused_parameters": self.train_forward.find_unused_parameters,
                     "static_graph": self.train_forward.static_graph}, f"{out_dir}/ddp{rank}.pt")
 
-    Trainer.train = train_and_record
+    Trainer.fit = train_and_record
     status = run_cli(lambda: train.main(argv))
     if status != 0:
         raise SystemExit(status)
@@ -61,8 +61,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_config, tmp_pat
 
     logits = [torch.load(tmp_path / f"logits{r}.pt") for r in (0, 1)]
     assert torch.equal(logits[0], logits[1]), "structure logits differ across ranks"
-    single = load_checkpoint(run_dir(tmp_path / "one") / "checkpoint-latest.pth")
-    assert (logits[0] - single["state_dict"]["gates.logits"]).abs().max() > 0  # they moved
+    single = load_checkpoint(run_dir(tmp_path / "one") / "checkpoint-latest.safetensors")
+    assert (logits[0] - single["model"]["gates.logits"]).abs().max() > 0  # they moved
     # The same examples per step and averaged gradients; BatchNorm statistics and the noise
     # are per process, so the runs agree up to that: within 1 % on every logged loss.
     for key in ("loss", "val_loss"):
@@ -96,19 +96,18 @@ def ending_worker(rank, argv, port, fail):
     import gc
     import weakref
 
-    from trainer import step
     from utils import distributed
     from utils.errors import ConfigError
     gc.disable()
     become_rank(rank, port)
-    wrappers, hooks, wrap, register = [], [], step.data_parallel, atexit.register
+    wrappers, hooks, wrap, register = [], [], distributed.wrap_for_ddp, atexit.register
 
     def data_parallel(*args):
         wrapper = wrap(*args)
         wrappers.append(weakref.ref(wrapper))
         return wrapper
 
-    step.data_parallel = data_parallel
+    distributed.wrap_for_ddp = data_parallel
     atexit.register = lambda hook, *args: hooks.append(hook) or register(hook, *args)
     if fail:
         def fail_step(self, batch):
@@ -167,10 +166,10 @@ def test_under_ddp_a_frozen_graph_keeps_its_logits(own_optimizer, tiny_config, t
         config["structure_optimizer"] = {"type": "SGD", "args": {"lr": 0.5}}
         config["arch"]["args"]["structure_prior"] = {"edge_penalty": 0.1}
     run_ddp(["-c", str(write_config(tmp_path, config))], tmp_path)
-    at_freeze = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-epoch1.pth")
+    at_freeze = load_checkpoint(run_dir(tmp_path / "saved") / "checkpoint-epoch1.safetensors")
     for rank in (0, 1):
         logits = torch.load(tmp_path / f"logits{rank}.pt")
-        assert torch.equal(logits, at_freeze["state_dict"]["gates.logits"]), rank
+        assert torch.equal(logits, at_freeze["model"]["gates.logits"]), rank
     assert not torch.equal(logits, torch.zeros_like(logits))  # they had moved before
 
 
@@ -182,8 +181,8 @@ def test_ddp_broadcasts_buffers_only_where_ranks_batchnorm_statistics_can_differ
 
     from experiment import build_model
     from model import RecurrentGraphVAE
-    from trainer.step import data_parallel, own_statistics
     from utils import distributed
+    from utils.distributed import own_statistics, wrap_for_ddp
     from utils.config import ConfigParser
     synced = build_model(ConfigParser(tiny_config), 784)
     assert not own_statistics(torch.nn.SyncBatchNorm.convert_sync_batchnorm(synced))
@@ -192,8 +191,8 @@ def test_ddp_broadcasts_buffers_only_where_ranks_batchnorm_statistics_can_differ
                             world_size=1)
     try:  # (DDP takes SyncBatchNorm on GPUs only)
         cpu = torch.device("cpu")
-        assert data_parallel(model, cpu).will_sync_module_buffers()
-        assert not data_parallel(RecurrentGraphVAE(), cpu).will_sync_module_buffers()
+        assert wrap_for_ddp(model, cpu).will_sync_module_buffers()
+        assert not wrap_for_ddp(RecurrentGraphVAE(), cpu).will_sync_module_buffers()
     finally:
         distributed.shutdown()
 
@@ -252,9 +251,9 @@ def straight_and_resumed(run, make_config, tiny_config, tmp_path):
     run(["-c", str(write_config(tmp_path, straight, "a.json"))], tmp_path)
     split = make_config(tiny_config, tmp_path / "split", batch_size=32, epochs=1)
     run(["-c", str(write_config(tmp_path, split, "b.json"))], tmp_path)
-    latest = run_dir(tmp_path / "split") / "checkpoint-latest.pth"
+    latest = run_dir(tmp_path / "split") / "checkpoint-latest.safetensors"
     run(["--resume", str(latest), "--epochs", "2"], tmp_path)
-    return (load_checkpoint(run_dir(tmp_path / "straight") / "checkpoint-latest.pth"),
+    return (load_checkpoint(run_dir(tmp_path / "straight") / "checkpoint-latest.safetensors"),
             load_checkpoint(latest))
 
 
@@ -262,8 +261,8 @@ def test_resume_under_ddp_continues_exactly(tiny_config, tmp_path):
     a, b = straight_and_resumed(run_ddp, ddp_config, tiny_config, tmp_path)
     assert b["epoch"] == 2
     assert logged(tmp_path / "straight", "val_loss") == logged(tmp_path / "split", "val_loss")
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
 
 
 # -- multi-GPU faults, caught without a GPU ------------------------------------------------
@@ -277,18 +276,18 @@ def test_a_mid_epoch_checkpoint_stores_cpu_sums_that_resume_on_the_trainers_devi
     tiny_config["trainer"].update(epochs=1, tensorboard=False, save_dir=str(tmp_path / "s"))
     stop_at_step(monkeypatch, 3)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
-    checkpoint = load_checkpoint(run_dir(tmp_path / "s") / "checkpoint-latest.pth")
+    checkpoint = load_checkpoint(run_dir(tmp_path / "s") / "checkpoint-latest.safetensors")
     sums = checkpoint["partial_sums"]
     assert sums and all(v.device.type == "cpu" for v in sums.values() if torch.is_tensor(v))
     trainer = build_trainer(ConfigParser(checkpoint["config"]), validate=False)
     trainer.device = torch.device("meta")
-    trainer.resume(checkpoint, "checkpoint-latest.pth")
+    trainer.load_state_dict(checkpoint)
     assert trainer.partial_sums["kl_per_node"].device.type == "meta"
 
 
 def test_rng_states_are_saved_per_rank_and_restored_by_rank(tiny_config, monkeypatch):
-    from base import resume
     from experiment import build_trainer
+    from trainer import resume
     from utils import distributed
     from utils.config import ConfigParser
     trainer = build_trainer(ConfigParser(tiny_config), validate=False)
@@ -298,14 +297,14 @@ def test_rng_states_are_saved_per_rank_and_restored_by_rank(tiny_config, monkeyp
         states.append(resume.rng_state(trainer.device))
     for rank, seed in ((0, 10), (1, 11)):
         monkeypatch.setattr(distributed, "world", lambda r=rank: (r, 2, r))
-        resume.restore_rng(trainer, states, "ckpt")
+        resume.restore_rng(trainer, states)
         torch.manual_seed(seed)
         reference = torch.rand(3)
-        resume.restore_rng(trainer, states, "ckpt")
+        resume.restore_rng(trainer, states)
         assert torch.equal(torch.rand(3), reference), rank
     # Resumed with more processes than saved: allowed, with a warning that it is not exact.
     monkeypatch.setattr(distributed, "world", lambda: (2, 3, 2))
-    resume.restore_rng(trainer, states, "ckpt")
+    resume.restore_rng(trainer, states)
     assert any("not bit for bit" in note for _, note in trainer.notes)
 
 
@@ -427,8 +426,8 @@ def test_on_resume_every_rank_holds_partial_sums_with_the_same_keys(tiny_config,
     from utils.config import ConfigParser
     trainer = build_trainer(ConfigParser(tiny_config), validate=False)
     sums = {"loss": torch.tensor(5.0), "kl_per_node": torch.ones(3), "n": torch.tensor(2.0)}
-    checkpoint = {**trainer._checkpoint_state(0), "batches_done": 3, "partial_sums": sums}
+    checkpoint = {**trainer.state_dict(), "batches_done": 3, "partial_sums": sums}
     monkeypatch.setattr(distributed, "is_main", lambda: False)
-    trainer.resume(checkpoint, "ckpt")
+    trainer.load_state_dict(checkpoint)
     assert set(trainer.partial_sums) == set(sums)
     assert all(torch.equal(v, torch.zeros_like(sums[k])) for k, v in trainer.partial_sums.items())

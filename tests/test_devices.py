@@ -163,7 +163,7 @@ def test_a_device_list_without_those_gpus_starts_nothing(gpus, tiny_config, tmp_
 @pytest.mark.parametrize("script", [test_script, sample])
 def test_evaluation_and_sampling_take_one_device_and_use_it(script, gpus, monkeypatch, capsys):
     gpus(2)
-    assert run_cli(lambda: script.main(["--resume", "x.pth", "--device", "0,1"])) == 2
+    assert run_cli(lambda: script.main(["--resume", "x.safetensors", "--device", "0,1"])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "one device" in err and err.count("\n") == 1, err
 
@@ -183,28 +183,24 @@ def test_sample_draws_on_the_configured_device(monkeypatch, tiny_config):
     monkeypatch.setattr(sample, "prepare_device", lambda config: torch.device("cuda", 1))
     monkeypatch.setattr(sample, "load_model", capture)
     with pytest.raises(Reached):
-        sample.main(["--resume", "x.pth", "--device", "1"])
+        sample.main(["--resume", "x.safetensors", "--device", "1"])
     assert seen == [torch.device("cuda", 1)]
 
 
-def test_reproduce_spreads_its_jobs_over_the_gpus(gpus, monkeypatch):
-    """--jobs N: each worker process takes a slot and with it a GPU (before, every run
-    trained on cuda:0)."""
-    import queue
-
+def test_reproduce_gives_each_run_a_gpu_of_its_own(gpus, monkeypatch):
+    """--device chooses the GPUs the runs share, one run per GPU at a time; each run's job
+    sees only its own (before, every run trained on cuda:0)."""
     import reproduce
+    from launcher import settings
     gpus(2)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    args = reproduce.parse_args([])
-    assert reproduce.job_gpus(args) == [0, 1]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert reproduce.job_gpus(reproduce.parse_args([])) == [0, 1]
     assert reproduce.job_gpus(reproduce.parse_args(["--device", "1"])) == [1]
     assert reproduce.job_gpus(reproduce.parse_args(["--device", "cpu"])) == []
-    slots = queue.Queue()
-    for slot in range(3):
-        slots.put(slot)
-    for expected in (0, 1, 0):  # three workers, one slot each
-        reproduce.take_a_gpu(slots, [0, 1])
-        assert distributed.local_device(True) == torch.device("cuda", expected)
+    assert settings.local(None, [0, 1]) == settings.local(2, [0, 1])
+    assert settings.local(None, [0, 1]).gpus == ("0", "1")
+    assert settings.local(None, [1]).gpus == ("1",)
 
 
 def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
@@ -212,12 +208,12 @@ def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
     """Every rank reads --resume itself (each takes its own random state from it): on a
     machine without the file the rank says so in one line, naming what the file system must
     provide (docs/scaling_out.md)."""
-    from utils.checkpoint import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
     from utils.errors import CheckpointError
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(CheckpointError, match="rank 5.*at this path on every machine"):
-        load_checkpoint(tmp_path / "checkpoint-latest.pth")
+        load_checkpoint(tmp_path / "checkpoint-latest.safetensors")
 
 
 # -- process-wide GPU settings ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.test_training import logged, run_dir
-from utils.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 from utils.config import ConfigParser
 from utils.errors import run_cli
 
@@ -95,7 +95,7 @@ def test_test_script_reports_bits_per_dim_and_tensorboard_has_them(eight_bit_con
     events.Reload()
     assert "bits_per_dim/valid" in events.Tags()["scalars"]
 
-    checkpoint = run_dir(tmp_path / "saved") / "model_best.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.safetensors"
     assert load_checkpoint(checkpoint)["image_shape"] == [1, 28, 28]
     capsys.readouterr()
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "10",
@@ -184,7 +184,7 @@ def test_the_cifar10_configs_train_and_sample_colour_images(tmp_path, monkeypatc
     config["data_loader"]["args"].update(validation_size=100, subset=128, batch_size=64)
     config["trainer"] = {"save_dir": str(tmp_path / "saved"), "epochs": 1, "tensorboard": False}
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config))])) == 0
-    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     recorded = load_checkpoint(checkpoint)
     assert recorded["input_dim"] == 3072 and recorded["image_shape"] == [3, 32, 32]
     assert len(logged(tmp_path / "saved", "val_elbo_bits_per_dim")) == 1
