@@ -61,8 +61,8 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     for a config whose save_dir is tmp_path / "saved"."""
     import train
     from experiment import build_loader, build_model
-    from trainer.evaluation import evaluate
     from trainer.checkpoint import load_checkpoint
+    from trainer.evaluation import evaluate
     from utils.config import ConfigParser
     from utils.errors import run_cli
     config = ConfigParser(copy.deepcopy(config_dict))

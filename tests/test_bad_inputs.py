@@ -29,8 +29,8 @@ import test as test_script
 import train
 from data_loader import convert_strokes
 from tests.conftest import DATA_DIR, REPO
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from utils import run_dirs
-from trainer.checkpoint import save_checkpoint, load_checkpoint
 from utils.errors import run_cli
 
 SCRIPTS = {"train": train.main, "test": test_script.main, "sample": sample.main,

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
 from data_loader.data_loaders import DATA_LOADERS, PROGRAM_SET
 from model import MODELS
+from tests.conftest import REPO
 from utils.config import ConfigParser, TrainerSettings, apply_overrides, run_settings
 from utils.errors import ConfigError
 from utils.settings import check_args

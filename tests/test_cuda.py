@@ -156,9 +156,9 @@ def test_the_recurrent_state_stays_fp32_under_cuda_autocast():
 def test_importance_sampled_log_likelihood_at_k_5000_on_1000_images():
     """The paper's K on the default (paper-sized) model: finite, above the ELBO, and fast."""
     from experiment import build_loader, build_model
+    from tests.conftest import DATA_DIR
     from trainer.evaluation import evaluate
     from utils.config import ConfigParser, load_json
-    from tests.conftest import DATA_DIR
     config = load_json(REPO / "config.json")
     config.setdefault("data_loader", {}).setdefault("args", {})["data_dir"] = str(DATA_DIR)
     config = ConfigParser(config)

@@ -182,8 +182,8 @@ def test_ddp_broadcasts_buffers_only_where_ranks_batchnorm_statistics_can_differ
     from experiment import build_model
     from model import RecurrentGraphVAE
     from utils import distributed
-    from utils.distributed import own_statistics, wrap_for_ddp
     from utils.config import ConfigParser
+    from utils.distributed import own_statistics, wrap_for_ddp
     synced = build_model(ConfigParser(tiny_config), 784)
     assert not own_statistics(torch.nn.SyncBatchNorm.convert_sync_batchnorm(synced))
     model = build_model(ConfigParser(tiny_config), 784)

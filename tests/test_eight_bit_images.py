@@ -211,7 +211,7 @@ def test_cifar10_loads_as_colour_8_bit_images(tmp_path):
 def test_reproduce_tabulates_bits_per_dim_for_8_bit_images():
     import numpy as np
 
-    import reproduce
+    from reproduction import report
 
     def run(seed, bits):
         test = {"log_likelihood": -700.0, "elbo": -720.0, "kl": 20.0, "active_units": [3, 2],
@@ -220,9 +220,9 @@ def test_reproduce_tabulates_bits_per_dim_for_8_bit_images():
         return {"seed": seed, "test": test, "seconds": 10.0, "epochs": 1,
                 "per_example": {"log_likelihood": np.zeros(3)}}
 
-    row = reproduce.test_row("graph_vae", [run(0, 4.0), run(1, 4.2)], [], "GraphVAE")
+    row = report.test_row("graph_vae", [run(0, 4.0), run(1, 4.2)], [], "GraphVAE")
     assert row["-log p(x) bits/dim"] == "4.100 ± 0.141"
     assert row["-ELBO bits/dim"] == "4.200 ± 0.141"
     binary = {k: v for k, v in run(0, 4.0)["test"].items() if "bits" not in k}
-    assert not any("bits" in column for column in reproduce.test_row(
+    assert not any("bits" in column for column in report.test_row(
         "graph_vae", [{**run(0, 4.0), "test": binary}], [], "GraphVAE"))

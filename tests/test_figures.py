@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from logger.figures import (
+    curves_figure,
+    graph_figure,
+    graph_to_dot,
+    save_curves,
+    save_sequence_figure,
+)
 from reproduction import report, statistics
-from logger.figures import (curves_figure, graph_figure, graph_to_dot, save_curves,
-                            save_sequence_figure)
 
 
 @pytest.fixture

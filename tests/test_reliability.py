@@ -21,8 +21,8 @@ import train
 from tests.conftest import REPO, write_config
 from tests.test_training import logged, run_dir
 from trainer import Trainer
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from utils import run_dirs
-from trainer.checkpoint import save_checkpoint, load_checkpoint
 from utils.errors import CheckpointError, run_cli
 
 

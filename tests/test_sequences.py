@@ -12,7 +12,11 @@ import test as test_script
 import train
 from data_loader.batches import time_chunks
 from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
-from data_loader.sequence_datasets import load_piano_rolls, positions_to_strokes, score_to_roll
+from data_loader.sequence_datasets import (
+    load_piano_rolls,
+    positions_to_strokes,
+    score_to_roll,
+)
 from logger.figures import strokes_to_positions
 from model import RecurrentGraphVAE
 from model.objective import negative_elbo

@@ -109,7 +109,7 @@ def test_resuming_with_another_architecture_is_a_clear_error(tiny_config, tmp_pa
     status = run_cli(lambda: train.main(["--resume", str(checkpoint), "--set",
                                          "arch.args.node_dim=5"]))
     err = capsys.readouterr().err
-    assert status == 2 and "does not fit the configured architecture" in err
+    assert status == 2 and "do not fit the configured architecture" in err
     assert err.count("\n") == 1
 
 
@@ -133,7 +133,9 @@ def test_a_checkpoint_crafted_to_run_code_is_not_executed(tmp_path, capsys):
     status = run_cli(lambda: test_script.main(["--resume", str(crafted)]))
     err = capsys.readouterr().err
     assert status == 2 and "earlier graphvae" in err and err.count("\n") == 1
-    from trainer import convert_checkpoint  # the one reader of the old format: tensors only
+    from trainer import (
+        convert_checkpoint,  # the one reader of the old format: tensors only
+    )
     assert run_cli(lambda: convert_checkpoint.main([str(crafted)])) == 2
     assert "not a checkpoint of an earlier graphvae" in capsys.readouterr().err
     assert not marker.exists()

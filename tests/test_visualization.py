@@ -9,13 +9,13 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import reproduce
-from reproduction import runs
 import sample
 import test as test_script
 import train
+from reproduction import runs
 from tests.conftest import DATA_DIR, REPO, write_config
 from tests.test_training import run_dir
-from trainer.checkpoint import save_checkpoint, load_checkpoint
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import run_cli
 
 TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
@@ -154,7 +154,7 @@ def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(
     assert sample.as_images(small, small.sample_prior(2)[0], shape).shape == (2, 1, 16, 16)
     out = tmp_path / "small.png"
     for recorded in ([1, 16, 16], None):
-        checkpoint.update(input_dim=256, image_shape=recorded, state_dict=small.state_dict())
+        checkpoint.update(input_dim=256, image_shape=recorded, model=small.state_dict())
         save_checkpoint(checkpoint, checkpoint_path)
         assert run_cli(lambda: sample.main(["--resume", str(checkpoint_path), "-n", "4",
                                             "--out", str(out)])) == 0

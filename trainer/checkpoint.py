@@ -16,6 +16,7 @@ fits a given model and optimiser is the trainer's to check when it loads it.
 """
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def load_checkpoint(path):
     """The checked state saved at path (tensors on the CPU), or a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}" + ("" if path.exists() else
-                              " (every process of a multi-machine run reads it at this path)"))
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun
+        raise CheckpointError(f"checkpoint not found: {path}" + (
+            f" on this machine (rank {os.environ.get('RANK', '?')}): every process reads it, "
+            f"so it must be at this path on every machine (a shared file system, or a copy)"
+            if several else ""))
     state = decode(read_bounded(path), path)
     check_state(state, path)
     return state

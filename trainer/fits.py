@@ -37,7 +37,7 @@ def check_fits(trainer, state):
     shapes = partial_sum_shapes(trainer.model)
     fits_tensors(state["partial_sums"] or {}, {k: torch.zeros(s) for k, s in shapes.items()},
                  "partial sums", dtype=False)
-    for name in ("optimizer", "structure_optimizer"):
+    for name in ("structure_optimizer", "optimizer"):  # whether it has one, before its shape
         check_optimizer(getattr(trainer, name), state, name, trainer.config)
     if trainer.lr_scheduler is not None and state["lr_scheduler"] is not None:
         check_scheduler(trainer.lr_scheduler, state["lr_scheduler"])
