@@ -29,12 +29,17 @@ BREAK_EVEN_STEPS = {"GraphVAE": 4_000, "RecurrentGraphVAE": 4_000}
 
 
 def decide(setting, mode, model_name, planned_steps, data_parallel):
-    """(whether to compile, why) for trainer.compile `setting` and compile_mode `mode`."""
+    """(whether to compile, the log's line saying why) for trainer.compile `setting` and
+    compile_mode `mode`."""
     if mode is not None:
-        return True, f"compiled (trainer.compile_mode {mode!r})"
-    if setting is not True and setting is not False:  # "auto"
-        return decide_auto(model_name, planned_steps, data_parallel)
-    return setting, f"{'compiled' if setting else 'eager'} (trainer.compile {str(setting).lower()})"
+        compile_it, why = True, f"compiled (trainer.compile_mode {mode!r})"
+    elif setting == "auto":
+        compile_it, why = decide_auto(model_name, planned_steps, data_parallel)
+    else:
+        compile_it = setting
+        why = f"{'compiled' if setting else 'eager'} (trainer.compile {str(setting).lower()})"
+    cached = f"; compiled graphs cached in {cache_folder()}" if compile_it else ""
+    return compile_it, f"Training step: {why}{cached}"
 
 
 def decide_auto(model_name, planned_steps, data_parallel):
@@ -50,8 +55,9 @@ def decide_auto(model_name, planned_steps, data_parallel):
 
 
 def cache_folder():
-    """Where torch keeps compiled graphs (set once torch.compile has been imported)."""
-    return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default folder")
+    """Where torch keeps compiled graphs: TORCHINDUCTOR_CACHE_DIR, or torch's default."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    return os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
 
 
 def compiled(function, mode):
