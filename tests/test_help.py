@@ -10,6 +10,7 @@ import pytest
 import bench.ddp_scaling
 import bench.edge_gradients
 import bench.eval_speed
+import bench.step_path
 import bench.throughput
 import data_loader.convert_strokes
 import reproduce
@@ -18,7 +19,7 @@ import test as test_script
 import train
 from tests.conftest import REPO
 
-BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients")
+BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "step_path")
 
 
 def summarize_main(argv):
@@ -39,6 +40,7 @@ SCRIPTS = {
     "bench/ddp_scaling.py": (bench.ddp_scaling.main, "--procs PROCS [PROCS ...] process counts"),
     "bench/eval_speed.py": (bench.eval_speed.main, "--images IMAGES test images to time"),
     "bench/edge_gradients.py": (bench.edge_gradients.main, "--batches BATCHES training batches"),
+    "bench/step_path.py": (bench.step_path.main, "-c CONFIG, --config CONFIG the run's config"),
     "data_loader/convert_strokes.py": (data_loader.convert_strokes.main, "source the strokes.npy"),
     "docs/results/sequences/summarize.py": (summarize_main, "folder the data set's results"),
 }
