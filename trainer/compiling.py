@@ -60,8 +60,13 @@ def cache_folder():
     return os.path.abspath(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
 
 
-def compiled(function, mode):
-    """torch.compile of the training step (see the module's docstring for its random draws)."""
-    if mode is None:
-        return torch.compile(function, options={"fallback_random": True})
-    return torch.compile(function, mode=mode)
+def training_objective(objective, settings, model_name, planned_steps, data_parallel):
+    """(the training step's objective, compiled or not; whether compiled; the log's line
+    saying why) for the trainer's settings (see the module's docstring for its random draws)."""
+    mode = settings["compile_mode"]
+    compile_it, note = decide(settings["compile"], mode, model_name, planned_steps,
+                              data_parallel)
+    if compile_it:
+        objective = torch.compile(objective, options={"fallback_random": True}) \
+            if mode is None else torch.compile(objective, mode=mode)
+    return objective, compile_it, note

@@ -53,11 +53,8 @@ class Trainer:
         self.data_parallel = data_parallel
         self.train_forward = distributed.wrap_for_ddp(model, device) if data_parallel else model
         planned_steps = cfg["epochs"] * len(data_loader)  # "auto" compiles if they repay it
-        self.compiled, step_note = compiling.decide(cfg["compile"], cfg["compile_mode"],
-                                                    type(model).__name__, planned_steps,
-                                                    data_parallel)
-        self.objective = compiling.compiled(self._objective, cfg["compile_mode"]) \
-            if self.compiled else self._objective
+        self.objective, self.compiled, step_note = compiling.training_objective(
+            self._objective, cfg, type(model).__name__, planned_steps, data_parallel)
         # CUDA graphs reuse their output memory at every replay: each step is marked as a new
         # one, and what outlives it is copied.
         self.cuda_graphs = device.type == "cuda" and cfg["compile_mode"] in CUDA_GRAPH_MODES
