@@ -32,6 +32,7 @@ from logger.figures import graph_to_dot  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
 from utils.errors import CheckpointError, ConfigError, run_cli, writing  # noqa: E402
+from utils.files import refuse_link, write_file  # noqa: E402
 
 
 def parse_args(argv):
@@ -174,10 +175,12 @@ def main(argv=None):
     outputs = {out: json.dumps(results, indent=2),
                graph_json: json.dumps(results["graph"], indent=2),
                graph_dot: graph_to_dot(results["graph"])}
+    for path in outputs:
+        refuse_link(path)  # before any is written: all three, or none
     for path, text in outputs.items():
         with writing(path, "the results are printed above; to have them written, evaluate a "
                            "copy of the checkpoint in a writable folder"):
-            path.write_text(text)
+            write_file(path, text)
     print(f"\nResults written to {out}; the graph to {graph_json.name} and {graph_dot.name} "
           f"beside it (render: dot -Tpng {graph_dot} -o {graph_dot.with_suffix('.png')})")
 

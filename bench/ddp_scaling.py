@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 
 from bench.common import REPO  # noqa: E402
 from utils.config import load_json  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def main(argv=None):
             if procs != 1:
                 print(f"speed-up 1 -> {procs}: {rate / results[1]:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2))
+        write_file(args.json, json.dumps({str(k): v for k, v in results.items()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from experiment import build_loader, load_model  # noqa: E402
 from trainer.checkpoint import load_checkpoint  # noqa: E402
 from utils.config import ConfigParser  # noqa: E402
 from utils.errors import ConfigError, run_cli  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 
@@ -75,11 +76,9 @@ def main(argv=None):
         share = f"{kl / total:.0%}" if total else "—"
         print(f"{name:16s} {recon:+10.4f} {kl:+10.4f} {total:+10.4f} {share:>9s}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"checkpoint": str(args.resume), "epoch": checkpoint["epoch"],
-                       "batches": args.batches,
-                       "gradients": {k: {"recon": r, "kl": q} for k, (r, q) in gradients.items()}},
-                      f, indent=2)
+        write_file(args.json, json.dumps({
+            "checkpoint": str(args.resume), "epoch": checkpoint["epoch"], "batches": args.batches,
+            "gradients": {k: {"recon": r, "kl": q} for k, (r, q) in gradients.items()}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from experiment import build_loader, build_model, load_model  # noqa: E402
 from model.metrics import importance_sampled_log_likelihood  # noqa: E402
 from trainer.checkpoint import load_checkpoint  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 TEST_IMAGES = 10000
@@ -90,7 +91,7 @@ def main(argv=None):
         print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)"
               f"; CPU time {cpu_seconds * TEST_IMAGES / n:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_file(args.json, json.dumps({
             "device": str(device), "samples": args.samples, "images": n, "seconds": seconds,
             "samples_per_s": n * args.samples / seconds, "seconds_for_10000_images": full,
             "mean_log_likelihood": total / n, "compile_seconds": compile_seconds}, indent=2))

@@ -44,6 +44,7 @@ from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils import distributed  # noqa: E402
 from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 
@@ -94,7 +95,7 @@ def main(argv=None):
             print(f"{world_size} processes: {figures['samples_per_s']:,.0f} samples/s "
                   f"(global batch {batch_size})")
             if args.json:
-                Path(args.json).write_text(json.dumps(figures, indent=2))
+                write_file(args.json, json.dumps(figures, indent=2))
         distributed.shutdown()
         return
     model = trainer.model
@@ -154,7 +155,7 @@ def main(argv=None):
     print(f"                 {square_roof:.1f} GFLOP/s sgemm 2048^3 (peak) -> "
           f"{figures['percent_of_square_roofline']:.0f} %")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        write_file(args.json, json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,22 @@
 logging's handlers print a "--- Logging error ---" traceback for every record they fail to
 write, many of them before the run's own one-line error. This handler says once, in one line,
 that the log file cannot be written, and the run goes on logging to the console (what fails
-next, e.g. a checkpoint on the same full disk, stops it with its own line).
+next, e.g. a checkpoint on the same full disk, stops it with its own line). It never opens
+a symbolic link (utils/files.open_no_link): a link planted as the log would append elsewhere.
 """
 import logging.handlers
+import os
 import sys
+
+from utils.files import open_no_link
 
 
 class LogFile(logging.handlers.RotatingFileHandler):
     failed = False
+
+    def _open(self):
+        fd = open_no_link(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
     def emit(self, record):
         if not self.failed:

@@ -847,3 +847,48 @@ def test_a_stopped_run_promises_no_file_that_does_not_exist(setup, capsys, monke
     assert run_cli(lambda: train.main(["-c", str(setup.config_file())])) == 0
     out = capsys.readouterr().out
     assert "Resume with:" in out and "Done." not in out and "model_best" not in out, out
+
+
+# -- files we write: never through a link planted in a run folder -----------------------------
+@pytest.mark.parametrize("planted", [".lock", "config.json", "log", "log/info.log",
+                                     "checkpoint-epoch2.safetensors"])
+def test_a_resumed_run_writes_nothing_through_a_planted_link(setup, capsys, planted):
+    victim = setup.tmp / "victim"
+    victim.mkdir() if planted == "log" else victim.write_text("precious\n")
+    before = tree(victim)
+    (setup.run / planted).parent.mkdir(exist_ok=True)
+    shutil.rmtree(setup.run / planted, ignore_errors=True)
+    (setup.run / planted).unlink(missing_ok=True)
+    (setup.run / planted).symlink_to(victim)
+    status = run_cli(lambda: train.main(["--resume", str(setup.checkpoint), "--epochs", "2"]))
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"{setup.run / planted} is a symbolic link; graphvae writes no file through" in err
+    assert tree(victim) == before, "a file was written through the link"
+
+
+@pytest.mark.parametrize("suffix", ["-test.json", "-graph.json", "-graph.dot"])
+def test_evaluation_writes_nothing_through_a_planted_link(setup, capsys, suffix):
+    victim = setup.write("victim", "precious\n")
+    written = [setup.run / f"checkpoint-latest{s}" for s in ("-test.json", "-graph.json",
+                                                             "-graph.dot")]
+    (setup.run / f"checkpoint-latest{suffix}").symlink_to(victim)
+    status = run_cli(lambda: test_script.main(["--resume", str(setup.checkpoint), "-k", "0",
+                                               "--limit", "10", "--no-edge-values"]))
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "is a symbolic link" in err, err
+    assert victim.read_text() == "precious\n"
+    assert not any(p.exists() and not p.is_symlink() for p in written), "a result was written"
+
+
+def test_the_writer_refuses_a_link_and_leaves_no_temporary_file(tmp_path):
+    from utils.files import LinkRefused, write_file
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "out.json").symlink_to(victim)
+    with pytest.raises(LinkRefused):
+        write_file(tmp_path / "out.json", "{}")
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim"]
+    write_file(tmp_path / "new.json", "{}")
+    assert (tmp_path / "new.json").read_text() == "{}"
