@@ -65,7 +65,7 @@ from reproduction.runs import (
     settings_of,
     variants,
 )
-from utils.help_format import parser as help_parser
+from utils.help_format import add_overrides, parser as help_parser
 
 
 def parse_args(argv):
@@ -83,8 +83,7 @@ def parse_args(argv):
                         help=f"the models to compare, of {', '.join(MODELS)} (default: the "
                              f"four models and the control for images, VRNN and "
                              f"RecurrentGraphVAE for sequences, GraphVAE on synthetic_dag)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config overrides applied to every model")
+    add_overrides(parser, help="config overrides applied to every model")
     parser.add_argument("--results", help="where the results go (default: <--out>/<dataset>/"
                                           "results; the published ones: docs/results/<dataset>)")
     parser.add_argument("--overwrite", action="store_true",

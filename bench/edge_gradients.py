@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from experiment import build_loader, load_model  # noqa: E402
 from trainer.checkpoint import load_checkpoint  # noqa: E402
+from utils.bounds import integer  # noqa: E402
 from utils.config import ConfigParser  # noqa: E402
 from utils.errors import ConfigError, run_cli  # noqa: E402
 from utils.files import write_file  # noqa: E402
@@ -56,7 +57,7 @@ def main(argv=None):
     parser = help_parser(__doc__)
     parser.add_argument("--resume", required=True,
                         help="checkpoint whose edges are examined (from before the freeze)")
-    parser.add_argument("--batches", type=int, default=50,
+    parser.add_argument("--batches", type=integer(), default=50,
                         help="training batches to average over")
     parser.add_argument("--json", help="also write the gradients to this JSON file")
     args = parser.parse_args(argv)

@@ -25,8 +25,10 @@ from bench.common import (REPO, bench_device, matmul_flops, record_matmuls,  # n
 from experiment import build_loader, build_model, load_model  # noqa: E402
 from model.metrics import importance_sampled_log_likelihood  # noqa: E402
 from trainer.checkpoint import load_checkpoint  # noqa: E402
+from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
 from utils.files import write_file  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 TEST_IMAGES = 10000
@@ -36,12 +38,12 @@ def main(argv=None):
     parser = help_parser(__doc__)
     parser.add_argument("--resume", help="checkpoint to time (default: the default config's "
                                          "untrained model)")
-    parser.add_argument("-k", "--samples", type=int, default=1000,
+    parser.add_argument("-k", "--samples", type=integer(), default=1000,
                         help="importance samples per image")
-    parser.add_argument("--images", type=int, default=TEST_IMAGES,
+    parser.add_argument("--images", type=integer(), default=TEST_IMAGES,
                         help="test images to time (fewer: the full-set time is extrapolated)")
-    parser.add_argument("--batch-size", type=int, default=100, help="test images per batch")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--batch-size", type=integer(), default=100, help="test images per batch")
+    parser.add_argument("--threads", type=at_most_cpus, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--compile", action="store_true",
@@ -98,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

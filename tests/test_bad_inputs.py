@@ -27,6 +27,7 @@ import reproduce
 import sample
 import test as test_script
 import train
+from bench import ddp_scaling, edge_gradients, eval_speed, throughput
 from data_loader import convert_strokes
 from tests.conftest import DATA_DIR, REPO
 from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -34,7 +35,9 @@ from utils import run_dirs
 from utils.errors import run_cli
 
 SCRIPTS = {"train": train.main, "test": test_script.main, "sample": sample.main,
-           "convert": convert_strokes.main, "reproduce": reproduce.main}
+           "convert": convert_strokes.main, "reproduce": reproduce.main,
+           "throughput": throughput.main, "eval_speed": eval_speed.main,
+           "edge_gradients": edge_gradients.main, "ddp_scaling": ddp_scaling.main}
 
 
 class Payload:
@@ -415,9 +418,9 @@ CASES = [
     ("train", train_config(trainer(verbosity=5)),
      "'trainer.verbosity' must be 0 or 1 or 2, got 5"),
     ("train", train_config(None, "--epochs", "0"),
-     "'trainer.epochs' must be in [1, inf), got 0"),
+     "'trainer.epochs' must be in [1, 10000], got 0"),
     ("train", train_config(None, "--epochs", "-3"),
-     "'trainer.epochs' must be in [1, inf), got -3"),
+     "'trainer.epochs' must be in [1, 10000], got -3"),
     ("train", train_config(trainer(kl_warmup_epochs=-1)),
      "'trainer.kl_warmup_epochs' must be in [0, inf), got -1"),
     ("train", train_config(trainer(free_bits=-0.5)), "'trainer.free_bits' must be in [0, inf)"),
@@ -480,7 +483,7 @@ CASES = [
     ("train", train_config(gates(rate=0.9)), "unknown key 'arch.args.gate_schedule.rate'; did you mean 'tau_rate'?"),
     ("train", train_config(arch(encoder_hidden=[0])),
      "'arch.args.encoder_hidden' must be in [1, inf), got [0]"),
-    ("train", train_config(arch(n_nodes=0)), "'arch.args.n_nodes' must be in [1, 128], got 0"),
+    ("train", train_config(arch(n_nodes=0)), "'arch.args.n_nodes' must be in [1, 32], got 0"),
     ("train", train_config(arch(n_nodes="five")), "'arch.args.n_nodes' must be an integer"),
     ("train", train_config(arch(n_node=4)),
      "unknown key 'arch.args.n_node'; did you mean 'n_nodes'?"),
@@ -500,7 +503,7 @@ CASES = [
     ("train", strokes_loader(valid_fraction=0.5, test_fraction=0.6),
      "valid_fraction and test_fraction must add up to less than 1"),
     ("train", train_config(None, "--set", "arch.args.n_nodes=0"),
-     "'arch.args.n_nodes' must be in [1, 128], got 0"),
+     "'arch.args.n_nodes' must be in [1, 32], got 0"),
     ("train", train_config(None, "--set", "trainer.epochs=many"),
      "'trainer.epochs' must be an integer"),
     ("train", train_config(None, "--set", "trainer.epochs"), "must look like key.path=value"),
@@ -687,7 +690,7 @@ CASES = [
     ("train", train_config(arch(encoder_hidden=[10 ** 13])),
      "arch.args make a model of 8.21e+15 parameters"),
     ("train", train_config(arch(decoder_hidden=[10 ** 6, 10 ** 6])), "arch.args make a model of"),
-    ("train", train_config(arch(n_nodes=200_000)), "'arch.args.n_nodes' must be in [1, 128], got 200000"),
+    ("train", train_config(arch(n_nodes=200_000)), "'arch.args.n_nodes' must be in [1, 32], got 200000"),
     ("train", train_config(arch(node_dim=10 ** 9)), "arch.args make a model too large to count"),
     ("train", train_config(arch(latent_dim=10 ** 13, n_nodes=3)),
      "latent_dim 10000000000000 is not divisible by n_nodes 3"),
@@ -766,6 +769,50 @@ CASES = [
      "gives the key 'name' twice in one object; keep one"),
     ("train", train_config(None, "--set", 'arch.args.gate_schedule={"lr": 1, "lr": 2}'),
      "gives the key 'lr' twice in one object"),
+    # -- overrides: every one counts, or the conflict is one line -------------------------------
+    ("train", train_config(None, "--epochs", "1", "--set", 'trainer={"epochs": 3}'),
+     "--set trainer and --epochs both set 'trainer.epochs'; give it once"),
+    ("train", train_config(None, "--set", "trainer.epochs=2", "--set", "trainer.epochs=3"),
+     "--set trainer.epochs and --set trainer.epochs both set 'trainer.epochs'"),
+    ("train", train_config(None, "--set", 'arch.args={"n_nodes": 2}', "arch.args.n_nodes=4"),
+     "--set arch.args and --set arch.args.n_nodes both set 'arch.args.n_nodes'"),
+    ("train", lambda s: ["--resume", str(s.checkpoint), "--set", 'trainer={"save_dir": "x"}'],
+     "--set trainer chooses where a new run goes"),
+    ("reproduce", reproduce_args("--set", "trainer.epochs=3"),
+     "--set trainer.epochs and --epochs both set 'trainer.epochs'"),
+    # -- bounds that keep a run finite ----------------------------------------------------------
+    ("train", train_config(None, "--epochs", str(10 ** 25)),
+     "'trainer.epochs' must be in [1, 10000], got 10000000000000000000000000"),
+    ("train", train_config(arch(n_nodes=100)), "'arch.args.n_nodes' must be in [1, 32], got 100"),
+    ("train", train_config(None, "--data-dir", ""),
+     "'data_loader.args.data_dir' is empty; name a folder or file ('.' for the current folder)"),
+    ("train", train_config(None, "--save-dir", ""), "'trainer.save_dir' is empty"),
+    ("train", strokes_loader(source=""), "'data_loader.args.source' is empty"),
+    # -- data values out of range ---------------------------------------------------------------
+    ("train", strokes(lambda s: s.strokes_npz(np.c_[np.full(40, 7.0), np.random.randn(40, 2)],
+                                              [10] * 4)),
+     "strokes.npz: sequence 0 has a pen_lift other than 0 or 1 (at step 0 of the file)"),
+    ("train", strokes(lambda s: s.strokes_npz(np.c_[np.r_[np.zeros(25), [0.5], np.zeros(14)],
+                                                    np.random.randn(40, 2)], [10] * 4)),
+     "sequence 2 has a pen_lift other than 0 or 1 (at step 25 of the file)"),
+    ("convert", lambda s: [str(s.npy(np.array([np.c_[np.full(3, -1.0), np.ones((3, 2))],
+                                               np.zeros((4, 3))], dtype=object))), str(s.tmp / "out.npz")],
+     "sequence 0 has a pen_lift other than 0 or 1"),
+    ("train", strokes_loader(subsample=-1), "'data_loader.args.subsample' must be in [1, inf)"),
+    ("train", strokes_loader(subsample=0), "'data_loader.args.subsample' must be in [1, inf)"),
+    # -- flags: one line, never a traceback or a usage block ------------------------------------
+    ("train", lambda s: ["--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+    ("test", lambda s: ["--bogus"], "unrecognized arguments: --bogus"),
+    ("reproduce", lambda s: ["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+    ("throughput", lambda s: ["--window", "0"], "argument --window: must be an integer >= 1, got 0"),
+    ("throughput", lambda s: ["--threads", "0"],
+     "argument --threads: must be an integer from 1 to"),
+    ("throughput", lambda s: ["--threads", "100000"], "(this machine's CPU cores), got 100000"),
+    ("eval_speed", lambda s: ["--images", "-5"], "argument --images: must be an integer >= 1"),
+    ("eval_speed", lambda s: ["--threads", "x"], "argument --threads: must be an integer, got 'x'"),
+    ("edge_gradients", lambda s: [], "the following arguments are required: --resume"),
+    ("edge_gradients", lambda s: ["--resume", "x", "--batches", "0"], "argument --batches"),
+    ("ddp_scaling", lambda s: ["--procs", "0"], "argument --procs: must be an integer from 1"),
 ]
 
 
@@ -892,3 +939,18 @@ def test_the_writer_refuses_a_link_and_leaves_no_temporary_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim"]
     write_file(tmp_path / "new.json", "{}")
     assert (tmp_path / "new.json").read_text() == "{}"
+
+
+def test_every_override_counts(setup):
+    """--set given twice, and a section given whole beside a flag that sets a key inside it:
+    each lands in the run's config (none replaces another)."""
+    from cli import load_run_config
+    args = train.add_flags(train.parser(""), *train.FLAGS).parse_args([
+        "-c", str(setup.config_file()), "--set", "data_loader.args.subset=64",
+        "--set", 'trainer={"save_period": 3}', "--epochs", "1",
+        "--set", "arch.args.n_nodes=2", "trainer.early_stop=4"])
+    config, _ = load_run_config(args)
+    assert config["data_loader"]["args"]["subset"] == 64
+    assert config["arch"]["args"]["n_nodes"] == 2
+    assert (config["trainer"]["epochs"], config["trainer"]["save_period"],
+            config["trainer"]["early_stop"]) == (1, 3, 4)

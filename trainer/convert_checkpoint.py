@@ -7,7 +7,6 @@ A one-off command for a file you trust: the archive is read with torch.load(weig
 which builds tensors and plain data only, and the new file is checked like any checkpoint
 before it is written (the default: beside the old one, .safetensors).
 """
-import argparse
 import io
 import math
 import sys
@@ -19,6 +18,7 @@ from trainer.checkpoint import FORMAT, decode, encode
 from trainer.checkpoint_schema import check_state
 from utils.errors import CheckpointError, run_cli
 from utils.files import write_file
+from utils.help_format import parser as help_parser
 
 TRAILER = len(b"graphvae-sha256:") + 32  # the digest earlier versions appended
 
@@ -40,8 +40,7 @@ def converted(old):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = help_parser(__doc__)
     parser.add_argument("old", help="the .pth checkpoint of an earlier graphvae")
     parser.add_argument("new", nargs="?", help="where to write (default: beside it)")
     args = parser.parse_args(argv)

@@ -5,7 +5,8 @@ scripts call it before their slow imports). While training: StopRequests turns t
 that ask a run to end (STOP_SIGNALS: Ctrl-C's SIGINT, `kill`'s and a scheduler's SIGTERM, the
 SIGHUP of a closed terminal or a dropped ssh connection, and the SIGUSR1 a Slurm job asks for
 before its time limit with `#SBATCH --signal=USR1@120`) into one request, which the trainer
-answers at the next step boundary by saving a checkpoint.
+answers at the next step boundary by saving a checkpoint. While it trains, a closed standard
+output (SIGPIPE: `train.py ... | head`) is one more request to stop.
 """
 import os
 import signal
@@ -58,7 +59,7 @@ class StopRequests:
     @contextmanager
     def installed(self):
         """The handlers while the block runs; the previous ones back afterwards."""
-        previous = {s: signal.signal(s, self.handle) for s in STOP_SIGNALS}
+        previous = {s: signal.signal(s, self.handle) for s in (*STOP_SIGNALS, signal.SIGPIPE)}
         try:
             yield self
         finally:
