@@ -954,3 +954,20 @@ def test_every_override_counts(setup):
     assert config["arch"]["args"]["n_nodes"] == 2
     assert (config["trainer"]["epochs"], config["trainer"]["save_period"],
             config["trainer"]["early_stop"]) == (1, 3, 4)
+
+
+@pytest.mark.parametrize("script", ["train", "test"])
+def test_a_closed_stdout_stops_quietly(setup, script):
+    """`python train.py ... | head -1`: no traceback, no "Logging error"; training stops with
+    its checkpoint saved, to resume."""
+    argv = (["-c", str(setup.config_file())] if script == "train" else
+            ["--resume", str(setup.checkpoint), "-k", "0", "--limit", "10", "--no-edge-values"])
+    process = subprocess.Popen([sys.executable, f"{script}.py", *argv], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()
+    process.stdout.close()  # what head does after its line
+    err = process.stderr.read()
+    assert process.wait(timeout=300) in (0, 141) and err == "", err
+    if script == "train":
+        runs = list((setup.tmp / "saved" / "models").glob("*/*"))
+        assert [p.name for p in runs[0].glob("checkpoint-latest.safetensors")], runs
