@@ -158,19 +158,38 @@ def check_finite_results(results, path):
                                   f"an earlier checkpoint of the run")
 
 
+def refuse_to_replace_fuller(out, limit, samples):
+    """Results already written to out from more test examples or more importance samples
+    than this evaluation asks for (e.g. the whole split, and now --limit 3000) are never
+    replaced by it: one line, before anything is evaluated."""
+    try:
+        earlier = json.loads(out.read_text())
+        fuller = (limit is not None and earlier["n_examples"] > limit) \
+            or earlier["samples"] > samples
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none there, or not a results file: nothing to keep
+    if fuller:
+        raise ConfigError(f"{out} holds a fuller evaluation ({earlier['n_examples']} examples, "
+                          f"K={earlier['samples']}) than this one would be ("
+                          f"{'the whole split' if limit is None else f'{limit} examples'}, "
+                          f"K={samples}) and is kept: move it away to replace it, or evaluate "
+                          f"a copy of the checkpoint")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not args.resume:
         raise ConfigError("give the checkpoint to evaluate with --resume")
     if args.samples < 0 or args.bs <= 0 or (args.limit is not None and args.limit <= 0):
         raise ConfigError("-k must be >= 0, --bs and --limit positive")
+    stem = Path(args.resume).stem
+    out = Path(args.resume).with_name(f"{stem}-test.json")
+    refuse_to_replace_fuller(out, args.limit, args.samples)
     config, checkpoint = load_run_config(args, max_devices=1, script="test.py")
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)
     check_finite_results(results, args.resume)
-    stem = Path(args.resume).stem
-    out = Path(args.resume).with_name(f"{stem}-test.json")
     graph_json, graph_dot = (out.with_name(f"{stem}-graph{suffix}") for suffix in (".json", ".dot"))
     outputs = {out: json.dumps(results, indent=2),
                graph_json: json.dumps(results["graph"], indent=2),

@@ -133,6 +133,11 @@ class Setup:
         (self.tmp / "saved" / "models" / "GraphVAE_tiny" / "existing").mkdir(parents=True)
         return ["-c", str(self.config_file()), "--run-id", "existing"]
 
+    def earlier_results(self, **results):
+        """test.py on a checkpoint already evaluated (its results file holds these)."""
+        (self.run / "checkpoint-latest-test.json").write_text(json.dumps(results))
+        return ["--resume", str(self.checkpoint)]
+
     def blocked_results(self):
         """test.py on a checkpoint whose results file cannot be written (a folder there)."""
         (self.run / "checkpoint-latest-test.json").mkdir()
@@ -813,6 +818,17 @@ CASES = [
     ("edge_gradients", lambda s: [], "the following arguments are required: --resume"),
     ("edge_gradients", lambda s: ["--resume", "x", "--batches", "0"], "argument --batches"),
     ("ddp_scaling", lambda s: ["--procs", "0"], "argument --procs: must be an integer from 1"),
+    # -- a flag that does not apply is refused, not ignored -------------------------------------
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--sequence-length", "50"],
+     "--sequence-length does not apply to GraphVAE, an image model: leave it out"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--rows", "3"],
+     "--rows shapes a traversal: give --traverse too, or leave it out"),
+    # -- results are never replaced by a lesser evaluation --------------------------------------
+    ("test", lambda s: s.earlier_results(n_examples=10000, samples=1000) + ["--limit", "10"],
+     "holds a fuller evaluation (10000 examples, K=1000) than this one would be (10 examples, "
+     "K=1000) and is kept: move it away to replace it"),
+    ("test", lambda s: s.earlier_results(n_examples=10000, samples=5000),
+     "(10000 examples, K=5000) than this one would be (the whole split, K=1000)"),
 ]
 
 
@@ -971,3 +987,15 @@ def test_a_closed_stdout_stops_quietly(setup, script):
     if script == "train":
         runs = list((setup.tmp / "saved" / "models").glob("*/*"))
         assert [p.name for p in runs[0].glob("checkpoint-latest.safetensors")], runs
+
+
+@pytest.mark.parametrize("flag", [["--traverse", "0"], ["--rows", "2"]])
+def test_image_flags_are_refused_for_a_sequence_model(flag):
+    class SequenceModel:
+        def generate(self, n, length):
+            raise AssertionError("never drawn")
+
+    args = sample.parse_args(["--resume", "x.safetensors", *flag])
+    with pytest.raises(sample.ConfigError, match=f"{flag[0]} does not apply to SequenceModel, "
+                                                 f"a sequence model: leave it out"):
+        sample.check_flags_apply(args, SequenceModel())
