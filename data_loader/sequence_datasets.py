@@ -25,7 +25,7 @@ from data_loader.cache import BrokenCache, cached
 from data_loader.data_dir import DATA_DIR_FIX, data_directory
 from data_loader.npz_arrays import check_npz
 from utils.errors import DataError, writing
-from utils.files import atomic_write
+from utils.files import atomic_write, not_a_file
 
 PIANO_LOW, PIANO_KEYS = 21, 88
 STROKE_WIDTH = 3  # (pen_lift, dx, dy)
@@ -47,8 +47,8 @@ def load_strokes(data_dir, source="lasa", subsample=10):
 
 
 def load_user_strokes(path):
-    if not path.is_file():
-        raise DataError(f"strokes file not found: {path} (an .npz made by {CONVERT}, or "
+    if why := not_a_file(path, "strokes file"):
+        raise DataError(f"{why} (an .npz made by {CONVERT}, or "
                         f"source 'lasa')")
     npy = path.suffix != ".npz"
     how = f"{CONVERT} {path if npy else '<strokes.npy>'} {path.with_suffix('.npz')}"

@@ -9,6 +9,7 @@ payload (a pickle that creates a file when it is unpickled).
 import hashlib
 import io
 import json
+import os
 import shutil
 import signal
 import struct
@@ -132,6 +133,11 @@ class Setup:
     def existing_run(self):
         (self.tmp / "saved" / "models" / "GraphVAE_tiny" / "existing").mkdir(parents=True)
         return ["-c", str(self.config_file()), "--run-id", "existing"]
+
+    def fifo(self):
+        path = self.tmp / "pipe.json"
+        os.mkfifo(path)
+        return path
 
     def earlier_results(self, **results):
         """test.py on a checkpoint already evaluated (its results file holds these)."""
@@ -823,6 +829,14 @@ CASES = [
      "--sequence-length does not apply to GraphVAE, an image model: leave it out"),
     ("sample", lambda s: ["--resume", str(s.checkpoint), "--rows", "3"],
      "--rows shapes a traversal: give --traverse too, or leave it out"),
+    # -- what a path is, said as it is -----------------------------------------------------------
+    ("train", lambda s: ["-c", str(s.tmp)], "is a folder, not a file (pass a config file"),
+    ("train", lambda s: ["-c", str(s.fifo())], "is a named pipe (FIFO), not a file"),
+    ("train", lambda s: ["--resume", str(s.run)], "is a folder, not a file"),
+    ("test", lambda s: ["--resume", "/dev/null"], "checkpoint /dev/null is a device, not a file"),
+    ("train", strokes(lambda s: s.tmp), "is a folder, not a file (an .npz made by"),
+    ("test", resumed(lambda c: c["model"]["bottom_up.1.running_var"].fill_(-1.0)),
+     "its 'model.bottom_up.1.running_var' has negative values, and a variance never is"),
     # -- results are never replaced by a lesser evaluation --------------------------------------
     ("test", lambda s: s.earlier_results(n_examples=10000, samples=1000) + ["--limit", "10"],
      "holds a fuller evaluation (10000 examples, K=1000) than this one would be (10 examples, "

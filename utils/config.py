@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from utils import run_dirs
 from utils.bounds import MAX_EPOCHS
 from utils.errors import ConfigError
+from utils.files import not_a_file
 from utils.settings import FilePath, check_args, shorten
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few kilobytes of JSON
@@ -109,8 +110,8 @@ def is_folder_name(name):
 
 def load_json(path):
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass an existing file with -c)")
+    if why := not_a_file(path, "config file"):
+        raise ConfigError(f"{why} (pass a config file with -c)")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path} is larger than any config ({MAX_CONFIG_BYTES:,} bytes at "
                           f"most); a config is small, plain JSON")

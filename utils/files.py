@@ -109,6 +109,23 @@ def real_folders(root, folder):
     return folder
 
 
+def not_a_file(path, what):
+    """Why path cannot be read as a file, as a phrase naming what it should be ("config file
+    not found: x.json", "config file x.json is a folder, not a file"); None for a regular file
+    (or a link to one). A FIFO, a device or a folder is never reported as missing."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{what} not found: {path}"
+    except OSError as e:
+        return f"{what} {path} cannot be read ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+    return f"{what} {path} is {kind}, not a file"
+
+
 def remove_stale(path):
     """Remove the temporary files that writers of path killed mid-way (kill -9, a crash)
     left beside it. A live writer holds a lock on its file (atomic_write), so only the files
