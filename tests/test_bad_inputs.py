@@ -821,7 +821,8 @@ CASES = [
     ("throughput", lambda s: ["--threads", "100000"], "(this machine's CPU cores), got 100000"),
     ("eval_speed", lambda s: ["--images", "-5"], "argument --images: must be an integer >= 1"),
     ("eval_speed", lambda s: ["--threads", "x"], "argument --threads: must be an integer, got 'x'"),
-    ("edge_gradients", lambda s: [], "the following arguments are required: --resume"),
+    ("edge_gradients", lambda s: [], "give the checkpoint whose edges are examined with --resume"),
+    ("edge_gradients", strokes_payload_in_checkpoint, "paths are never taken from a checkpoint"),
     ("edge_gradients", lambda s: ["--resume", "x", "--batches", "0"], "argument --batches"),
     ("ddp_scaling", lambda s: ["--procs", "0"], "argument --procs: must be an integer from 1"),
     # -- a flag that does not apply is refused, not ignored -------------------------------------

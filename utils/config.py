@@ -189,11 +189,10 @@ def set_by_path(config, dotted_key, value):
 
 
 def apply_overrides(config, assignments, flags=()):
-    """Apply the command line's overrides: assignments ['key.path=value', ...] (--set, given
-    any number of times) and flags [(flag, key, value)], e.g. ("--epochs", "trainer.epochs", 1).
-    Every one counts, whatever the order: a section given whole (--set 'trainer={...}') is set
-    first and the keys inside it after (--epochs 1 then sets its epochs); two that set the same
-    key are one line."""
+    """Apply the command line's ['key.path=value', ...] (--set) and [(flag, key, value)], e.g.
+    ("--epochs", "trainer.epochs", 1). Every one counts, whatever the order: a section given
+    whole (--set 'trainer={...}') is set first, the keys inside it after (--epochs 1 sets its
+    epochs); two that set the same key are one line."""
     overrides = sorted([*map(parse_assignment, assignments), *flags],
                        key=lambda override: override[1].count("."))
     for k, (given, key, value) in enumerate(overrides):
