@@ -134,6 +134,11 @@ class Setup:
         (self.tmp / "saved" / "models" / "GraphVAE_tiny" / "existing").mkdir(parents=True)
         return ["-c", str(self.config_file()), "--run-id", "existing"]
 
+    def linked(self, name):
+        """A symbolic link at tmp/name to a file elsewhere (what a write must never follow)."""
+        (self.tmp / name).symlink_to(self.write("victim", "precious\n"))
+        return self.tmp / name
+
     def fifo(self):
         path = self.tmp / "pipe.json"
         os.mkfifo(path)
@@ -830,6 +835,8 @@ CASES = [
      "--sequence-length does not apply to GraphVAE, an image model: leave it out"),
     ("sample", lambda s: ["--resume", str(s.checkpoint), "--rows", "3"],
      "--rows shapes a traversal: give --traverse too, or leave it out"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--out", str(s.linked("s.png"))],
+     "s.png is a symbolic link; graphvae writes no file through a link"),
     # -- what a path is, said as it is -----------------------------------------------------------
     ("train", lambda s: ["-c", str(s.tmp)], "is a folder, not a file (pass a config file"),
     ("train", lambda s: ["-c", str(s.fifo())], "is a named pipe (FIFO), not a file"),
