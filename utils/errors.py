@@ -38,15 +38,15 @@ def writing(path, fix):
 
 
 BROKEN_PIPE = 141  # what a shell reports for a process that SIGPIPE ended: 128 + 13
-
-
 stdout_closed = []  # [True] once the standard output was found closed (silence_stdout)
 
 
 def silence_stdout():
     """Send what is still written to a closed standard output to /dev/null, so that neither
     the writes left nor the flush at exit raise again."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     stdout_closed.append(True)
 
 
