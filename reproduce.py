@@ -65,6 +65,7 @@ from reproduction.runs import (
     settings_of,
     variants,
 )
+from utils.bounds import samples
 from utils.help_format import add_overrides, parser as help_parser
 
 
@@ -77,7 +78,7 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="the runs' seeds: every model is trained once per seed (the "
                              "statistics are over seeds)")
-    parser.add_argument("-k", "--samples", type=int, default=1000,
+    parser.add_argument("-k", "--samples", type=samples, default=1000,
                         help="importance samples per test example for log p(x)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
                         help=f"the models to compare, of {', '.join(MODELS)} (default: the "

@@ -31,6 +31,7 @@ from experiment import (build_loader, build_whole_loader, check_data_fits_model,
 from logger.figures import graph_to_dot  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
+from utils.bounds import integer, samples  # noqa: E402
 from utils.errors import CheckpointError, ConfigError, run_cli, writing  # noqa: E402
 from utils.files import refuse_link, write_file  # noqa: E402
 
@@ -44,11 +45,11 @@ def parse_args(argv):
                  "data_loader.args.data_dir=/data",
         "--data-dir": "where the data set's files are (default: the checkpoint config's "
                       "data_loader.args.data_dir)"})
-    args.add_argument("-k", "--samples", type=int, default=1000,
+    args.add_argument("-k", "--samples", type=samples, default=1000,
                       help="importance samples per example for log p(x) (paper: 5000; 0 skips "
                            "importance sampling)")
-    args.add_argument("--bs", type=int, default=100, help="test examples per batch")
-    args.add_argument("--limit", type=int, default=None,
+    args.add_argument("--bs", type=integer(), default=100, help="test examples per batch")
+    args.add_argument("--limit", type=integer(), default=None,
                       help="evaluate the first N test examples only (default: the whole test "
                            "split)")
     args.add_argument("--no-edge-values", action="store_true",
@@ -180,8 +181,6 @@ def main(argv=None):
     args = parse_args(argv)
     if not args.resume:
         raise ConfigError("give the checkpoint to evaluate with --resume")
-    if args.samples < 0 or args.bs <= 0 or (args.limit is not None and args.limit <= 0):
-        raise ConfigError("-k must be >= 0, --bs and --limit positive")
     stem = Path(args.resume).stem
     out = Path(args.resume).with_name(f"{stem}-test.json")
     refuse_to_replace_fuller(out, args.limit, args.samples)

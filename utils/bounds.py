@@ -9,6 +9,9 @@ import os
 # 100 times the paper's protocol (100 epochs): epochs=10**25 would write checkpoints until
 # the disk is full.
 MAX_EPOCHS = 10_000
+# Importance samples per example for log p(x): 20 times the paper's 5000 (each is a forward
+# pass; 10**9 would run for days).
+MAX_SAMPLES = 100_000
 # The CPU cores this process may run on: the most threads or processes worth starting.
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
@@ -30,3 +33,5 @@ def integer(low=1, high=None, bound=""):
 
 # A count of threads or processes on this machine (bench --threads, --procs).
 at_most_cpus = integer(1, CPUS, "this machine's CPU cores")
+# -k, importance samples (0: none, where a script may skip log p(x)).
+samples = integer(0, MAX_SAMPLES, "20 times the paper's 5000")
