@@ -694,7 +694,8 @@ CASES = [
      "offsets (dx, dy) of source"),
     ("train", strokes(lambda s: s.strokes_npz(np.ones((40, 3), np.float32), [10] * 4)),
      "do not vary (all equal)"),
-    ("train", strokes(lambda s: s.strokes_npz(np.full((40, 3), 3e38, np.float32), [10] * 4)),
+    ("train", strokes(lambda s: s.strokes_npz(np.c_[np.zeros(40), np.full((40, 2), 3e38)]
+                                              .astype(np.float32), [10] * 4)),
      "offsets (dx, dy) of source"),
     # -- H7: sizes, before anything is allocated or created -------------------------------------
     ("train", lambda s: ["--resume", str(s.sparse("huge.safetensors", 100 * 2 ** 30))],

@@ -39,7 +39,8 @@ def atomic_write(path, check=None):
     path = Path(path)
     folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        refuse_link(path, folder)
+        if refuse_link(path, folder) == "folder":  # refused before anything is created
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         tmp = f".{path.name}.{secrets.token_hex(6)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NO_LINK, 0o666, dir_fd=folder)
         try:
@@ -74,7 +75,8 @@ def write_file(path, content):
 
 
 def refuse_link(path, folder=None):
-    """A LinkRefused if path (its name in the open folder, if given) is a symbolic link."""
+    """A LinkRefused if path (its name in the open folder, if given) is a symbolic link;
+    "folder" if it is one."""
     path = Path(path)
     try:
         mode = os.stat(path.name if folder is not None else path, dir_fd=folder,
@@ -83,6 +85,7 @@ def refuse_link(path, folder=None):
         return
     if stat.S_ISLNK(mode):
         raise LinkRefused(path)
+    return "folder" if stat.S_ISDIR(mode) else None
 
 
 def open_no_link(path, flags, mode=0o666):
