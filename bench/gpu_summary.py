@@ -17,8 +17,6 @@ import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from utils.files import write_file  # standard library only too
-
 MODES = (("eager", "eager"), ("compiled", "trainer.compile"), ("bf16", "trainer.amp (bf16)"),
          ("cuda_graphs", "compile_mode reduce-overhead"))
 STEP_FIGURES = ("samples_per_s", "ms_per_step", "percent_of_layer_shapes_roofline",
@@ -34,7 +32,7 @@ def probe(path):
     try:
         import torch
     except Exception as e:  # whatever stops the import, there is no torch to check
-        write_file(path, json.dumps({"torch": None, "error": f"no torch: {e}"}))
+        Path(path).write_text(json.dumps({"torch": None, "error": f"no torch: {e}"}))
         return EXIT_NO_GPU
     available = torch.cuda.is_available()
     info = {"torch": torch.__version__, "cuda": torch.version.cuda,
@@ -44,7 +42,7 @@ def probe(path):
     release = tuple(int(n) for n in re.findall(r"\d+", torch.__version__)[:2])
     if release < MIN_TORCH:
         info["error"] = f"torch {torch.__version__} is older than {'.'.join(map(str, MIN_TORCH))}"
-    write_file(path, json.dumps(info))
+    Path(path).write_text(json.dumps(info))
     if not available:
         return EXIT_NO_GPU
     return EXIT_OLD_TORCH if "error" in info else 0
@@ -206,7 +204,7 @@ def main(argv=None):
     if not (gpu_problem(summary) or summary["data"]):  # else no part ran: no table
         print("\n".join(table(summary)))
     path = folder / "summary.json"
-    write_file(path, json.dumps(summary, indent=2))
+    path.write_text(json.dumps(summary, indent=2))
     verdict = "; ".join(summary["failures"]) if summary["failures"] else "every part ran"
     print(f"{verdict}. Summary written to {path}")
     return 1 if summary["failures"] else 0
