@@ -16,9 +16,9 @@ from pathlib import Path
 from data_loader.data_loaders import DATA_LOADERS
 from trainer.checkpoint import load_checkpoint
 from utils import distributed
-from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
+from utils.config import ConfigParser, apply_overrides, holds, load_json, parse_assignment
 from utils.errors import ConfigError
-from utils.help_format import parser as help_parser
+from utils.help_format import add_overrides, parser as help_parser
 from utils.run_dirs import save_dir_of
 from utils.settings import path_keys
 
@@ -58,8 +58,7 @@ def add_flags(parser, *flags, helps=None):
                          for flag, (key, _) in CONFIG_FLAGS.items()}, **(helps or {})}
     for flag in flags:
         if flag == "--set":
-            parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                                help=texts[flag])
+            add_overrides(parser, texts[flag])
         elif flag in CONFIG_FLAGS:
             parser.add_argument(flag, type=CONFIG_FLAGS[flag][1], help=texts[flag])
         else:
@@ -141,11 +140,10 @@ def load_run_config(args, max_devices=None, script="this script"):
         files = without_paths(config)
     else:
         raise ConfigError("give a config with -c config.json, or a checkpoint with --resume")
-    for flag, (key, _) in CONFIG_FLAGS.items():
-        value = getattr(args, flag[2:].replace("-", "_"), None)
-        if value is not None:
-            set_by_path(config, key, value)
-    config = apply_overrides(config, getattr(args, "set", []))
+    flags = [(flag, key, getattr(args, flag[2:].replace("-", "_"), None))
+             for flag, (key, _) in CONFIG_FLAGS.items()]
+    config = apply_overrides(config, getattr(args, "set", []),
+                             [flag for flag in flags if flag[2] is not None])
     if not getattr(args, "config", None) and checkpoint is not None:
         ask_for_files(config, files)
     if devices is not None:  # --device 0,1: those GPUs; --device cpu: the CPU
@@ -165,8 +163,8 @@ def refuse_new_run_flags(args, run_dir):
     given = [flag for flag, value in (("--run-id", getattr(args, "run_id", None)),
                                       ("--save-dir", getattr(args, "save_dir", None)))
              if value is not None]
-    given += ["--set trainer.save_dir" for item in getattr(args, "set", None) or []
-              if item.partition("=")[0] == "trainer.save_dir"]
+    given += [f"--set {key}" for _, key, value in map(parse_assignment, getattr(args, "set", []))
+              if key == "trainer.save_dir" or key == "trainer" and holds(value, "save_dir")]
     if given:
         raise ConfigError(f"{' and '.join(given)} {'choose' if len(given) > 1 else 'chooses'} "
                           f"where a new run goes; a resumed run "

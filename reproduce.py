@@ -65,7 +65,8 @@ from reproduction.runs import (
     settings_of,
     variants,
 )
-from utils.help_format import parser as help_parser
+from utils.bounds import samples
+from utils.help_format import add_overrides, parser as help_parser
 
 
 def parse_args(argv):
@@ -77,14 +78,13 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="the runs' seeds: every model is trained once per seed (the "
                              "statistics are over seeds)")
-    parser.add_argument("-k", "--samples", type=int, default=1000,
+    parser.add_argument("-k", "--samples", type=samples, default=1000,
                         help="importance samples per test example for log p(x)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), metavar="MODEL",
                         help=f"the models to compare, of {', '.join(MODELS)} (default: the "
                              f"four models and the control for images, VRNN and "
                              f"RecurrentGraphVAE for sequences, GraphVAE on synthetic_dag)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config overrides applied to every model")
+    add_overrides(parser, help="config overrides applied to every model")
     parser.add_argument("--results", help="where the results go (default: <--out>/<dataset>/"
                                           "results; the published ones: docs/results/<dataset>)")
     parser.add_argument("--overwrite", action="store_true",

@@ -27,6 +27,9 @@ IMAGE_SUFFIXES = (".png", ".jpg")
 MAX_IMAGES = 10_000  # images in one figure: a 100 x 100 grid
 MAX_SEQUENCES = 400  # generated sequences in one figure, each a plot of its own
 MAX_LENGTH = 10_000  # steps of a generated sequence (generated one after another)
+# Flags that apply to some models only: None when not given (a given flag that does not apply
+# is refused, not ignored), then these.
+DEFAULTS = {"rows": 8, "traversal_steps": 10, "sequence_length": 100}
 OUT_FIX = "choose a writable --out path"
 
 
@@ -44,13 +47,35 @@ def parse_args(argv):
     args.add_argument("--traverse",
                       help="node index, or 'all': vary that node, fix the others (images; "
                            "default: samples from the prior)")
-    args.add_argument("--rows", type=int, default=8,
-                      help="traversal rows: draws of the other nodes, each kept along its row")
-    args.add_argument("--traversal-steps", type=int, default=10,
-                      help="traversal columns: draws of the traversed node per row")
-    args.add_argument("--sequence-length", type=int, default=100,
-                      help="steps of each generated sequence (sequence models)")
-    return args.parse_args(argv)
+    args.add_argument("--rows", type=int, help=f"traversal rows: draws of the other nodes, each "
+                                               f"kept along its row (default {DEFAULTS['rows']})")
+    args.add_argument("--traversal-steps", type=int,
+                      help=f"traversal columns: draws of the traversed node per row (default "
+                           f"{DEFAULTS['traversal_steps']})")
+    args.add_argument("--sequence-length", type=int,
+                      help=f"steps of each generated sequence (sequence models; default "
+                           f"{DEFAULTS['sequence_length']})")
+    args = args.parse_args(argv)
+    args.given = {name for name in DEFAULTS if getattr(args, name) is not None}
+    for name, value in DEFAULTS.items():
+        setattr(args, name, value if name not in args.given else getattr(args, name))
+    return args
+
+
+def check_flags_apply(args, model):
+    """A flag that does not apply to this model (it would be ignored) is one line."""
+    sequences = hasattr(model, "generate")
+    given = {"--traverse": args.traverse is not None,
+             **{f"--{name.replace('_', '-')}": name in args.given for name in DEFAULTS}}
+    for flag in (["--traverse", "--rows", "--traversal-steps"] if sequences
+                 else ["--sequence-length"]):
+        if given[flag]:
+            raise ConfigError(f"{flag} does not apply to {type(model).__name__}, "
+                              f"{'a sequence' if sequences else 'an image'} model: leave it out")
+    for flag in ("--rows", "--traversal-steps"):
+        if given[flag] and not given["--traverse"]:
+            raise ConfigError(f"{flag} shapes a traversal: give --traverse too, or leave it "
+                              f"out")
 
 
 def image_shape_of(checkpoint):
@@ -108,6 +133,7 @@ def main(argv=None):
     config, checkpoint = load_run_config(args, max_devices=1, script="sample.py")
     torch.manual_seed(config["seed"])
     model = load_model(config, checkpoint, args.resume, prepare_device(config))
+    check_flags_apply(args, model)
     if hasattr(model, "generate") and args.n_samples > MAX_SEQUENCES:
         raise ConfigError(f"-n asks for {args.n_samples:,} sequences, more than the "
                           f"{MAX_SEQUENCES} one figure holds; draw fewer")

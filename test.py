@@ -31,7 +31,9 @@ from experiment import (build_loader, build_whole_loader, check_data_fits_model,
 from logger.figures import graph_to_dot  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
+from utils.bounds import integer, samples  # noqa: E402
 from utils.errors import CheckpointError, ConfigError, run_cli, writing  # noqa: E402
+from utils.files import refuse_link, write_file  # noqa: E402
 
 
 def parse_args(argv):
@@ -43,11 +45,11 @@ def parse_args(argv):
                  "data_loader.args.data_dir=/data",
         "--data-dir": "where the data set's files are (default: the checkpoint config's "
                       "data_loader.args.data_dir)"})
-    args.add_argument("-k", "--samples", type=int, default=1000,
+    args.add_argument("-k", "--samples", type=samples, default=1000,
                       help="importance samples per example for log p(x) (paper: 5000; 0 skips "
                            "importance sampling)")
-    args.add_argument("--bs", type=int, default=100, help="test examples per batch")
-    args.add_argument("--limit", type=int, default=None,
+    args.add_argument("--bs", type=integer(), default=100, help="test examples per batch")
+    args.add_argument("--limit", type=integer(), default=None,
                       help="evaluate the first N test examples only (default: the whole test "
                            "split)")
     args.add_argument("--no-edge-values", action="store_true",
@@ -157,27 +159,46 @@ def check_finite_results(results, path):
                                   f"an earlier checkpoint of the run")
 
 
+def refuse_to_replace_fuller(out, limit, samples):
+    """Results already written to out from more test examples or more importance samples
+    than this evaluation asks for (e.g. the whole split, and now --limit 3000) are never
+    replaced by it: one line, before anything is evaluated."""
+    try:
+        earlier = json.loads(out.read_text())
+        fuller = (limit is not None and earlier["n_examples"] > limit) \
+            or earlier["samples"] > samples
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # none there, or not a results file: nothing to keep
+    if fuller:
+        raise ConfigError(f"{out} holds a fuller evaluation ({earlier['n_examples']} examples, "
+                          f"K={earlier['samples']}) than this one would be ("
+                          f"{'the whole split' if limit is None else f'{limit} examples'}, "
+                          f"K={samples}) and is kept: move it away to replace it, or evaluate "
+                          f"a copy of the checkpoint")
+
+
 def main(argv=None):
     args = parse_args(argv)
     if not args.resume:
         raise ConfigError("give the checkpoint to evaluate with --resume")
-    if args.samples < 0 or args.bs <= 0 or (args.limit is not None and args.limit <= 0):
-        raise ConfigError("-k must be >= 0, --bs and --limit positive")
+    stem = Path(args.resume).stem
+    out = Path(args.resume).with_name(f"{stem}-test.json")
+    refuse_to_replace_fuller(out, args.limit, args.samples)
     config, checkpoint = load_run_config(args, max_devices=1, script="test.py")
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)
     check_finite_results(results, args.resume)
-    stem = Path(args.resume).stem
-    out = Path(args.resume).with_name(f"{stem}-test.json")
     graph_json, graph_dot = (out.with_name(f"{stem}-graph{suffix}") for suffix in (".json", ".dot"))
     outputs = {out: json.dumps(results, indent=2),
                graph_json: json.dumps(results["graph"], indent=2),
                graph_dot: graph_to_dot(results["graph"])}
+    for path in outputs:
+        refuse_link(path)  # before any is written: all three, or none
     for path, text in outputs.items():
         with writing(path, "the results are printed above; to have them written, evaluate a "
                            "copy of the checkpoint in a writable folder"):
-            path.write_text(text)
+            write_file(path, text)
     print(f"\nResults written to {out}; the graph to {graph_json.name} and {graph_dot.name} "
           f"beside it (render: dot -Tpng {graph_dot} -o {graph_dot.with_suffix('.png')})")
 

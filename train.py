@@ -9,15 +9,21 @@ if __name__ == "__main__":  # before the slow imports: a Ctrl-C at any moment is
     from utils.signals import exit_on_interrupt
     exit_on_interrupt()
 
+import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import traceback  # noqa: E402
 from contextlib import nullcontext  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from torch.distributed import DistError  # noqa: E402
 
 from cli import add_flags, load_run_config, parser, use_devices  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
 from utils import distributed, run_dirs  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
@@ -39,6 +45,10 @@ def main(argv=None):
     config, checkpoint = load_run_config(args)
     try:
         train(config, checkpoint, args.resume)
+    except Exception as e:
+        if not distributed.active() or isinstance(e, UserError):
+            raise
+        raise rank_failed(e, config) from None
     finally:
         distributed.shutdown()
 
@@ -67,6 +77,26 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
         logger.info(f"Done. Evaluate with: python test.py --resume "
                     f"{best if best.is_file() else trainer.checkpoints.latest}")
     return config.save_dir
+
+
+def rank_failed(error, config):
+    """A DDP process that failed (the others stop with it): one line naming its rank, where
+    its traceback is and how to resume (from the run's last checkpoint)."""
+    rank, world_size, _ = distributed.world()
+    fd, trace = tempfile.mkstemp(prefix=f"graphvae-rank{rank}-", suffix=".txt")  # O_EXCL
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(traceback.format_exception(error)))
+    latest = Path(config.save_dir) / "checkpoint-latest.safetensors"
+    again = f"python train.py --resume {latest}" if latest.is_file() else "start it again"
+    first_line = (str(error).splitlines() or [""])[0]
+    # A collective whose peer is gone (gloo: "closed by peer"; NCCL: "remote process"): the
+    # failing rank's own line says what happened.
+    what = "stopped: another rank failed" if isinstance(error, DistError) or any(
+        word in first_line for word in ("peer", "remote")) else \
+        f"failed ({type(error).__name__}: {first_line[:200]})"
+    return UserError(f"rank {rank} of {world_size} {what}, and the run stopped; "
+                     f"its traceback is in {trace}; to continue, {again} (with the same "
+                     f"--device or torchrun)")
 
 
 def launch_workers(n_workers, argv):

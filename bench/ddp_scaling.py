@@ -21,7 +21,10 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from bench.common import REPO  # noqa: E402
+from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import load_json  # noqa: E402
+from utils.files import write_file  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 
@@ -43,10 +46,10 @@ def main(argv=None):
     parser = help_parser(__doc__)
     parser.add_argument("-c", "--config", default=str(REPO / "config.json"),
                         help="the config whose training step is timed")
-    parser.add_argument("--steps", type=int, default=60, help="timed training steps per process")
-    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2],
+    parser.add_argument("--steps", type=integer(), default=60, help="timed training steps per process")
+    parser.add_argument("--procs", type=at_most_cpus, nargs="+", default=[1, 2],
                         help="process counts to time, one run each")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=at_most_cpus, default=None,
                         help="threads per process (default: cores / processes)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (nccl, a GPU per process)")
@@ -64,8 +67,8 @@ def main(argv=None):
             if procs != 1:
                 print(f"speed-up 1 -> {procs}: {rate / results[1]:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2))
+        write_file(args.json, json.dumps({str(k): v for k, v in results.items()}, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

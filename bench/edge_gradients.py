@@ -20,10 +20,11 @@ import json  # noqa: E402
 
 import torch  # noqa: E402
 
+from cli import add_flags, load_run_config  # noqa: E402
 from experiment import build_loader, load_model  # noqa: E402
-from trainer.checkpoint import load_checkpoint  # noqa: E402
-from utils.config import ConfigParser  # noqa: E402
+from utils.bounds import integer  # noqa: E402
 from utils.errors import ConfigError, run_cli  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 
@@ -52,15 +53,15 @@ def edge_gradients(model, loader, batches):
 
 
 def main(argv=None):
-    parser = help_parser(__doc__)
-    parser.add_argument("--resume", required=True,
-                        help="checkpoint whose edges are examined (from before the freeze)")
-    parser.add_argument("--batches", type=int, default=50,
+    parser = add_flags(help_parser(__doc__), "-r", "--data-dir", helps={
+        "-r": "checkpoint whose edges are examined (from before the freeze)"})
+    parser.add_argument("--batches", type=integer(), default=50,
                         help="training batches to average over")
     parser.add_argument("--json", help="also write the gradients to this JSON file")
     args = parser.parse_args(argv)
-    checkpoint = load_checkpoint(args.resume)
-    config = ConfigParser(checkpoint["config"], run_dir=".")
+    if not args.resume:
+        raise ConfigError("give the checkpoint whose edges are examined with --resume")
+    config, checkpoint = load_run_config(args)  # its data from --data-dir, never from it
     torch.manual_seed(config["seed"])
     model = load_model(config, checkpoint, args.resume)
     model.start_epoch(checkpoint["epoch"] + 1)  # the temperature training would go on with
@@ -75,11 +76,9 @@ def main(argv=None):
         share = f"{kl / total:.0%}" if total else "—"
         print(f"{name:16s} {recon:+10.4f} {kl:+10.4f} {total:+10.4f} {share:>9s}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"checkpoint": str(args.resume), "epoch": checkpoint["epoch"],
-                       "batches": args.batches,
-                       "gradients": {k: {"recon": r, "kl": q} for k, (r, q) in gradients.items()}},
-                      f, indent=2)
+        write_file(args.json, json.dumps({
+            "checkpoint": str(args.resume), "epoch": checkpoint["epoch"], "batches": args.batches,
+            "gradients": {k: {"recon": r, "kl": q} for k, (r, q) in gradients.items()}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,19 +13,21 @@ if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a
           "python -m bench.eval_speed", file=sys.stderr)
     sys.exit(2)
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 from bench.common import (REPO, bench_device, matmul_flops, record_matmuls,  # noqa: E402
                           synchronize)
+from cli import add_flags, load_run_config  # noqa: E402
 from experiment import build_loader, build_model, load_model  # noqa: E402
 from model.metrics import importance_sampled_log_likelihood  # noqa: E402
-from trainer.checkpoint import load_checkpoint  # noqa: E402
-from utils.config import ConfigParser, load_json  # noqa: E402
+from utils.bounds import at_most_cpus, integer  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 TEST_IMAGES = 10000
@@ -33,14 +35,14 @@ TEST_IMAGES = 10000
 
 def main(argv=None):
     parser = help_parser(__doc__)
-    parser.add_argument("--resume", help="checkpoint to time (default: the default config's "
-                                         "untrained model)")
-    parser.add_argument("-k", "--samples", type=int, default=1000,
+    add_flags(parser, "-r", "--data-dir", helps={
+        "-r": "checkpoint to time (default: the default config's untrained model)"})
+    parser.add_argument("-k", "--samples", type=integer(), default=1000,
                         help="importance samples per image")
-    parser.add_argument("--images", type=int, default=TEST_IMAGES,
+    parser.add_argument("--images", type=integer(), default=TEST_IMAGES,
                         help="test images to time (fewer: the full-set time is extrapolated)")
-    parser.add_argument("--batch-size", type=int, default=100, help="test images per batch")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--batch-size", type=integer(), default=100, help="test images per batch")
+    parser.add_argument("--threads", type=at_most_cpus, default=None, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or N")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--compile", action="store_true",
@@ -50,8 +52,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    checkpoint = load_checkpoint(args.resume) if args.resume else None
-    config = ConfigParser(checkpoint["config"] if checkpoint else load_json(REPO / "config.json"))
+    default = None if args.resume else str(REPO / "config.json")
+    config, checkpoint = load_run_config(argparse.Namespace(  # data from --data-dir, never
+        resume=args.resume, config=default, data_dir=args.data_dir))  # from the checkpoint
     device, _ = bench_device(args.device)
     loader = build_loader(config, "test", batch_size=args.batch_size, subset=args.images).to(device)
     model = load_model(config, checkpoint, args.resume, device) if checkpoint \
@@ -90,11 +93,11 @@ def main(argv=None):
         print(f"extrapolated to the {TEST_IMAGES} test images: {full:.0f} s ({full / 60:.1f} min)"
               f"; CPU time {cpu_seconds * TEST_IMAGES / n:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        write_file(args.json, json.dumps({
             "device": str(device), "samples": args.samples, "images": n, "seconds": seconds,
             "samples_per_s": n * args.samples / seconds, "seconds_for_10000_images": full,
             "mean_log_likelihood": total / n, "compile_seconds": compile_seconds}, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -195,8 +195,8 @@ def main(argv=None):
     if len(argv) == 2 and argv[0] == "--probe":
         return probe(argv[1])
     if len(argv) != 1 or not Path(argv[0]).is_dir():
-        print("usage: python -m bench.gpu_summary FOLDER (the folder gpu_check.sh wrote)",
-              file=sys.stderr)
+        print("error: give one folder, the one gpu_check.sh wrote: python -m bench.gpu_summary "
+              "FOLDER", file=sys.stderr)
         return 2
     folder = Path(argv[0])
     summary = summarise(folder)

@@ -35,7 +35,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -45,21 +44,23 @@ from bench.common import (REPO, Roofline, bench_device, endless, matmul_flops,  
 from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils import distributed  # noqa: E402
+from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
-from utils.help_format import parser as help_parser  # noqa: E402
+from utils.files import write_file  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
+from utils.help_format import add_overrides, parser as help_parser  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = help_parser(__doc__)
     parser.add_argument("-c", "--config", default=str(REPO / "config.json"),
                         help="the config whose training step is timed")
-    parser.add_argument("--steps", type=int, default=200, help="timed training steps")
-    parser.add_argument("--warmup", type=int, default=20,
+    parser.add_argument("--steps", type=integer(), default=200, help="timed training steps")
+    parser.add_argument("--warmup", type=integer(0), default=20,
                         help="training steps before timing starts (not timed)")
-    parser.add_argument("--window", type=int, default=10, help="steps per timed window")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set trainer.amp=true")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--window", type=integer(), default=10, help="steps per timed window")
+    add_overrides(parser, help="override config keys, e.g. --set trainer.amp=true")
+    parser.add_argument("--threads", type=at_most_cpus, default=None,
                         help="torch.set_num_threads for the step and the rooflines alike "
                              "(default: torch's, one per core)")
     parser.add_argument("--json", help="also write the figures to this file")
@@ -97,7 +98,7 @@ def main(argv=None):
             print(f"{world_size} processes: {figures['samples_per_s']:,.0f} samples/s "
                   f"(global batch {batch_size})")
             if args.json:
-                Path(args.json).write_text(json.dumps(figures, indent=2))
+                write_file(args.json, json.dumps(figures, indent=2))
         distributed.shutdown()
         return
     model = trainer.model
@@ -157,8 +158,8 @@ def main(argv=None):
     print(f"                 {square_roof:.1f} GFLOP/s sgemm 2048^3 (peak) -> "
           f"{figures['percent_of_square_roofline']:.0f} %")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        write_file(args.json, json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from numpy._core.multiarray import _reconstruct  # what NumPy's pickles of arrays call
 
-from data_loader.sequence_datasets import STROKE_WIDTH, check_sequences, save_sequences
+from data_loader.sequence_datasets import (PEN_LIFT, STROKE_WIDTH, check_sequences,
+                                           save_sequences)
 from utils.errors import DataError, run_cli
 from utils.help_format import parser as help_parser
 
@@ -87,7 +88,7 @@ def convert(source, target):
     if not sequences:
         raise DataError(f"{source} holds no sequences")
     check_sequences(source, np.concatenate(sequences), np.array([len(s) for s in sequences]),
-                    STROKE_WIDTH, "fix that sequence first")
+                    STROKE_WIDTH, "fix that sequence first", flags=PEN_LIFT)
     save_sequences(target, sequences, fix="choose a writable output path")
     return len(sequences)
 

@@ -25,10 +25,12 @@ from data_loader.cache import BrokenCache, cached
 from data_loader.data_dir import DATA_DIR_FIX, data_directory
 from data_loader.npz_arrays import check_npz
 from utils.errors import DataError, writing
-from utils.files import atomic_write
+from utils.files import atomic_write, not_a_file
 
 PIANO_LOW, PIANO_KEYS = 21, 88
 STROKE_WIDTH = 3  # (pen_lift, dx, dy)
+# The columns of a format that hold a 0 or a 1 (what a Bernoulli likelihood is trained on).
+PEN_LIFT, KEYS = (slice(0, 1), "pen_lift"), (slice(None), "key")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 CONVERT = "python -m data_loader.convert_strokes"
 REBUILT = "it is built again"  # what happens to a broken cache
@@ -39,19 +41,20 @@ def load_strokes(data_dir, source="lasa", subsample=10):
     if source != "lasa":
         return load_user_strokes(Path(source))
     cache = data_directory(data_dir) / f"lasa_strokes_every{subsample}.npz"
-    return cached(cache, lambda path: load_sequences(path, STROKE_WIDTH, REBUILT, BrokenCache),
+    return cached(cache, lambda path: load_sequences(path, STROKE_WIDTH, REBUILT, BrokenCache,
+                                                     PEN_LIFT),
                   lambda f: write_sequences(f, lasa_strokes(subsample)))
 
 
 def load_user_strokes(path):
-    if not path.is_file():
-        raise DataError(f"strokes file not found: {path} (an .npz made by {CONVERT}, or "
+    if why := not_a_file(path, "strokes file"):
+        raise DataError(f"{why} (an .npz made by {CONVERT}, or "
                         f"source 'lasa')")
     npy = path.suffix != ".npz"
     how = f"{CONVERT} {path if npy else '<strokes.npy>'} {path.with_suffix('.npz')}"
     return load_sequences(path, STROKE_WIDTH, f"convert the strokes once with {how} and "
                                               f"set data_loader.args.source to the .npz, or "
-                                              f"use source 'lasa'")
+                                              f"use source 'lasa'", flags=PEN_LIFT)
 
 
 def lasa_strokes(subsample):
@@ -86,7 +89,8 @@ def load_piano_rolls(data_dir, limit=None):
     """A list of (T, 88) binary float32 rolls of the Bach chorales (limit: the first N)."""
     name = "bach_chorales350.npz" if limit is None else f"bach_chorales350_first{limit}.npz"
     cache = data_directory(data_dir) / name
-    return cached(cache, lambda path: load_sequences(path, PIANO_KEYS, REBUILT, BrokenCache),
+    return cached(cache, lambda path: load_sequences(path, PIANO_KEYS, REBUILT, BrokenCache,
+                                                     KEYS),
                   lambda f: write_sequences(f, bach_chorale_rolls(limit)))
 
 
@@ -128,10 +132,11 @@ def save_sequences(path, sequences, fix=DATA_DIR_FIX):
             write_sequences(f, sequences)
 
 
-def load_sequences(path, width, fix, error=DataError):
+def load_sequences(path, width, fix, error=DataError, flags=None):
     """The float32 sequences of a file write_sequences wrote, checked (never unpickled):
-    steps of `width` finite numbers, lengths that are positive and add up. Each failure is
-    one line naming the file and `fix` (an `error`: BrokenCache for caches, rebuilt)."""
+    steps of `width` finite numbers, 0 or 1 in the columns `flags` names ((slice, name)),
+    lengths that are positive and add up. Each failure is one line naming the file and `fix`
+    (an `error`: BrokenCache for caches, rebuilt)."""
     check_npz(path, ("steps", "lengths"), fix, error)  # before any array is allocated
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -144,11 +149,11 @@ def load_sequences(path, width, fix, error=DataError):
     except (AttributeError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise error(f"{path} is not a sequences .npz with 'steps' and 'lengths' arrays "
                     f"({type(e).__name__}); {fix}") from None
-    check_sequences(path, steps, lengths, width, fix, error)
+    check_sequences(path, steps, lengths, width, fix, error, flags)
     return np.split(steps.astype(np.float32, copy=False), np.cumsum(lengths)[:-1])
 
 
-def check_sequences(path, steps, lengths, width, fix, error=DataError):
+def check_sequences(path, steps, lengths, width, fix, error=DataError, flags=None):
     if steps.ndim != 2 or steps.shape[1] != width or steps.dtype.kind not in "fiub":
         raise error(f"{path}: 'steps' must be numbers of shape (total steps, {width}), got "
                         f"{steps.dtype} {steps.shape}; {fix}")
@@ -156,9 +161,14 @@ def check_sequences(path, steps, lengths, width, fix, error=DataError):
             or (lengths < 1).any() or lengths.sum() != len(steps):
         raise error(f"{path}: 'lengths' must be positive integers, one per sequence, "
                         f"adding up to its {len(steps)} steps; {fix}")
-    for problem, bad in (("a NaN or infinite value", ~np.isfinite(steps).all(axis=1)),
-                         ("a value beyond float32's range (|x| > 3.4e38), which it is "
-                          "trained in", (np.abs(steps) > FLOAT32_MAX).any(axis=1))):
+    problems = [("a NaN or infinite value", ~np.isfinite(steps).all(axis=1)),
+                ("a value beyond float32's range (|x| > 3.4e38), which it is trained in",
+                 (np.abs(steps) > FLOAT32_MAX).any(axis=1))]
+    if flags:
+        columns, name = flags
+        problems.append((f"a {name} other than 0 or 1",
+                         ~np.isin(steps[:, columns], (0, 1)).all(axis=1)))
+    for problem, bad in problems:
         if bad.any():
             step = int(np.argmax(bad))
             sequence = int(np.searchsorted(np.cumsum(lengths), step, side="right"))

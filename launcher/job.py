@@ -14,6 +14,8 @@ from pathlib import Path
 
 from submitit.core.utils import JobPaths, pickle_load
 
+from utils.files import write_file
+
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
          "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT"}
 
@@ -91,7 +93,7 @@ def read_record(jobs_dir, key):
 
 
 def write_record(jobs_dir, job):
-    record_path(jobs_dir, job.key).write_text(json.dumps(
+    write_file(record_path(jobs_dir, job.key), json.dumps(
         {"launcher": job.launcher, "id": job.id, "folder": str(job.folder), "gpu": job.gpu}))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import submitit
 
+from utils.bounds import CPUS
 from utils.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,17 +76,16 @@ def read(args, gpus):
 
 
 def local(jobs, gpus):
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     entries = visible_entries(gpus)
     limit, what = ((len(entries), f"{len(entries)} GPU(s) for the runs, one run each")
-                   if entries else (cpus, f"{cpus} CPU core(s), one run each at most"))
+                   if entries else (CPUS, f"{CPUS} CPU core(s), one run each at most"))
     jobs = (limit if entries else 1) if jobs is None else jobs
     if jobs <= 0:
         raise ConfigError(f"--jobs must be positive, got {jobs}")
     if jobs > limit:
         raise ConfigError(f"--jobs {jobs}: this machine has {what}; give --jobs {limit} or "
                           f"fewer" + (", or --device cpu" if entries else ""))
-    return Launch("local", at_a_time=jobs, gpus=tuple(entries), threads=max(1, cpus // jobs))
+    return Launch("local", at_a_time=jobs, gpus=tuple(entries), threads=max(1, CPUS // jobs))
 
 
 def visible_entries(gpus):

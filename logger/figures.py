@@ -5,6 +5,7 @@ TensorBoard gets, each validation epoch, the learned graph, reconstructions (inp
 samples from the prior with the current discrete graph (log_epoch_figures).
 """
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -14,6 +15,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
+
+from utils.files import atomic_write  # noqa: E402
 
 
 N_RECONSTRUCTIONS = 16
@@ -52,7 +55,8 @@ def log_epoch_figures(writer, model, x_valid, image_shape, epoch, seed=None):
 
 def save_images(images, path, nrow=8):
     """(n, C, H, W) images in [0, 1] as one PNG grid."""
-    save_image(images, str(path), nrow=nrow, pad_value=0.5)
+    with atomic_write(path) as f:
+        save_image(images, f, format=Path(path).suffix[1:] or "png", nrow=nrow, pad_value=0.5)
 
 
 def graph_figure(graph, title=None, epoch=None, seed=None):
@@ -191,8 +195,9 @@ def save_curves(panels, path):
 
 
 def save_figure(figure, path, dpi=100):
-    """Write a matplotlib figure to path and free it."""
-    figure.savefig(path, dpi=dpi)
+    """Write a matplotlib figure to path (utils/files.atomic_write) and free it."""
+    with atomic_write(path) as f:
+        figure.savefig(f, format=Path(path).suffix[1:] or "png", dpi=dpi)
     plt.close(figure)
 
 
@@ -226,8 +231,7 @@ def save_tradeoff(points, path, xlabel, ylabel, title=""):
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)
 
 
 def save_sequence_figure(sequences, kind, path):
@@ -250,8 +254,7 @@ def save_sequence_figure(sequences, kind, path):
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def strokes_to_positions(strokes):

@@ -5,6 +5,7 @@ import logging.config
 from pathlib import Path
 
 from utils.config import VERBOSITY
+from utils.files import refuse_link
 
 CONFIG = Path(__file__).with_name("logger_config.json")
 LEVELS = dict(zip(VERBOSITY, (logging.WARNING, logging.INFO, logging.DEBUG)))
@@ -15,6 +16,7 @@ def setup_logging(log_dir):
     for handler in config["handlers"].values():
         if "filename" in handler:
             handler["filename"] = str(Path(log_dir) / handler["filename"])
+            refuse_link(handler["filename"])  # one line here, not logging's wrapped error
     logging.config.dictConfig(config)
 
 

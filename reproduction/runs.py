@@ -107,9 +107,9 @@ def model_config(run, seed, args):
     config["seed"] = seed
     if args.dataset in IMAGE_DATASETS:
         config.setdefault("data_loader", {}).setdefault("args", {})["dataset"] = args.dataset
-    trainer = config.setdefault("trainer", {})
-    trainer.update(epochs=args.epochs, save_dir=args.out, early_stop=0, tensorboard=False)
-    return apply_overrides(config, args.set + variant.overrides)
+    config.setdefault("trainer", {}).update(early_stop=0, tensorboard=False)
+    flags = [("--epochs", "trainer.epochs", args.epochs), ("--out", "trainer.save_dir", args.out)]
+    return apply_overrides(config, args.set + variant.overrides, flags)
 
 
 def run_one(run, seed, args, threads):

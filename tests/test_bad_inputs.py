@@ -9,6 +9,7 @@ payload (a pickle that creates a file when it is unpickled).
 import hashlib
 import io
 import json
+import os
 import shutil
 import signal
 import struct
@@ -27,6 +28,7 @@ import reproduce
 import sample
 import test as test_script
 import train
+from bench import ddp_scaling, edge_gradients, eval_speed, throughput
 from data_loader import convert_strokes
 from tests.conftest import DATA_DIR, REPO
 from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -34,7 +36,9 @@ from utils import run_dirs
 from utils.errors import run_cli
 
 SCRIPTS = {"train": train.main, "test": test_script.main, "sample": sample.main,
-           "convert": convert_strokes.main, "reproduce": reproduce.main}
+           "convert": convert_strokes.main, "reproduce": reproduce.main,
+           "throughput": throughput.main, "eval_speed": eval_speed.main,
+           "edge_gradients": edge_gradients.main, "ddp_scaling": ddp_scaling.main}
 
 
 class Payload:
@@ -129,6 +133,21 @@ class Setup:
     def existing_run(self):
         (self.tmp / "saved" / "models" / "GraphVAE_tiny" / "existing").mkdir(parents=True)
         return ["-c", str(self.config_file()), "--run-id", "existing"]
+
+    def linked(self, name):
+        """A symbolic link at tmp/name to a file elsewhere (what a write must never follow)."""
+        (self.tmp / name).symlink_to(self.write("victim", "precious\n"))
+        return self.tmp / name
+
+    def fifo(self):
+        path = self.tmp / "pipe.json"
+        os.mkfifo(path)
+        return path
+
+    def earlier_results(self, **results):
+        """test.py on a checkpoint already evaluated (its results file holds these)."""
+        (self.run / "checkpoint-latest-test.json").write_text(json.dumps(results))
+        return ["--resume", str(self.checkpoint)]
 
     def blocked_results(self):
         """test.py on a checkpoint whose results file cannot be written (a folder there)."""
@@ -415,9 +434,9 @@ CASES = [
     ("train", train_config(trainer(verbosity=5)),
      "'trainer.verbosity' must be 0 or 1 or 2, got 5"),
     ("train", train_config(None, "--epochs", "0"),
-     "'trainer.epochs' must be in [1, inf), got 0"),
+     "'trainer.epochs' must be in [1, 10000], got 0"),
     ("train", train_config(None, "--epochs", "-3"),
-     "'trainer.epochs' must be in [1, inf), got -3"),
+     "'trainer.epochs' must be in [1, 10000], got -3"),
     ("train", train_config(trainer(kl_warmup_epochs=-1)),
      "'trainer.kl_warmup_epochs' must be in [0, inf), got -1"),
     ("train", train_config(trainer(free_bits=-0.5)), "'trainer.free_bits' must be in [0, inf)"),
@@ -480,7 +499,7 @@ CASES = [
     ("train", train_config(gates(rate=0.9)), "unknown key 'arch.args.gate_schedule.rate'; did you mean 'tau_rate'?"),
     ("train", train_config(arch(encoder_hidden=[0])),
      "'arch.args.encoder_hidden' must be in [1, inf), got [0]"),
-    ("train", train_config(arch(n_nodes=0)), "'arch.args.n_nodes' must be in [1, 128], got 0"),
+    ("train", train_config(arch(n_nodes=0)), "'arch.args.n_nodes' must be in [1, 32], got 0"),
     ("train", train_config(arch(n_nodes="five")), "'arch.args.n_nodes' must be an integer"),
     ("train", train_config(arch(n_node=4)),
      "unknown key 'arch.args.n_node'; did you mean 'n_nodes'?"),
@@ -500,7 +519,7 @@ CASES = [
     ("train", strokes_loader(valid_fraction=0.5, test_fraction=0.6),
      "valid_fraction and test_fraction must add up to less than 1"),
     ("train", train_config(None, "--set", "arch.args.n_nodes=0"),
-     "'arch.args.n_nodes' must be in [1, 128], got 0"),
+     "'arch.args.n_nodes' must be in [1, 32], got 0"),
     ("train", train_config(None, "--set", "trainer.epochs=many"),
      "'trainer.epochs' must be an integer"),
     ("train", train_config(None, "--set", "trainer.epochs"), "must look like key.path=value"),
@@ -563,7 +582,13 @@ CASES = [
      "--traverse must be 'all' or a node index"),
     ("sample", lambda s: ["--resume", str(s.checkpoint), "-n", "0"], "must be positive"),
     ("sample", lambda s: [], "give the checkpoint to sample from with --resume"),
-    ("test", lambda s: ["--resume", str(s.checkpoint), "-k", "-1"], "-k must be >= 0"),
+    ("test", lambda s: ["--resume", str(s.checkpoint), "-k", "-1"],
+     "argument -k/--samples: must be an integer from 0 to 100000 (20 times the paper's 5000)"),
+    ("test", lambda s: ["--resume", str(s.checkpoint), "-k", str(10 ** 9)],
+     "argument -k/--samples: must be an integer from 0 to 100000"),
+    ("test", lambda s: ["--resume", str(s.checkpoint), "--limit", "0"],
+     "argument --limit: must be an integer >= 1, got 0"),
+    ("reproduce", reproduce_args("-k", str(10 ** 9)), "argument -k/--samples: must be an"),
     ("test", lambda s: [], "give the checkpoint to evaluate with --resume"),
     # -- H1: checkpoint state that does not fit the model or its counters --------------------
     ("train", resume_more(adam_state("exp_avg", lambda v: torch.zeros(3))),
@@ -669,7 +694,8 @@ CASES = [
      "offsets (dx, dy) of source"),
     ("train", strokes(lambda s: s.strokes_npz(np.ones((40, 3), np.float32), [10] * 4)),
      "do not vary (all equal)"),
-    ("train", strokes(lambda s: s.strokes_npz(np.full((40, 3), 3e38, np.float32), [10] * 4)),
+    ("train", strokes(lambda s: s.strokes_npz(np.c_[np.zeros(40), np.full((40, 2), 3e38)]
+                                              .astype(np.float32), [10] * 4)),
      "offsets (dx, dy) of source"),
     # -- H7: sizes, before anything is allocated or created -------------------------------------
     ("train", lambda s: ["--resume", str(s.sparse("huge.safetensors", 100 * 2 ** 30))],
@@ -687,7 +713,7 @@ CASES = [
     ("train", train_config(arch(encoder_hidden=[10 ** 13])),
      "arch.args make a model of 8.21e+15 parameters"),
     ("train", train_config(arch(decoder_hidden=[10 ** 6, 10 ** 6])), "arch.args make a model of"),
-    ("train", train_config(arch(n_nodes=200_000)), "'arch.args.n_nodes' must be in [1, 128], got 200000"),
+    ("train", train_config(arch(n_nodes=200_000)), "'arch.args.n_nodes' must be in [1, 32], got 200000"),
     ("train", train_config(arch(node_dim=10 ** 9)), "arch.args make a model too large to count"),
     ("train", train_config(arch(latent_dim=10 ** 13, n_nodes=3)),
      "latent_dim 10000000000000 is not divisible by n_nodes 3"),
@@ -766,6 +792,72 @@ CASES = [
      "gives the key 'name' twice in one object; keep one"),
     ("train", train_config(None, "--set", 'arch.args.gate_schedule={"lr": 1, "lr": 2}'),
      "gives the key 'lr' twice in one object"),
+    # -- overrides: every one counts, or the conflict is one line -------------------------------
+    ("train", train_config(None, "--epochs", "1", "--set", 'trainer={"epochs": 3}'),
+     "--set trainer and --epochs both set 'trainer.epochs'; give it once"),
+    ("train", train_config(None, "--set", "trainer.epochs=2", "--set", "trainer.epochs=3"),
+     "--set trainer.epochs and --set trainer.epochs both set 'trainer.epochs'"),
+    ("train", train_config(None, "--set", 'arch.args={"n_nodes": 2}', "arch.args.n_nodes=4"),
+     "--set arch.args and --set arch.args.n_nodes both set 'arch.args.n_nodes'"),
+    ("train", lambda s: ["--resume", str(s.checkpoint), "--set", 'trainer={"save_dir": "x"}'],
+     "--set trainer chooses where a new run goes"),
+    ("reproduce", reproduce_args("--set", "trainer.epochs=3"),
+     "--set trainer.epochs and --epochs both set 'trainer.epochs'"),
+    # -- bounds that keep a run finite ----------------------------------------------------------
+    ("train", train_config(None, "--epochs", str(10 ** 25)),
+     "'trainer.epochs' must be in [1, 10000], got 10000000000000000000000000"),
+    ("train", train_config(arch(n_nodes=100)), "'arch.args.n_nodes' must be in [1, 32], got 100"),
+    ("train", train_config(None, "--data-dir", ""),
+     "'data_loader.args.data_dir' is empty; name a folder or file ('.' for the current folder)"),
+    ("train", train_config(None, "--save-dir", ""), "'trainer.save_dir' is empty"),
+    ("train", strokes_loader(source=""), "'data_loader.args.source' is empty"),
+    # -- data values out of range ---------------------------------------------------------------
+    ("train", strokes(lambda s: s.strokes_npz(np.c_[np.full(40, 7.0), np.random.randn(40, 2)],
+                                              [10] * 4)),
+     "strokes.npz: sequence 0 has a pen_lift other than 0 or 1 (at step 0 of the file)"),
+    ("train", strokes(lambda s: s.strokes_npz(np.c_[np.r_[np.zeros(25), [0.5], np.zeros(14)],
+                                                    np.random.randn(40, 2)], [10] * 4)),
+     "sequence 2 has a pen_lift other than 0 or 1 (at step 25 of the file)"),
+    ("convert", lambda s: [str(s.npy(np.array([np.c_[np.full(3, -1.0), np.ones((3, 2))],
+                                               np.zeros((4, 3))], dtype=object))), str(s.tmp / "out.npz")],
+     "sequence 0 has a pen_lift other than 0 or 1"),
+    ("train", strokes_loader(subsample=-1), "'data_loader.args.subsample' must be in [1, inf)"),
+    ("train", strokes_loader(subsample=0), "'data_loader.args.subsample' must be in [1, inf)"),
+    # -- flags: one line, never a traceback or a usage block ------------------------------------
+    ("train", lambda s: ["--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+    ("test", lambda s: ["--bogus"], "unrecognized arguments: --bogus"),
+    ("reproduce", lambda s: ["--dataset", "imagenet"], "argument --dataset: invalid choice"),
+    ("throughput", lambda s: ["--window", "0"], "argument --window: must be an integer >= 1, got 0"),
+    ("throughput", lambda s: ["--threads", "0"],
+     "argument --threads: must be an integer from 1 to"),
+    ("throughput", lambda s: ["--threads", "100000"], "(this machine's CPU cores), got 100000"),
+    ("eval_speed", lambda s: ["--images", "-5"], "argument --images: must be an integer >= 1"),
+    ("eval_speed", lambda s: ["--threads", "x"], "argument --threads: must be an integer, got 'x'"),
+    ("edge_gradients", lambda s: [], "give the checkpoint whose edges are examined with --resume"),
+    ("edge_gradients", strokes_payload_in_checkpoint, "paths are never taken from a checkpoint"),
+    ("edge_gradients", lambda s: ["--resume", "x", "--batches", "0"], "argument --batches"),
+    ("ddp_scaling", lambda s: ["--procs", "0"], "argument --procs: must be an integer from 1"),
+    # -- a flag that does not apply is refused, not ignored -------------------------------------
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--sequence-length", "50"],
+     "--sequence-length does not apply to GraphVAE, an image model: leave it out"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--rows", "3"],
+     "--rows shapes a traversal: give --traverse too, or leave it out"),
+    ("sample", lambda s: ["--resume", str(s.checkpoint), "--out", str(s.linked("s.png"))],
+     "s.png is a symbolic link; graphvae writes no file through a link"),
+    # -- what a path is, said as it is -----------------------------------------------------------
+    ("train", lambda s: ["-c", str(s.tmp)], "is a folder, not a file (pass a config file"),
+    ("train", lambda s: ["-c", str(s.fifo())], "is a named pipe (FIFO), not a file"),
+    ("train", lambda s: ["--resume", str(s.run)], "is a folder, not a file"),
+    ("test", lambda s: ["--resume", "/dev/null"], "checkpoint /dev/null is a device, not a file"),
+    ("train", strokes(lambda s: s.tmp), "is a folder, not a file (an .npz made by"),
+    ("test", resumed(lambda c: c["model"]["bottom_up.1.running_var"].fill_(-1.0)),
+     "its 'model.bottom_up.1.running_var' has negative values, and a variance never is"),
+    # -- results are never replaced by a lesser evaluation --------------------------------------
+    ("test", lambda s: s.earlier_results(n_examples=10000, samples=1000) + ["--limit", "10"],
+     "holds a fuller evaluation (10000 examples, K=1000) than this one would be (10 examples, "
+     "K=1000) and is kept: move it away to replace it"),
+    ("test", lambda s: s.earlier_results(n_examples=10000, samples=5000),
+     "(10000 examples, K=5000) than this one would be (the whole split, K=1000)"),
 ]
 
 
@@ -847,3 +939,92 @@ def test_a_stopped_run_promises_no_file_that_does_not_exist(setup, capsys, monke
     assert run_cli(lambda: train.main(["-c", str(setup.config_file())])) == 0
     out = capsys.readouterr().out
     assert "Resume with:" in out and "Done." not in out and "model_best" not in out, out
+
+
+# -- files we write: never through a link planted in a run folder -----------------------------
+@pytest.mark.parametrize("planted", [".lock", "config.json", "log", "log/info.log",
+                                     "checkpoint-epoch2.safetensors"])
+def test_a_resumed_run_writes_nothing_through_a_planted_link(setup, capsys, planted):
+    victim = setup.tmp / "victim"
+    victim.mkdir() if planted == "log" else victim.write_text("precious\n")
+    before = tree(victim)
+    (setup.run / planted).parent.mkdir(exist_ok=True)
+    shutil.rmtree(setup.run / planted, ignore_errors=True)
+    (setup.run / planted).unlink(missing_ok=True)
+    (setup.run / planted).symlink_to(victim)
+    status = run_cli(lambda: train.main(["--resume", str(setup.checkpoint), "--epochs", "2"]))
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"{setup.run / planted} is a symbolic link; graphvae writes no file through" in err
+    assert tree(victim) == before, "a file was written through the link"
+
+
+@pytest.mark.parametrize("suffix", ["-test.json", "-graph.json", "-graph.dot"])
+def test_evaluation_writes_nothing_through_a_planted_link(setup, capsys, suffix):
+    victim = setup.write("victim", "precious\n")
+    written = [setup.run / f"checkpoint-latest{s}" for s in ("-test.json", "-graph.json",
+                                                             "-graph.dot")]
+    (setup.run / f"checkpoint-latest{suffix}").symlink_to(victim)
+    status = run_cli(lambda: test_script.main(["--resume", str(setup.checkpoint), "-k", "0",
+                                               "--limit", "10", "--no-edge-values"]))
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "is a symbolic link" in err, err
+    assert victim.read_text() == "precious\n"
+    assert not any(p.exists() and not p.is_symlink() for p in written), "a result was written"
+
+
+def test_the_writer_refuses_a_link_and_leaves_no_temporary_file(tmp_path):
+    from utils.files import LinkRefused, write_file
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "out.json").symlink_to(victim)
+    with pytest.raises(LinkRefused):
+        write_file(tmp_path / "out.json", "{}")
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim"]
+    write_file(tmp_path / "new.json", "{}")
+    assert (tmp_path / "new.json").read_text() == "{}"
+
+
+def test_every_override_counts(setup):
+    """--set given twice, and a section given whole beside a flag that sets a key inside it:
+    each lands in the run's config (none replaces another)."""
+    from cli import load_run_config
+    args = train.add_flags(train.parser(""), *train.FLAGS).parse_args([
+        "-c", str(setup.config_file()), "--set", "data_loader.args.subset=64",
+        "--set", 'trainer={"save_period": 3}', "--epochs", "1",
+        "--set", "arch.args.n_nodes=2", "trainer.early_stop=4"])
+    config, _ = load_run_config(args)
+    assert config["data_loader"]["args"]["subset"] == 64
+    assert config["arch"]["args"]["n_nodes"] == 2
+    assert (config["trainer"]["epochs"], config["trainer"]["save_period"],
+            config["trainer"]["early_stop"]) == (1, 3, 4)
+
+
+@pytest.mark.parametrize("script", ["train", "test"])
+def test_a_closed_stdout_stops_quietly(setup, script):
+    """`python train.py ... | head -1`: no traceback, no "Logging error"; training stops with
+    its checkpoint saved, to resume."""
+    argv = (["-c", str(setup.config_file())] if script == "train" else
+            ["--resume", str(setup.checkpoint), "-k", "0", "--limit", "10", "--no-edge-values"])
+    process = subprocess.Popen([sys.executable, f"{script}.py", *argv], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()
+    process.stdout.close()  # what head does after its line
+    err = process.stderr.read()
+    assert process.wait(timeout=300) in (0, 141) and err == "", err
+    if script == "train":
+        runs = list((setup.tmp / "saved" / "models").glob("*/*"))
+        assert [p.name for p in runs[0].glob("checkpoint-latest.safetensors")], runs
+
+
+@pytest.mark.parametrize("flag", [["--traverse", "0"], ["--rows", "2"]])
+def test_image_flags_are_refused_for_a_sequence_model(flag):
+    class SequenceModel:
+        def generate(self, n, length):
+            raise AssertionError("never drawn")
+
+    args = sample.parse_args(["--resume", "x.safetensors", *flag])
+    with pytest.raises(sample.ConfigError, match=f"{flag[0]} does not apply to SequenceModel, "
+                                                 f"a sequence model: leave it out"):
+        sample.check_flags_apply(args, SequenceModel())

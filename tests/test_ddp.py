@@ -432,3 +432,37 @@ def test_on_resume_every_rank_holds_partial_sums_with_the_same_keys(tiny_config,
     trainer.load_state_dict(checkpoint)
     assert set(trainer.partial_sums) == set(sums)
     assert all(torch.equal(v, torch.zeros_like(sums[k])) for k, v in trainer.partial_sums.items())
+
+
+def failing_worker(rank, argv, port, out_dir):
+    """Rank 1's step breaks (a bug, not a bad input): each rank reports on one line."""
+    import contextlib
+    import io
+    become_rank(rank, port)
+    original = Trainer.train_step
+
+    def breaks_on_rank_1(self, batch):
+        if rank == 1:
+            raise RuntimeError("a broken step")
+        return original(self, batch)
+
+    Trainer.train_step = breaks_on_rank_1
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = run_cli(lambda: train.main(argv))
+    (out_dir / f"rank{rank}.txt").write_text(f"{status}\n{err.getvalue()}")
+
+
+def test_a_failed_rank_says_which_it_is_and_how_to_resume(tiny_config, tmp_path):
+    config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=1)
+    config["data_loader"]["args"].update(subset=128, validation_size=64)
+    mp.spawn(failing_worker, args=(["-c", str(write_config(tmp_path, config))], free_port(),
+                                   tmp_path), nprocs=2, join=True)
+    status, err = (tmp_path / "rank1.txt").read_text().split("\n", 1)
+    assert status == "2" and err.count("\n") == 1, err
+    assert err.startswith("error: rank 1 of 2 failed (RuntimeError: a broken step), and the "
+                          "run stopped; its traceback is in "), err
+    trace = err.split("its traceback is in ")[1].split(";")[0]
+    assert "a broken step" in open(trace).read()
+    assert (tmp_path / "rank0.txt").read_text().startswith(
+        "2\nerror: rank 0 of 2 stopped: another rank failed, and the run stopped; its traceback")

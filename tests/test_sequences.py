@@ -184,7 +184,8 @@ def test_a_trusted_strokes_npy_converts_once_into_the_file_the_loader_reads(tmp_
     from data_loader.sequence_datasets import load_strokes
     from utils.errors import DataError
     rng = np.random.default_rng(0)
-    strokes = [rng.normal(size=(t, 3)).astype(np.float32) for t in (5, 9, 3)]
+    strokes = [np.c_[rng.integers(0, 2, t), rng.normal(size=(t, 2))].astype(np.float32)
+               for t in (5, 9, 3)]
     source, target = tmp_path / "strokes.npy", tmp_path / "strokes.npz"
     np.save(source, np.array(strokes, dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="convert_strokes"):

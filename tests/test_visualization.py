@@ -106,6 +106,7 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     # tiny_config trains on a subset of 512 images: the test set is still all 10,000, the
     # edge values use validation as training saw it, and the report says both.
     capsys.readouterr()
+    checkpoint.with_name("model_best-test.json").unlink()  # K=2 before: never replaced by K=0
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "0",
                                              "--bs", "1000"])) == 0
     out = capsys.readouterr().out
@@ -119,6 +120,7 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     assert "validation split as training used it, 512 of 1000 examples" in header
     assert checkpoint.with_name("model_best-test.json").read_text().startswith('{\n  "')
     assert f"Results written to {checkpoint.with_name('model_best-test.json')}" in out
+    checkpoint.with_name("model_best-test.json").unlink()  # the whole split: kept otherwise
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "0",
                                              "--limit", "30", "--no-edge-values"])) == 0
     assert "test split, 30 of 10000 examples evaluated" in capsys.readouterr().out

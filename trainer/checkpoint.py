@@ -25,7 +25,7 @@ import torch
 
 from trainer.checkpoint_schema import check_state
 from utils.errors import CheckpointError
-from utils.files import write_file
+from utils.files import not_a_file, write_file
 
 FORMAT = "graphvae checkpoint 1"
 MAX_BYTES = 4 * 2**30  # far above any model graphvae builds (utils/model_size.py)
@@ -52,9 +52,9 @@ def write_encoded(data, path):
 def load_checkpoint(path):
     """The checked state saved at path (tensors on the CPU), or a one-line CheckpointError."""
     path = Path(path)
-    if not path.is_file():
+    if why := not_a_file(path, "checkpoint"):
         several = int(os.environ.get("WORLD_SIZE", "1")) > 1  # under torchrun
-        raise CheckpointError(f"checkpoint not found: {path}" + (
+        raise CheckpointError(why + (
             f" on this machine (rank {os.environ.get('RANK', '?')}): every process reads it, "
             f"so it must be at this path on every machine (a shared file system, or a copy)"
             if several else ""))

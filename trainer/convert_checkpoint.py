@@ -7,7 +7,6 @@ A one-off command for a file you trust: the archive is read with torch.load(weig
 which builds tensors and plain data only, and the new file is checked like any checkpoint
 before it is written (the default: beside the old one, .safetensors).
 """
-import argparse
 import io
 import math
 import sys
@@ -18,7 +17,8 @@ import torch
 from trainer.checkpoint import FORMAT, decode, encode
 from trainer.checkpoint_schema import check_state
 from utils.errors import CheckpointError, run_cli
-from utils.files import write_file
+from utils.files import not_a_file, write_file
+from utils.help_format import parser as help_parser
 
 TRAILER = len(b"graphvae-sha256:") + 32  # the digest earlier versions appended
 
@@ -40,15 +40,14 @@ def converted(old):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = help_parser(__doc__)
     parser.add_argument("old", help="the .pth checkpoint of an earlier graphvae")
     parser.add_argument("new", nargs="?", help="where to write (default: beside it)")
     args = parser.parse_args(argv)
     old, new = Path(args.old), Path(args.new or Path(args.old).with_suffix(".safetensors"))
-    data = old.read_bytes() if old.is_file() else None
-    if data is None:
-        raise CheckpointError(f"checkpoint not found: {old}")
+    if why := not_a_file(old, "checkpoint"):
+        raise CheckpointError(why)
+    data = old.read_bytes()
     archive = data[:-TRAILER] if data[-TRAILER:-32] == b"graphvae-sha256:" else data
     try:
         state = converted(torch.load(io.BytesIO(archive), map_location="cpu", weights_only=True))

@@ -26,6 +26,9 @@ def check_model(model, state):
     if state["arch"] != type(model).__name__:
         raise Misfit(f"it holds a {state['arch']}, the config builds a {type(model).__name__}")
     fits_tensors(state["model"], model.state_dict(), "weights", exact=True)
+    for key, value in state["model"].items():  # BatchNorm's: the square root is taken
+        if key.endswith("running_var") and bool((value < 0).any()):
+            raise Misfit(f"its 'model.{key}' has negative values, and a variance never is")
 
 
 def check_fits(trainer, state):

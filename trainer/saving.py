@@ -27,6 +27,7 @@ class RunCheckpoints:
     def __init__(self, run_dir, save_period, last_epoch):
         self.run_dir, self.save_period, self.last_epoch = run_dir, save_period, last_epoch
         self.good = None  # (the bytes of the last state known finite, where it stands)
+        self.only_start = True  # no epoch ended since the state this run started from
 
     @property
     def latest(self):
@@ -45,7 +46,7 @@ class RunCheckpoints:
                 write_encoded(encode(state), self.latest)
             return
         data = encode(state) if main else None
-        self.good = (data, f"the end of epoch {epoch}")
+        self.good, self.only_start = (data, f"the end of epoch {epoch}"), False
         if not main:
             return
         paths = [self.latest]

@@ -202,8 +202,10 @@ class Trainer:
         """TrainingDiverged, with checkpoint-latest set back to the last state known finite."""
         where, latest = self.checkpoints.roll_back(), self.checkpoints.latest
         lower = self.optimizer.param_groups[0]["lr"] / 10
-        return TrainingDiverged(f"{what}; {latest} is set back to the last state known finite "
-                                f"({where}); check the data, or resume from it with a lower "
+        state = (f"{latest} holds {where} again, the state no epoch of this run got past: it "
+                 f"or the data gives non-finite losses" if self.checkpoints.only_start else
+                 f"{latest} is set back to the last state known finite ({where})")
+        return TrainingDiverged(f"{what}; {state}; check the data, or resume from it with a lower "
                                 f"learning rate: python train.py --resume {latest} --lr {lower:.3g}")
 
     def global_step(self):

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from utils import run_dirs
+from utils.bounds import MAX_EPOCHS
 from utils.errors import ConfigError
+from utils.files import not_a_file
 from utils.settings import FilePath, check_args, shorten
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few kilobytes of JSON
@@ -40,7 +42,7 @@ class Section:
 @dataclass(frozen=True)
 class TrainerSettings:
     """config: trainer. docs/training.md says what each key does."""
-    epochs: Count = 100
+    epochs: Annotated[int, f"[1, {MAX_EPOCHS}]"] = 100
     save_dir: FilePath = "saved/"
     save_period: Count = 10
     verbosity: Literal[VERBOSITY] = 2
@@ -108,8 +110,8 @@ def is_folder_name(name):
 
 def load_json(path):
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass an existing file with -c)")
+    if why := not_a_file(path, "config file"):
+        raise ConfigError(f"{why} (pass a config file with -c)")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path} is larger than any config ({MAX_CONFIG_BYTES:,} bytes at "
                           f"most); a config is small, plain JSON")
@@ -186,14 +188,37 @@ def set_by_path(config, dotted_key, value):
     node[last] = value
 
 
-def apply_overrides(config, assignments):
-    """Apply ['key.path=value', ...] from the command line."""
-    for assignment in assignments:
-        key, sep, text = assignment.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override '{assignment}' must look like key.path=value")
-        set_by_path(config, key, parse_value(text))
+def apply_overrides(config, assignments, flags=()):
+    """Apply the command line's ['key.path=value', ...] (--set) and [(flag, key, value)], e.g.
+    ("--epochs", "trainer.epochs", 1). Every one counts, whatever the order: a section given
+    whole (--set 'trainer={...}') is set first, the keys inside it after (--epochs 1 sets its
+    epochs); two that set the same key are one line."""
+    overrides = sorted([*map(parse_assignment, assignments), *flags],
+                       key=lambda override: override[1].count("."))
+    for k, (given, key, value) in enumerate(overrides):
+        for earlier, section, whole in overrides[:k]:
+            if key == section or key.startswith(section + ".") \
+                    and holds(whole, key[len(section) + 1:]):
+                raise ConfigError(f"{earlier} and {given} both set '{key}'; give it once")
+        set_by_path(config, key, value)
     return config
+
+
+def parse_assignment(assignment):
+    """(how it was given, key, value) of a --set key.path=value."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{assignment}' must look like key.path=value")
+    return f"--set {key}", key, parse_value(text)
+
+
+def holds(value, dotted_key):
+    """Whether the nested objects of value give dotted_key ('a.b': value['a']['b'])."""
+    for key in dotted_key.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    return True
 
 
 class ConfigParser:

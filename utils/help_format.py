@@ -1,6 +1,9 @@
-"""How every script's --help is laid out: its docstring as written, and after each flag's
-help the default it takes (argparse's two formatters combined)."""
+"""Every script's command line: --help laid out as its docstring as written, and after each
+flag's help the default it takes (argparse's two formatters combined); a bad flag is one line
+(utils/errors.run_cli), not argparse's usage block."""
 import argparse
+
+from utils.errors import UserError
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
@@ -14,6 +17,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
 def parser(description):
     """An argument parser whose --help shows the description as written and the defaults."""
-    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    return Parser(description=description, formatter_class=HelpFormatter)
+
+
+def add_overrides(parser, help):
+    """--set KEY=VALUE ..., which may be given several times: every override counts
+    (utils/config.apply_overrides)."""
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help=help)

@@ -11,10 +11,12 @@ writing the same run (e.g. two resumes of one checkpoint) stops with one line.
 import fcntl
 import itertools
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from utils.errors import ConfigError, writing
+from utils.files import open_no_link, real_folders, write_file
 
 LOCK_FILE = ".lock"
 
@@ -25,8 +27,8 @@ def claim_new(models_dir, log_dir, exact=False):
     for k in itertools.count():
         name = models_dir.name if k == 0 else f"{models_dir.name}_{k}"
         models, logs = models_dir.with_name(name), log_dir.with_name(name)
-        models.parent.mkdir(parents=True, exist_ok=True)
-        logs.parent.mkdir(parents=True, exist_ok=True)
+        real_folders(save_dir_of(models), models.parent)
+        real_folders(save_dir_of(models), logs.parent)
         try:
             models.mkdir()
         except FileExistsError:
@@ -66,7 +68,7 @@ def exists_error(path):
 def lock(run_dir):
     """Hold an exclusive lock on run_dir until the returned file is closed; one line if another
     process holds it. The lock file stays (removing it would let two writers lock two files)."""
-    handle = open(run_dir / LOCK_FILE, "a")
+    handle = os.fdopen(open_no_link(run_dir / LOCK_FILE, os.O_WRONLY | os.O_CREAT), "a")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -86,7 +88,7 @@ def open_run(config, resuming=False):
             config.save_dir.mkdir(parents=True, exist_ok=True)
             handle = lock(config.save_dir)
             try:
-                config.log_dir.mkdir(parents=True, exist_ok=True)
+                real_folders(save_dir_of(config.save_dir), config.log_dir)
             except BaseException:
                 handle.close()
                 raise
@@ -98,7 +100,7 @@ def open_run(config, resuming=False):
         with writing(config.save_dir, "free space or choose another trainer.save_dir"):
             for stale in config.save_dir.glob(".*.tmp"):  # of a write killed mid-way
                 stale.unlink(missing_ok=True)
-            (config.save_dir / "config.json").write_text(json.dumps(config.config, indent=2))
+            write_file(config.save_dir / "config.json", json.dumps(config.config, indent=2))
         yield
     finally:
         handle.close()

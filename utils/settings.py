@@ -96,6 +96,9 @@ def check_value(value, hint, where):
         return filled
     if not type_ok(value, base):
         raise ConfigError(f"'{where}' must be {describe(base)}, got {shorten(value)}")
+    if names_path(hint) and value == "":  # not the current folder by accident: '.' says so
+        raise ConfigError(f"'{where}' is empty; name a folder or file ('.' for the current "
+                          f"folder)")
     for constraint in constraints:
         if value is not None and not in_interval(value, constraint):
             raise ConfigError(f"'{where}' must be in {constraint}, got {shorten(value)}")
@@ -121,8 +124,12 @@ def is_union(hint):
 def path_keys(target):
     """The names of target's settings that are file paths (annotated FilePath)."""
     _, hints = settable(target, ())
-    return [name for name, hint in hints.items()
-            if typing.get_origin(hint) is typing.Annotated and PATH in typing.get_args(hint)]
+    return [name for name, hint in hints.items() if names_path(hint)]
+
+
+def names_path(hint):
+    """Whether a setting's annotation marks a file path (FilePath)."""
+    return typing.get_origin(hint) is typing.Annotated and PATH in typing.get_args(hint)
 
 
 def all_defaulted(settings):

@@ -5,14 +5,16 @@ scripts call it before their slow imports). While training: StopRequests turns t
 that ask a run to end (STOP_SIGNALS: Ctrl-C's SIGINT, `kill`'s and a scheduler's SIGTERM, the
 SIGHUP of a closed terminal or a dropped ssh connection, and the SIGUSR1 a Slurm job asks for
 before its time limit with `#SBATCH --signal=USR1@120`) into one request, which the trainer
-answers at the next step boundary by saving a checkpoint.
+answers at the next step boundary by saving a checkpoint. While it trains, a closed standard
+output (SIGPIPE: `train.py ... | head`, or found closed before, utils/errors.silence_stdout)
+is one more request to stop.
 """
 import os
 import signal
 import sys
 from contextlib import contextmanager
 
-from utils.errors import INTERRUPTED
+from utils.errors import INTERRUPTED, stdout_closed
 
 
 def exit_on_interrupt():
@@ -58,7 +60,9 @@ class StopRequests:
     @contextmanager
     def installed(self):
         """The handlers while the block runs; the previous ones back afterwards."""
-        previous = {s: signal.signal(s, self.handle) for s in STOP_SIGNALS}
+        previous = {s: signal.signal(s, self.handle) for s in (*STOP_SIGNALS, signal.SIGPIPE)}
+        if stdout_closed:  # before training began: a SIGPIPE was ignored then
+            self.handle(signal.SIGPIPE, None)
         try:
             yield self
         finally:
