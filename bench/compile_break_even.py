@@ -29,27 +29,28 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
 from bench.common import REPO, endless  # noqa: E402
 from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
+from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
-from utils.help_format import parser as help_parser  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
+from utils.files import write_file  # noqa: E402
+from utils.help_format import add_overrides, parser as help_parser  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = help_parser(__doc__)
     parser.add_argument("-c", "--config", default=str(REPO / "config.json"),
                         help="the config whose training step is compiled")
-    parser.add_argument("--rounds", type=int, default=20, help="timed rounds of each step")
-    parser.add_argument("--steps", type=int, default=10, help="training steps per round")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--rounds", type=integer(), default=20, help="timed rounds of each step")
+    parser.add_argument("--steps", type=integer(), default=10, help="training steps per round")
+    parser.add_argument("--threads", type=at_most_cpus, default=None,
                         help="torch.set_num_threads (default: torch's, one per core)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set data_loader.args.data_dir=data")
+    add_overrides(parser, help="override config keys, e.g. --set data_loader.args.data_dir=data")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--first-step-only", action="store_true",
                         help="(the second process) print the compiled trainer's first and "
@@ -128,8 +129,8 @@ def main(argv=None):
         print(f"compile, {cache} cache  {compile_s[cache]:.1f} s -> pays after "
               + (f"{steps:,.0f} steps" if steps else "never (no step saved)"))
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        write_file(args.json, json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

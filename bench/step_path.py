@@ -22,15 +22,14 @@ from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
-from utils.help_format import parser as help_parser  # noqa: E402
+from utils.help_format import add_overrides, parser as help_parser  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = help_parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-c", "--config", default=str(REPO / "configs" / "tiny.json"),
                         help="the run's config")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override, as train.py takes it (repeatable)")
+    add_overrides(parser, help="a config override, as train.py takes it (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -68,4 +67,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(run_cli(main))

@@ -40,7 +40,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -51,9 +50,11 @@ from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from model.graph_vae import GraphVAE  # noqa: E402
 from model.networks import mlp  # noqa: E402
+from utils.bounds import at_most_cpus  # noqa: E402
 from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.help_format import parser as help_parser  # noqa: E402
+from utils.files import write_file  # noqa: E402
+from utils.help_format import add_overrides, parser as help_parser  # noqa: E402
 
 
 class FlagError(UserError):
@@ -69,10 +70,9 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
     parser.add_argument("--warmup", type=int, default=20,
                         help="training steps of each before timing (not timed)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=at_most_cpus, default=None,
                         help="torch.set_num_threads (default: torch's, one per core)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. --set trainer.compile=false")
+    add_overrides(parser, help="override config keys, e.g. --set trainer.compile=false")
     parser.add_argument("--json", help="also write the figures to this file")
 
     def error(message):
@@ -211,7 +211,7 @@ def main(argv=None):
     }
     report(figures)
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        write_file(args.json, json.dumps(figures, indent=2))
 
 
 def report(f):

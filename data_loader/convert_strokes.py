@@ -62,7 +62,7 @@ def read_object_array(source):
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, _, dtype = read_header(f)
-        if dtype != object:
+        if dtype != np.dtype(object):
             raise DataError(f"{source} holds a {dtype} array of shape {shape}, not the object "
                             f"array of (T, 3) sequences a strokes.npy is")
         return ArrayUnpickler(f, encoding="latin1").load()

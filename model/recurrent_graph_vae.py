@@ -33,9 +33,9 @@ from model.networks import mlp
 from model.registry import MODELS
 from model.settings import Probability, Size, settings
 from model.structure_prior import StructurePrior
+from model.top_down import split_params
 
 CROSS_STRUCTURES = tuple(s for s in STRUCTURES if s != "chain")  # across steps: no chain
-from model.top_down import split_params
 
 
 @MODELS.register()
