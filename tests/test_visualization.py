@@ -253,3 +253,47 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     # Paired changes: warm-up (-0.5, 0.0) -> -0.25 ± 0.25; free bits (+1, +2) -> +1.50 ± 0.50.
     assert "| -0.25 ± 0.25 |" in summarize.row(tmp_path, "warmup10", "vrnn")
     assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
+
+
+@pytest.fixture
+def recurrent_checkpoint(tmp_path):
+    """A RecurrentGraphVAE (3 nodes) trained one epoch on handwriting, with TensorBoard on;
+    its graph set to drop z2->z0 within a step and 4 of the 9 edges from step t-1."""
+    config = json.loads((REPO / "configs" / "recurrent_graph_vae_strokes.json").read_text())
+    config.update(n_gpu=0)
+    config["arch"]["args"].update(rnn_hidden=16, hidden=16, feature_dim=8, node_dim=2)
+    config["data_loader"]["args"] = {"data_dir": str(DATA_DIR), "subsample": 25}
+    config["trainer"].update(epochs=1, save_dir=str(tmp_path / "saved"), tensorboard=True,
+                             tbptt_steps=20, edge_values=False)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config))])) == 0
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.safetensors"
+    state = load_checkpoint(checkpoint)
+    state["model"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
+    state["model"]["cross_gates.logits"] = torch.tensor([1.0, -1.0] * 4 + [3.0])
+    save_checkpoint(state, checkpoint)
+    return checkpoint
+
+
+def test_test_script_counts_exports_and_draws_every_edge_of_the_recurrent_model(
+        recurrent_checkpoint, capsys):
+    n, dropped = 3, 1 + 4
+    assert run_cli(lambda: test_script.main(["--resume", str(recurrent_checkpoint), "-k", "0",
+                                             "--limit", "5", "--no-edge-values"])) == 0
+    out = capsys.readouterr().out
+    total = n * (n - 1) // 2 + n * n  # within a step, and from every node of step t-1
+    assert f"{dropped} of {total} edges dropped (3 within a step, 9 from step t-1)" in out
+    graph = json.loads(recurrent_checkpoint.with_name("model_best-graph.json").read_text())
+    assert len(graph["edges"]) + len(graph["cross_edges"]) == total
+    dot = recurrent_checkpoint.with_name("model_best-graph.dot").read_text()
+    edges = re.findall(r'"(z\d(?:\(t-1\))?)" -> "(z\d)" \[[^\]]*style=(\w+)', dot)
+    assert len(edges) == total and sum(style == "dashed" for *_, style in edges) == dropped
+    picture = recurrent_checkpoint.with_name("model_best-graph.png")
+    assert Image.open(picture).size[0] > 500 and picture.name in out
+    assert "dot -T" not in out  # Graphviz is no dependency
+
+
+def test_tensorboard_shows_a_sequence_models_data_and_generated_sequences(recurrent_checkpoint):
+    (log_dir,) = (recurrent_checkpoint.parents[3] / "log").glob("*/*")
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert {"graph", "sequences/validation", "sequences/generated"} <= set(events.Tags()["images"])
