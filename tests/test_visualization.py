@@ -56,6 +56,27 @@ def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_co
                for event in EventFileLoader(str(path)).Load()
                for value in event.summary.value if value.tag.startswith("_hparams_/experiment")]
     assert written == ["_hparams_/experiment"]  # once, not again when the run resumed
+    settings = hparams_of(plugins)
+    config = load_checkpoint(checkpoint)["config"]
+    assert settings["arch"] == "GraphVAE" and settings["arch.n_nodes"] == 3
+    for key in ("structure_prior.edge_penalty", "gate_schedule.anneal_epochs"):
+        section, name = key.split(".")
+        assert settings[f"arch.{key}"] == config["arch"]["args"][section][name]
+    for key in ("kl_warmup_epochs", "free_bits", "log_every_steps"):
+        assert settings[f"trainer.{key}"] == config["trainer"][key]
+    assert settings["trainer.epochs"] == 1  # as the run started (resumed with --epochs 2)
+    assert settings["arch.gate_schedule.freeze_epoch"] == "null"
+    assert settings["arch.encoder_hidden"] == "[64]"
+
+
+def hparams_of(events):
+    """{setting: value} a run wrote to the HParams tab."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    for content in events.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            return {name: getattr(value, value.WhichOneof("kind"))
+                    for name, value in data.session_start_info.hparams.items()}
 
 
 def test_a_runs_event_files_read_in_the_order_written_also_within_one_second(
@@ -255,10 +276,11 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
 
 
-@pytest.fixture
-def recurrent_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def recurrent_checkpoint(tmp_path_factory):
     """A RecurrentGraphVAE (3 nodes) trained one epoch on handwriting, with TensorBoard on;
     its graph set to drop z2->z0 within a step and 4 of the 9 edges from step t-1."""
+    tmp_path = tmp_path_factory.mktemp("recurrent")
     config = json.loads((REPO / "configs" / "recurrent_graph_vae_strokes.json").read_text())
     config.update(n_gpu=0)
     config["arch"]["args"].update(rnn_hidden=16, hidden=16, feature_dim=8, node_dim=2)
