@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from cli import add_flags, load_run_config, parser  # noqa: E402
 from experiment import (build_loader, build_whole_loader, check_data_fits_model,  # noqa: E402
                         load_model, prepare_device)
+from logger.console import data_description  # noqa: E402
 from logger.graph_dot import graph_to_dot  # noqa: E402
 from logger.graph_figure import graph_figure  # noqa: E402
 from logger.graph_style import all_edges, edge_status  # noqa: E402
@@ -87,14 +88,6 @@ def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, lim
                    examples_in_split=loader.split_size, params=model.n_parameters(),
                    per="step" if results["n_units"] != results["n_examples"] else "example")
     return results
-
-
-def data_description(config):
-    """The data loader's type and the data set it reads (its dataset or source argument;
-    the piano-roll loader has one data set only)."""
-    section = config["data_loader"]
-    args = section.get("args", {})
-    return {"loader": section["type"], "dataset": args.get("dataset", args.get("source"))}
 
 
 def print_header(results):
