@@ -103,7 +103,7 @@ def test_a_runs_event_files_read_in_the_order_written_also_within_one_second(
 
 def parse_dot_edges(text):
     return {(int(a), int(b)): style for a, b, style in
-            re.findall(r"z(\d+) -> z(\d+) \[[^\]]*style=(\w+)", text)}
+            re.findall(r'"z(\d+)" -> "z(\d+)" \[[^\]]*style=(\w+)', text)}
 
 
 def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config, tmp_path,
@@ -123,6 +123,7 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     dot = parse_dot_edges(checkpoint.with_name("model_best-graph.dot").read_text())
     assert dot == {edge: "solid" if on else "dashed" for edge, on in kept.items()}
     assert not checkpoint.with_name("graph.json").exists()  # named after its checkpoint
+    assert Image.open(checkpoint.with_name("model_best-graph.png")).size[0] > 400
 
     # tiny_config trains on a subset of 512 images: the test set is still all 10,000, the
     # edge values use validation as training saw it, and the report says both.
