@@ -1,6 +1,7 @@
 """How an edge of the learned graph is shown, the same in the matplotlib picture and in the
 DOT export: its status (kept, dropped, undecided) sets colour and line style, its label is
 sigma(alpha) and, where measured, its value now (v) and at the freeze (f), in nats."""
+from model import edge_gates
 from model.edge_gates import UNDECIDED_BAND
 
 # line: matplotlib's line style, dot: Graphviz's.
@@ -19,7 +20,10 @@ def all_edges(graph):
 
 
 def edge_status(edge):
-    return edge.get("status", "kept" if edge["kept"] else "dropped")
+    """kept, dropped or undecided: as the model said, or, for a graph saved before edges had
+    a status, by the model's rule (a fixed graph's probabilities are 0 or 1, never
+    undecided)."""
+    return edge.get("status") or edge_gates.edge_status(float(edge["prob"]), edge["kept"], True)
 
 
 def edge_label(edge):

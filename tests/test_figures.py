@@ -19,8 +19,8 @@ from reproduction import report, statistics
 @pytest.fixture
 def graph():
     """Five nodes, node 4 the root, every higher -> lower edge; some kept, some dropped."""
-    probs = {(4, 3): 0.97, (4, 2): 0.88, (4, 1): 0.12, (4, 0): 0.55, (3, 2): 0.71,
-             (3, 1): 0.93, (3, 0): 0.08, (2, 1): 0.45, (2, 0): 0.99, (1, 0): 0.62}
+    probs = {(4, 3): 0.97, (4, 2): 0.88, (4, 1): 0.12, (4, 0): 0.58, (3, 2): 0.71,
+             (3, 1): 0.93, (3, 0): 0.08, (2, 1): 0.40, (2, 0): 0.99, (1, 0): 0.62}
     return {"nodes": [{"id": i, "dims": 16, "root": i == 4} for i in range(5)],
             "edges": [{"src": s, "dst": d, "name": f"z{s}->z{d}", "prob": p, "kept": p > 0.5}
                       for (s, d), p in probs.items()], "structure": "learned"}
@@ -40,7 +40,7 @@ def dot_edges(text):
 
 
 def test_dot_lists_every_edge_once_with_its_style_and_a_width_growing_with_prob(graph):
-    graph["edges"][3]["status"] = "undecided"  # z4->z0, p = 0.55
+    graph["edges"][3]["status"] = "undecided"  # z4->z0, p = 0.58
     text = graph_to_dot(graph)
     by_pair = dot_edges(text)
     assert len(by_pair) == len(graph["edges"])
@@ -109,13 +109,27 @@ def test_every_edge_is_labelled_with_its_probability_and_its_values_when_measure
 
 
 def test_undecided_edges_have_a_third_style_and_the_title_names_epoch_and_seed(graph):
-    graph["edges"][3]["status"] = "undecided"  # z4->z0, p = 0.55
+    graph["edges"][3]["status"] = "undecided"  # z4->z0, p = 0.58
     figure = graph_figure(graph, epoch=100, seed=2)
     styles = [a.arrow_patch.get_linestyle() for a in arrows_of(figure)]
     kept, dropped = styles[0], styles[2]  # z4->z3 kept, z4->z1 dropped
     assert len({kept, dropped, styles[3]}) == 3
     assert figure.axes[0].get_title() == "learned graph, epoch 100, seed 2"
     assert graph_figure(graph, title="GraphVAE graph").axes[0].get_title() == "GraphVAE graph"
+
+
+def test_a_graph_saved_without_statuses_shows_its_undecided_edges_as_undecided(graph):
+    """Runs written before edges had a status: the model's rule decides, the same in the
+    picture and in DOT."""
+    graph["edges"][3].update(prob=0.549, kept=True)  # z4->z0
+    graph["edges"][7].update(prob=0.451, kept=False)  # z2->z1
+    undecided = {"z4->z0", "z2->z1"}
+    styles = {e["name"]: a.arrow_patch.get_linestyle()
+              for e, a in zip(graph["edges"], arrows_of(graph_figure(graph)))}
+    dotted = {name for name, style in styles.items() if style == styles["z4->z0"]}
+    assert dotted == undecided
+    dot = dot_edges(graph_to_dot(graph))
+    assert {f"{s}->{d}" for (s, d), (_, style, _, _) in dot.items() if style == "dotted"} == undecided
 
 
 def legend_of(figure):
