@@ -60,13 +60,14 @@ def focus_limits(curves):
 
 
 def save_tradeoff(points, path, xlabel, ylabel, title=""):
-    """A scatter plot, one colour per label; points: {label: [(x, y), ...]}."""
+    """A scatter plot, one colour per label, the legend beside it (where it hides no point);
+    points: {label: [(x, y), ...]}."""
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
     for label, xy in points.items():
         if xy:
             axes.plot(*zip(*xy), "o", label=label, alpha=0.8)
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
     save_figure(figure, path)

@@ -189,10 +189,15 @@ def test_curves_focus_on_where_they_end_and_mark_the_freeze():
     assert curves_figure([{"curves": elbo, "ylim": (0, 1)}]).axes[0].get_ylim() == (0, 1)
 
 
-def test_twelve_curves_get_twelve_colours():
+def test_twelve_curves_get_twelve_colours_and_a_legend_that_hides_none_of_them():
     curves = {f"z{k}(t-1)->z0": [(1, k / 12), (2, k / 11)] for k in range(12)}
-    lines = curves_figure([{"curves": curves}]).axes[0].lines
+    figure = curves_figure([{"curves": curves}])
+    lines = figure.axes[0].lines
     assert len(lines) == 12 and len({line.get_color() for line in lines}) == 12
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.axes[0].get_legend().get_window_extent(renderer)
+    assert legend.x0 >= figure.axes[0].get_window_extent(renderer).x1  # beside the panel
 
 
 def test_curves_and_sequences_are_written_as_pngs(tmp_path):
