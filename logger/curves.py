@@ -62,7 +62,7 @@ def focus_limits(curves):
 def save_tradeoff(points, path, xlabel, ylabel, title=""):
     """A scatter plot, one colour per label, the legend beside it (where it hides no point);
     points: {label: [(x, y), ...]}."""
-    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    figure, axes = plt.subplots(figsize=(10, 4.2))
     for label, xy in points.items():
         if xy:
             axes.plot(*zip(*xy), "o", label=label, alpha=0.8)
