@@ -1,5 +1,6 @@
 """The learned graph as a matplotlib figure: the one style of every graph picture (TensorBoard,
 test.py, reproduce.py)."""
+import numpy as np
 from matplotlib.lines import Line2D
 
 from logger.graph_style import EDGE_STYLES, edge_label, edge_status, label_legend, legend_entries
@@ -14,6 +15,9 @@ STEP_GAP = 3.0
 INCHES_PER_UNIT = 1.5
 MIN_WIDTH = 5.0  # inches: the legend's width
 LEGEND_HEIGHT = 1.1  # inches below the drawing
+# Data units from a crossing of lines and from another label that are far enough.
+CROSSING_CLEARANCE = 0.4
+LABEL_CLEARANCE = 1.0
 
 
 def graph_figure(graph, title=None, epoch=None, seed=None):
@@ -36,9 +40,8 @@ def graph_figure(graph, title=None, epoch=None, seed=None):
     for edge in graph["edges"]:
         bend, label_at = within_step_arc(edge["src"], edge["dst"], bool(cross))
         draw_edge(axes, edge, (0.0, edge["src"]), (0.0, edge["dst"]), bend, label_at)
-    for edge in cross:
-        draw_edge(axes, edge, (-STEP_GAP, edge["src"]), (0.0, edge["dst"]), 0.0,
-                  cross_label_position(edge["src"], edge["dst"], n))
+    for edge, label_at in zip(cross, cross_label_positions(cross)):
+        draw_edge(axes, edge, (-STEP_GAP, edge["src"]), (0.0, edge["dst"]), 0.0, label_at)
     draw_nodes(axes, graph["nodes"], 0.0, "t" if cross else None)
     if cross:
         draw_nodes(axes, graph["nodes"], -STEP_GAP, "t-1")
@@ -76,12 +79,38 @@ def within_step_arc(src, dst, one_side):
     return -side * 2 * offset / span, (side * offset, (src + dst) / 2)
 
 
-def cross_label_position(src, dst, n):
-    """Where the label of the cross-step edge src (t-1) -> dst (t) sits: along the line at a
-    fraction that depends on the target, so that the N x N labels stand in N columns, the
-    labels of a column at least 0.45 of a layer apart."""
-    along = 0.15 + 0.4 * dst / max(1, n - 1)
+def cross_label_positions(edges):
+    """Where the labels of the cross-step edges src (t-1) -> dst (t) sit: each along its line,
+    at a place (of some between the two columns) clear of where other lines cross or meet it,
+    so that a label names one line, and of those the farthest from the labels placed before."""
+    lines = [(edge["src"], edge["dst"]) for edge in edges]
+    placed = []
+    for line in lines:
+        crossings = [point_on(line, a) for a in (along_crossing(line, o) for o in lines)
+                     if a is not None]
+        candidates = [point_on(line, a) for a in np.linspace(0.1, 0.9, 33)]
+        placed.append(max(candidates, key=lambda p: (
+            min([distance(p, c) for c in crossings] + [CROSSING_CLEARANCE]),
+            min([distance(p, q) for q in placed] + [LABEL_CLEARANCE]))))
+    return placed
+
+
+def along_crossing(line, other):
+    """Where along line (0 at step t-1, 1 at step t) other crosses it, or meets it at a node
+    they share (where lines converge a label is as ambiguous), or None."""
+    (s1, d1), (s2, d2) = line, other
+    turn = (s1 - s2) - (d1 - d2)
+    along = (s1 - s2) / turn if turn else None
+    return along if along is not None and 0.0 <= along <= 1.0 else None
+
+
+def point_on(line, along):
+    src, dst = line
     return -STEP_GAP * (1 - along), src + along * (dst - src)
+
+
+def distance(p, q):
+    return float(np.hypot(p[0] - q[0], p[1] - q[1]))
 
 
 def draw_edge(axes, edge, start, end, bend, label_at):

@@ -177,6 +177,29 @@ def test_the_recurrent_models_cross_step_edges_are_drawn_from_a_column_for_step_
     assert [y for _, y in starts[3:]] == [e["src"] for e in graph["cross_edges"]]
 
 
+@pytest.mark.parametrize("n", [3, 4])
+def test_no_cross_step_label_sits_where_lines_cross(n):
+    """A label on a crossing could name either line."""
+    from model import RecurrentGraphVAE
+    graph = RecurrentGraphVAE(n_nodes=n, node_dim=2, rnn_hidden=8, hidden=8,
+                              feature_dim=4).describe_graph()
+    figure = graph_figure(graph)
+    at = {t.get_gid(): np.array(t.get_position()) for t in figure.axes[0].texts if t.get_gid()}
+    arrows = arrows_of(figure)[len(graph["edges"]):]
+    lines = [(np.array(a.xyann), np.array(a.xy)) for a in arrows]  # start, end
+    for edge, (start, end) in zip(graph["cross_edges"], lines):
+        label = at[edge["name"]]
+        assert abs(np.cross(end - start, label - start)) < 1e-9  # on its own line
+        for other_start, other_end in lines:
+            # where the other line crosses this one, if it does between the columns
+            d, e = end - start, other_end - other_start
+            if abs(np.cross(d, e)) < 1e-12:
+                continue
+            along = np.cross(other_start - start, e) / np.cross(d, e)
+            if 0 < along < 1:
+                assert np.linalg.norm(start + along * d - label) > 0.3, edge["name"]
+
+
 def test_curves_focus_on_where_they_end_and_mark_the_freeze():
     epochs = range(1, 21)
     elbo = {"early outlier": [(e, -295.0 if e == 1 else -232.0 + 0.01 * e) for e in epochs],
