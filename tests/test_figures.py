@@ -34,7 +34,8 @@ def dot_edges(text):
     """{(source, target): (label, style, colour, pen width)} of every edge line of a DOT text,
     each pair once."""
     edges = [m.groups() for m in map(DOT_EDGE.match, text.splitlines()) if m]
-    by_pair = {(s, d): (label, style, colour, float(pw)) for s, d, label, style, colour, pw in edges}
+    by_pair = {(s, d): (label, style, colour, float(pw))
+               for s, d, label, style, colour, pw in edges}
     assert len(by_pair) == len(edges)
     return by_pair
 
@@ -129,7 +130,8 @@ def test_a_graph_saved_without_statuses_shows_its_undecided_edges_as_undecided(g
     dotted = {name for name, style in styles.items() if style == styles["z4->z0"]}
     assert dotted == undecided
     dot = dot_edges(graph_to_dot(graph))
-    assert {f"{s}->{d}" for (s, d), (_, style, _, _) in dot.items() if style == "dotted"} == undecided
+    dotted_in_dot = {f"{s}->{d}" for (s, d), (_, style, _, _) in dot.items() if style == "dotted"}
+    assert dotted_in_dot == undecided
 
 
 def legend_of(figure):
