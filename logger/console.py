@@ -48,13 +48,12 @@ def loss_unit(model, loader):
 def epoch_lines(log, unit):
     """The epoch's block: a heading with the unit, a line per number, a table per
     {edge: number} (edge probabilities and values)."""
-    lines = [f"Epoch {log['epoch']} (losses, KL and edge values in {unit}; "
-             f"{log.get('seconds', 0):.1f} s)"]
+    lines = [f"Epoch {log['epoch']} (losses, KL and edge values in {unit})"]
     for key, value in log.items():
         if key in EDGE_TABLES and value:
             lines.append(f"    {key} ({EDGE_TABLES[key].format(unit=unit)}), from row to column:")
             lines += ["        " + row for row in edge_table(value)]
-        elif key not in ("epoch", "seconds"):
+        else:
             lines.append(f"    {key:24s}: {format_value(value)}")
     return lines
 

@@ -47,5 +47,5 @@ def test_a_run_prints_a_summary_a_header_and_epoch_blocks_with_units(tiny_config
     header = next(line for line in out.splitlines() if line.startswith("Data:"))
     assert "fashion_mnist" in header and "512 (of 59,000) training examples" in header
     assert "8 batches of up to 64 per epoch" in header and "device cpu" in header
-    assert "Epoch 1 (losses, KL and edge values in nats per image;" in out
+    assert "Epoch 1 (losses, KL and edge values in nats per image)" in out
     assert "edge_probs (σ(α)), from row to column:" in out
