@@ -20,7 +20,8 @@ import torch  # noqa: E402
 from cli import add_flags, load_run_config, parser  # noqa: E402
 from data_loader.image_datasets import square_image_shape  # noqa: E402
 from experiment import load_model, prepare_device  # noqa: E402
-from logger.figures import save_images, save_sequence_figure  # noqa: E402
+from logger.figures import save_images  # noqa: E402
+from logger.sequences import save_sequence_figure, sequence_kind  # noqa: E402
 from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg")
@@ -140,10 +141,9 @@ def main(argv=None):
     with writing(out, OUT_FIX):
         out.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "generate"):
-        kind = "strokes" if config["data_loader"]["type"] == "StrokesDataLoader" else "piano"
         sequences = model.generate(args.n_samples, args.sequence_length).cpu().numpy()
         with writing(out, OUT_FIX):
-            save_sequence_figure(sequences, kind, out)
+            save_sequence_figure(sequences, sequence_kind(model), out)
         print(f"{args.n_samples} generated sequences of {args.sequence_length} steps written to "
               f"{out}")
         return

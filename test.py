@@ -10,7 +10,8 @@ bits/dim). It prints the learned graph, each learned edge's value measured on th
 split as training used it (its subset included, so that the value now and the value at the
 freeze are measured on the same examples), and writes beside the checkpoint, named after it:
 <stem>-test.json (everything, with the per-example values for paired comparisons; bits/dim as
-elbo_bits_per_dim and log_likelihood_bits_per_dim), <stem>-graph.json and <stem>-graph.dot.
+elbo_bits_per_dim and log_likelihood_bits_per_dim), <stem>-graph.json, <stem>-graph.png (its
+picture: every edge, cross-step ones included) and <stem>-graph.dot (the same for Graphviz).
 """
 import sys
 
@@ -28,7 +29,11 @@ import torch  # noqa: E402
 from cli import add_flags, load_run_config, parser  # noqa: E402
 from experiment import (build_loader, build_whole_loader, check_data_fits_model,  # noqa: E402
                         load_model, prepare_device)
-from logger.figures import graph_to_dot  # noqa: E402
+from logger.console import data_description  # noqa: E402
+from logger.graph_dot import graph_to_dot  # noqa: E402
+from logger.graph_figure import graph_figure  # noqa: E402
+from logger.graph_style import all_edges, edge_status  # noqa: E402
+from logger.plotting import save_figure  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
 from utils.bounds import integer, samples  # noqa: E402
@@ -87,14 +92,6 @@ def evaluate_checkpoint(config, checkpoint, path, n_samples, batch_size=100, lim
     return results
 
 
-def data_description(config):
-    """The data loader's type and the data set it reads (its dataset or source argument;
-    the piano-roll loader has one data set only)."""
-    section = config["data_loader"]
-    args = section.get("args", {})
-    return {"loader": section["type"], "dataset": args.get("dataset", args.get("source"))}
-
-
 def print_header(results):
     """What was evaluated: the checkpoint's epoch, the data, the split and how much of it."""
     data = results["data"]
@@ -130,22 +127,24 @@ def print_report(results):
     for name, value in rows:
         print(f"{name:<{width}}  {value:>12}")
     graph = results["graph"]
+    edges = all_edges(graph)
     print(f"\nGraph ({graph['structure']}; root z{len(graph['nodes']) - 1}; "
-          f"{graph['edges_dropped']} of {len(graph['edges'])} edges dropped"
+          f"{graph['edges_dropped']} of {len(edges)} edges dropped"
+          + (f" ({len(graph['edges'])} within a step, {len(graph['cross_edges'])} from step t-1)"
+             if graph.get("cross_edges") else "")
           + (f"; edge entropy at the freeze {graph['entropy_at_freeze']:.2f} nats"
              if graph.get("entropy_at_freeze") is not None else "") + "):")
-    edges = graph["edges"] + graph.get("cross_edges", [])
     if any("value" in e or "value_at_freeze" in e for e in edges):
         print(f"  (value: validation ELBO with the edge minus without it, {unit}; now, and at "
               f"the freeze)")
     for edge in edges:
-        status = edge.get("status", "kept" if edge["kept"] else "dropped")
+        status = edge_status(edge)
         if status == "undecided":
             status += f" ({'kept' if edge['kept'] else 'dropped'} in evaluation)"
         values = "".join(f"  {label} {edge[key]:+.3f}" for key, label in
                          (("value", "value"), ("value_at_freeze", "at freeze"))
                          if edge.get(key) is not None)
-        print(f"  {edge['name']:16s} p={edge['prob']:.3f}  {status:<9s}{values}")
+        print(f"  {edge['name']:16s} σ(α)={edge['prob']:.3f}  {status:<9s}{values}")
 
 
 def check_finite_results(results, path):
@@ -189,18 +188,29 @@ def main(argv=None):
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)
     check_finite_results(results, args.resume)
-    graph_json, graph_dot = (out.with_name(f"{stem}-graph{suffix}") for suffix in (".json", ".dot"))
+    graph_json, graph_dot, graph_png = (out.with_name(f"{stem}-graph{suffix}")
+                                        for suffix in (".json", ".dot", ".png"))
     outputs = {out: json.dumps(results, indent=2),
                graph_json: json.dumps(results["graph"], indent=2),
                graph_dot: graph_to_dot(results["graph"])}
-    for path in outputs:
-        refuse_link(path)  # before any is written: all three, or none
+    for path in (*outputs, graph_png):
+        refuse_link(path)  # before any is written: all of them, or none
+    fix = ("the results are printed above; to have them written, evaluate a copy of the "
+           "checkpoint in a writable folder")
     for path, text in outputs.items():
-        with writing(path, "the results are printed above; to have them written, evaluate a "
-                           "copy of the checkpoint in a writable folder"):
+        with writing(path, fix):
             write_file(path, text)
-    print(f"\nResults written to {out}; the graph to {graph_json.name} and {graph_dot.name} "
-          f"beside it (render: dot -Tpng {graph_dot} -o {graph_dot.with_suffix('.png')})")
+    with writing(graph_png, fix):
+        save_figure(graph_picture(results, config), graph_png)
+    print(f"\nResults written to {out}; the graph beside it: {graph_png.name} (picture), "
+          f"{graph_json.name}, {graph_dot.name} (Graphviz DOT)")
+
+
+def graph_picture(results, config):
+    """The learned graph as a figure titled with the model, checkpoint, epoch and seed."""
+    return graph_figure(results["graph"], title=f"{config['arch']['type']} graph, "
+                        f"{Path(results['checkpoint']).name}", epoch=results["epoch"],
+                        seed=config["seed"])
 
 
 if __name__ == "__main__":

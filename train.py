@@ -22,6 +22,7 @@ from torch.distributed import DistError  # noqa: E402
 from cli import add_flags, load_run_config, parser, use_devices  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
+from logger.console import model_summary, run_header  # noqa: E402
 from utils import distributed, run_dirs  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
@@ -67,7 +68,10 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
             setup_logging(config.log_dir)
         config.save_dir, config.log_dir = distributed.broadcast((config.save_dir, config.log_dir))
         logger = get_logger("train", config["trainer"]["verbosity"] if main else 0)
-        logger.info(trainer.model)
+        logger.info(model_summary(trainer.model))
+        logger.info(f"Architecture:\n{trainer.model}", extra={"file_only": True})
+        logger.info(run_header(config, trainer.data_loader, trainer.valid_data_loader,
+                               trainer.device))
         world_size = distributed.world()[1]
         logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
                     + (f"; {world_size} processes" if world_size > 1 else ""))

@@ -20,6 +20,14 @@ def setup_logging(log_dir):
     logging.config.dictConfig(config)
 
 
+class ConsoleFilter(logging.Filter):
+    """Keeps records logged with extra={"file_only": True} (e.g. the model's full
+    architecture) out of the console; the log file has them."""
+
+    def filter(self, record):
+        return not getattr(record, "file_only", False)
+
+
 def get_logger(name, verbosity=2):
     if verbosity not in LEVELS:
         raise ValueError(f"verbosity must be one of {sorted(LEVELS)}, got {verbosity}")

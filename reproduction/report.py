@@ -137,7 +137,9 @@ def check_replaceable(results_dir, args):
 
 
 def write_outputs(results_dir, runs_by_variant, args):
-    from logger.figures import graph_figure, save_curves, save_figure, save_tradeoff
+    from logger.curves import save_curves, save_tradeoff
+    from logger.graph_figure import graph_figure
+    from logger.plotting import save_figure
     reference_variant = next((v for v in runs_by_variant if v.model in REFERENCES), None)
     reference = runs_by_variant[reference_variant] if reference_variant else []
     reference_name = reference_variant.name if reference_variant else "—"

@@ -17,7 +17,7 @@ from data_loader.sequence_datasets import (
     positions_to_strokes,
     score_to_roll,
 )
-from logger.figures import strokes_to_positions
+from logger.sequences import strokes_to_positions
 from model import RecurrentGraphVAE
 from model.objective import negative_elbo
 from tests.conftest import DATA_DIR, REPO, write_config

@@ -30,7 +30,7 @@ def trained_checkpoint(tiny_config, tmp_path, **trainer):
 
 
 def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_config, tmp_path):
-    checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=True, log_every_steps=2)
+    checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=True, log_every_steps=5)
     assert run_cli(lambda: train.main(["--resume", str(checkpoint.with_name(
         "checkpoint-latest.safetensors")), "--epochs", "2"])) == 0
     (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
@@ -46,7 +46,10 @@ def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_co
             "schedule/tau", "lr/networks", "loss/train_step", "grad_norm/train_step"} <= scalars
     assert not any(tag.startswith("hparam") for tag in scalars)
     steps = [event.step for event in events.Scalars("loss/train_step")]
-    assert steps == [2, 4, 6, 8, 10, 12, 14, 16]  # every 2nd of 8 steps per epoch, 2 epochs
+    # Every 5th step of the run (8 per epoch, 2 epochs, resumed between them), counted across
+    # epochs: a count restarting each epoch would give 5 and 13, or nothing with epochs of
+    # fewer than 5 steps.
+    assert steps == [5, 10, 15]
     assert [event.step for event in events.Scalars("loss/valid")] == [1, 2]
     plugins = EventAccumulator(str(log_dir))
     plugins.Reload()
@@ -56,6 +59,27 @@ def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_co
                for event in EventFileLoader(str(path)).Load()
                for value in event.summary.value if value.tag.startswith("_hparams_/experiment")]
     assert written == ["_hparams_/experiment"]  # once, not again when the run resumed
+    settings = hparams_of(plugins)
+    config = load_checkpoint(checkpoint)["config"]
+    assert settings["arch"] == "GraphVAE" and settings["arch.n_nodes"] == 3
+    for key in ("structure_prior.edge_penalty", "gate_schedule.anneal_epochs"):
+        section, name = key.split(".")
+        assert settings[f"arch.{key}"] == config["arch"]["args"][section][name]
+    for key in ("kl_warmup_epochs", "free_bits", "log_every_steps"):
+        assert settings[f"trainer.{key}"] == config["trainer"][key]
+    assert settings["trainer.epochs"] == 1  # as the run started (resumed with --epochs 2)
+    assert settings["arch.gate_schedule.freeze_epoch"] == "null"
+    assert settings["arch.encoder_hidden"] == "[64]"
+
+
+def hparams_of(events):
+    """{setting: value} a run wrote to the HParams tab."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    for content in events.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            return {name: getattr(value, value.WhichOneof("kind"))
+                    for name, value in data.session_start_info.hparams.items()}
 
 
 def test_a_runs_event_files_read_in_the_order_written_also_within_one_second(
@@ -82,7 +106,7 @@ def test_a_runs_event_files_read_in_the_order_written_also_within_one_second(
 
 def parse_dot_edges(text):
     return {(int(a), int(b)): style for a, b, style in
-            re.findall(r"z(\d+) -> z(\d+) \[[^\]]*style=(\w+)", text)}
+            re.findall(r'"z(\d+)" -> "z(\d+)" \[[^\]]*style=(\w+)', text)}
 
 
 def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config, tmp_path,
@@ -102,6 +126,7 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     dot = parse_dot_edges(checkpoint.with_name("model_best-graph.dot").read_text())
     assert dot == {edge: "solid" if on else "dashed" for edge, on in kept.items()}
     assert not checkpoint.with_name("graph.json").exists()  # named after its checkpoint
+    assert Image.open(checkpoint.with_name("model_best-graph.png")).size[0] > 400
 
     # tiny_config trains on a subset of 512 images: the test set is still all 10,000, the
     # edge values use validation as training saw it, and the report says both.
@@ -255,3 +280,48 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     # Paired changes: warm-up (-0.5, 0.0) -> -0.25 ± 0.25; free bits (+1, +2) -> +1.50 ± 0.50.
     assert "| -0.25 ± 0.25 |" in summarize.row(tmp_path, "warmup10", "vrnn")
     assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
+
+
+@pytest.fixture(scope="module")
+def recurrent_checkpoint(tmp_path_factory):
+    """A RecurrentGraphVAE (3 nodes) trained one epoch on handwriting, with TensorBoard on;
+    its graph set to drop z2->z0 within a step and 4 of the 9 edges from step t-1."""
+    tmp_path = tmp_path_factory.mktemp("recurrent")
+    config = json.loads((REPO / "configs" / "recurrent_graph_vae_strokes.json").read_text())
+    config.update(n_gpu=0)
+    config["arch"]["args"].update(rnn_hidden=16, hidden=16, feature_dim=8, node_dim=2)
+    config["data_loader"]["args"] = {"data_dir": str(DATA_DIR), "subsample": 25}
+    config["trainer"].update(epochs=1, save_dir=str(tmp_path / "saved"), tensorboard=True,
+                             tbptt_steps=20, edge_values=False)
+    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config))])) == 0
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.safetensors"
+    state = load_checkpoint(checkpoint)
+    state["model"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
+    state["model"]["cross_gates.logits"] = torch.tensor([1.0, -1.0] * 4 + [3.0])
+    save_checkpoint(state, checkpoint)
+    return checkpoint
+
+
+def test_test_script_counts_exports_and_draws_every_edge_of_the_recurrent_model(
+        recurrent_checkpoint, capsys):
+    n, dropped = 3, 1 + 4
+    assert run_cli(lambda: test_script.main(["--resume", str(recurrent_checkpoint), "-k", "0",
+                                             "--limit", "5", "--no-edge-values"])) == 0
+    out = capsys.readouterr().out
+    total = n * (n - 1) // 2 + n * n  # within a step, and from every node of step t-1
+    assert f"{dropped} of {total} edges dropped (3 within a step, 9 from step t-1)" in out
+    graph = json.loads(recurrent_checkpoint.with_name("model_best-graph.json").read_text())
+    assert len(graph["edges"]) + len(graph["cross_edges"]) == total
+    dot = recurrent_checkpoint.with_name("model_best-graph.dot").read_text()
+    edges = re.findall(r'"(z\d(?:\(t-1\))?)" -> "(z\d)" \[[^\]]*style=(\w+)', dot)
+    assert len(edges) == total and sum(style == "dashed" for *_, style in edges) == dropped
+    picture = recurrent_checkpoint.with_name("model_best-graph.png")
+    assert Image.open(picture).size[0] > 500 and picture.name in out
+    assert "dot -T" not in out  # Graphviz is no dependency
+
+
+def test_tensorboard_shows_a_sequence_models_data_and_generated_sequences(recurrent_checkpoint):
+    (log_dir,) = (recurrent_checkpoint.parents[3] / "log").glob("*/*")
+    events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert {"graph", "sequences/validation", "sequences/generated"} <= set(events.Tags()["images"])

@@ -51,7 +51,9 @@ def epoch_log(trainer, epoch):
     if at_freeze:
         log["edge_values_at_freeze"] = at_freeze
     if trainer.measure_edges and epoch == trainer.settings["epochs"]:
-        trainer.logger.info("The last epoch: measuring each edge's value on validation data")
+        trainer.logger.info(f"The last epoch: measuring each edge's value on validation data "
+                            f"(the graph with and without each of {len(log['edge_probs'])} "
+                            f"edges: this takes a while)")
         log["edge_values"] = edge_values(model, trainer.valid_data_loader, device)
     if is_plateau(trainer.lr_scheduler):
         trainer.lr_scheduler.step(log[trainer.monitor.metric])

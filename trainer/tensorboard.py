@@ -6,10 +6,12 @@ Tags are <quantity>/<split or item>:
   kl_valid/z0.., active_units_valid/z0.. (per node), bits_per_dim/valid (8-bit images),
   edge_prob/z4->z3, edge_value/.., edge_value_at_freeze/.. (learned graphs),
   structure_cost/train, schedule/tau, schedule/kl_weight, schedule/nonfinite_steps;
-and, each epoch, the learned graph, reconstructions and samples (logger/figures.py). The run's
-settings go to the HParams tab once, when the run starts; its metrics there are the scalar tags
-themselves (their latest values).
+and, each epoch, the learned graph, reconstructions and samples, or a sequence model's data and
+generated sequences (logger/figures.py). Every setting of the run goes to the HParams tab once,
+when the run starts; its metrics there are the scalar tags themselves (their latest values).
 """
+import json
+
 import torch
 from torch.utils.tensorboard.summary import hparams
 
@@ -86,14 +88,23 @@ def write_figures(writer, model, loader, device, epoch, seed=None):
 
 
 def write_hparams(writer, config):
-    """The run's main settings for the HParams tab, written once when a run starts; the
-    metrics it lists are scalar tags of the run, shown at their latest values."""
-    settings = {"arch": config["arch"]["type"], "seed": config["seed"],
-                "optimizer": config["optimizer"]["type"]}
-    for section in ("arch", "data_loader", "optimizer"):
-        for key, value in config[section]["args"].items():
-            if isinstance(value, (bool, int, float, str)):
-                settings[f"{section}.{key}"] = value
-    experiment, start, end = hparams(settings, {tag: 0.0 for tag in HPARAM_METRICS})
+    """Every setting of the run (flat_settings of its resolved config) for the HParams tab,
+    written once when a run starts; the metrics it lists are scalar tags of the run, shown at
+    their latest values."""
+    experiment, start, end = hparams(flat_settings(config.config),
+                                     {tag: 0.0 for tag in HPARAM_METRICS})
     for summary in (experiment, start, end):
         writer.file_writer.add_summary(summary)
+
+
+def flat_settings(value, key=""):
+    """Every leaf of a config as {dotted key: a value HParams takes}: a section's type under
+    the section's name and its args one level up (arch, arch.n_nodes,
+    arch.structure_prior.edge_penalty), nested settings and the trainer's included (trainer.epochs);
+    lists and null as JSON text."""
+    if isinstance(value, dict) and value and set(value) <= {"type", "args"}:
+        return {key: value.get("type"), **flat_settings(value.get("args") or {}, key)}
+    if isinstance(value, dict):
+        return {flat: leaf for name, inner in value.items()
+                for flat, leaf in flat_settings(inner, f"{key}.{name}" if key else name).items()}
+    return {key: value if isinstance(value, (bool, int, float, str)) else json.dumps(value)}

@@ -15,8 +15,7 @@ import torch
 from tqdm import tqdm
 
 from data_loader.batches import time_chunks, to_device
-from logger import TensorboardWriter, get_logger
-from logger.logger import format_value
+from logger import TensorboardWriter, console, get_logger
 from model.objective import negative_elbo
 from trainer import compiling, fits, resume, tensorboard
 from trainer.edge_values import edge_values
@@ -63,6 +62,7 @@ class Trainer:
         self.stops = StopRequests(self.logger.info, distributed.active)
         self.step_scalars = tensorboard.StepScalars(cfg["log_every_steps"])
         self.notes, self.stopped, self.writer = [(logging.INFO, step_note)], False, None
+        self.loss_unit = console.loss_unit(model, data_loader)
 
     # -- one optimisation step ----------------------------------------------------------------
     def train_step(self, batch):
@@ -126,8 +126,8 @@ class Trainer:
             log["seconds"] = time.perf_counter() - started
             self.history.append(log)
             self.epoch, self.batches_done, self.partial_sums = epoch, 0, None
-            for key, value in log.items():
-                self.logger.info(f"    {key:24s}: {format_value(value)}")
+            for line in console.epoch_lines(log, self.loss_unit):
+                self.logger.info(line)
             stop_unless_finite(self, epoch, log)
             best = self.monitor.update(log)
             self.checkpoints.save(self.state_dict(), epoch, best, self.logger)
