@@ -9,6 +9,7 @@ from data_loader.batches import padded_steps
 from data_loader.image_datasets import IMAGE_SHAPES, load_images
 from data_loader.sequence_datasets import (check_split_seed, load_piano_rolls, load_strokes,
                                            split_indices)
+from data_loader.synthetic_dag import SyntheticDAG
 from utils.errors import DataError
 
 __all__ = ["ImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
@@ -36,11 +37,15 @@ class ImageDataLoader(BaseDataLoader):
     Split: the last `validation_size` images of the dataset's training set (in a fixed
     permutation drawn from split_seed) are the validation set; `test` is the dataset's own test
     set. `subset` keeps only the first N images of the split (quick experiments and tests).
+
+    `dag` (dataset synthetic_dag only): the ground-truth DAG and its images, e.g.
+    {"true_edges": [[3, 0], [1, 0]], "n_factors": 4}; its settings and defaults are
+    data_loader/synthetic_dag.py's SyntheticDAG (null: the committed chain).
     """
 
     def __init__(self, data_dir="data/", dataset="fashion_mnist", split="train",
                  batch_size=128, validation_size=10000, shuffle=True, seed=0, split_seed=0,
-                 binarize="dynamic", subset=None, num_replicas=1, rank=0):
+                 binarize="dynamic", subset=None, dag=None, num_replicas=1, rank=0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if binarize not in ("dynamic", "fixed", "none"):
@@ -51,11 +56,16 @@ class ImageDataLoader(BaseDataLoader):
         if subset is not None and (not isinstance(subset, int) or subset <= 0):
             raise ValueError(f"subset must be a positive number of images, got {subset}")
         check_split_seed(split_seed)
-        whole = select_split(load_images(dataset, data_dir, train=split != "test"),
+        if dag is not None and dataset != "synthetic_dag":
+            raise ValueError(f"dag describes the synthetic_dag data set, not {dataset!r}: "
+                             f"remove it or set dataset synthetic_dag")
+        spec = SyntheticDAG.from_config(dag) if dataset == "synthetic_dag" else None
+        whole = select_split(load_images(dataset, data_dir, train=split != "test", dag=spec),
                              split, validation_size, split_seed)
         images = whole[:subset]
         self.data = "8-bit" if binarize == "none" else "binary"
-        self.input_dim, self.image_shape = images.shape[1], IMAGE_SHAPES[dataset]
+        self.input_dim = images.shape[1]
+        self.image_shape = spec.image_shape if spec else IMAGE_SHAPES[dataset]
         if math.prod(self.image_shape) != self.input_dim:  # each reader checks its files
             raise DataError(f"{dataset} images hold {self.input_dim} values, not the "
                             f"{self.image_shape} of the data set")
