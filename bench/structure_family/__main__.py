@@ -1,34 +1,40 @@
 """The structure benchmark: does GraphVAE recover the true latent DAG, over every DAG shape?
 
-    python -m bench.structure_family                      # train what is missing, then tables
-    python -m bench.structure_family --tables-only        # rebuild the tables from the results
-    python -m bench.structure_family --retrain            # train every run again
+    python -m bench.structure_family                 # train and search what is missing, tables
+    python -m bench.structure_family --tables-only   # rebuild the tables from the results files
+    python -m bench.structure_family --retrain       # train (and search) every run again
 
-trains, for each arm (the joint learner's settings: runs.ARMS) and each seed, GraphVAE with
-the block decoder on every DAG shape on --factors ordered factors (shapes.py: 31 on 4), up to
-the graph's freeze, one run at a time, each with one thread; a run whose results file exists
-is not trained again (--retrain: it is; an interrupted --retrain pass resumes without the
-flag). Results: <results>/runs/<arm>/<dag>_seed<k>.json; checkpoints under --out.
+For each arm (the joint learner's settings, runs.ARMS) and seed, GraphVAE with the block
+decoder is trained on every DAG shape on --factors ordered factors (shapes.py: 31 on 4; the
+committed chain beside them) up to the graph's freeze, one run at a time with one thread; on
+the arms of --search-arms the graph search (trainer/graph_search.py) then runs on the run's
+checkpoint at the freeze. A run or search whose results file exists is not done again
+(--retrain: it is; an interrupted --retrain pass resumes without the flag). Results:
+<results>/runs/<arm>/, <results>/search/<arm>/ (a JSON file per DAG and seed), results.md,
+results.json, edge_values.md; checkpoints under --out. The protocol: docs/structure.md.
 """
 import argparse
 import sys
 
-from bench.structure_family import runs, shapes
+from bench.structure_family import runs, searched, shapes, tables
 
 RESULTS = "docs/results/structure_family"
+COMMITTED_CHAIN = ("n4_31-10", [(3, 1), (1, 0)])  # data_loader/synthetic_dag.py's default
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arms", nargs="+", default=["paper"], choices=list(runs.ARMS))
+    parser.add_argument("--search-arms", nargs="*", default=["paper"], choices=list(runs.ARMS),
+                        help="arms whose runs the graph search is run on")
     parser.add_argument("--factors", type=int, default=4, help="factors (nodes) of the DAGs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dags", nargs="+", help="only these DAGs (names as in shapes.py)")
     parser.add_argument("--out", default="saved/structure_family", help="checkpoints")
     parser.add_argument("--results", default=RESULTS)
     parser.add_argument("--retrain", action="store_true",
-                        help="train every run again, even where its results file exists")
+                        help="train and search every run again, even where its results exist")
     parser.add_argument("--tables-only", action="store_true",
                         help="train nothing: rebuild the tables from the results files")
     return parser.parse_args(argv)
@@ -36,20 +42,26 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    dags = shapes.dag_shapes(args.factors)
+    family = shapes.dag_shapes(args.factors)
+    extra = [COMMITTED_CHAIN] if args.factors == 4 else []
+    todo = family + extra
     if args.dags:
-        unknown = sorted(set(args.dags) - {name for name, _ in dags})
+        unknown = sorted(set(args.dags) - {name for name, _ in todo})
         if unknown:
             from utils.errors import ConfigError
-            raise ConfigError(f"--dags: no DAG shape {unknown[0]} on {args.factors} factors")
-        dags = [(name, edges) for name, edges in dags if name in args.dags]
+            raise ConfigError(f"--dags: no DAG {unknown[0]} on {args.factors} factors")
+        todo = [(name, edges) for name, edges in todo if name in args.dags]
     if not args.tables_only:
         for arm in args.arms:
             for seed in args.seeds:  # seed by seed: an interrupted pass leaves whole seeds
-                for name, edges in dags:
+                for name, edges in todo:
                     print(f"[{arm} {name} seed {seed}]", flush=True)
                     runs.run_one(arm, name, edges, args.factors, seed, args.out, args.results,
                                  retrain=args.retrain)
+                    if arm in args.search_arms:
+                        searched.search_run(arm, name, seed, args.out, args.results,
+                                            redo=args.retrain)
+    print(tables.write_tables(args.results, family, args.seeds, extra))
 
 
 if __name__ == "__main__":

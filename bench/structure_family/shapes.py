@@ -57,14 +57,17 @@ def dag_name(edges, n):
 
 
 def kind_of(edges):
-    """What the DAG contains, for reading the table: 'empty', or of chain / fork / collider
-    the patterns it has (a fork: a node with two children; a collider: two parents)."""
+    """What the DAG contains, for reading the table: 'empty', 'one edge', or of chain / fork /
+    collider the patterns it has (a chain: a path of two edges; a fork: a node with two
+    children; a collider: a node with two parents), else 'disjoint edges'."""
     if not edges:
         return "empty"
+    if len(edges) == 1:
+        return "one edge"
     children = [sum(1 for j, _ in edges if j == k) for k in {j for j, _ in edges}]
     parents = [sum(1 for _, i in edges if i == k) for k in {i for _, i in edges}]
     kinds = []
-    if any(j == i2 for j, _ in edges for _, i2 in edges) or len(edges) == 1:
+    if any(j == i2 for j, _ in edges for _, i2 in edges):
         kinds.append("chain")
     if max(children) > 1:
         kinds.append("fork")
