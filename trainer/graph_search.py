@@ -45,6 +45,9 @@ BATCH, LR, EPOCHS = 1024, 3e-3, 20  # Adam, its rate falling to 0 on a cosine
 HELD_OUT = 0.1
 FIT_SEED = 0  # every fit starts from the same draw for its input size
 EXHAUSTIVE_LIMIT = 4096  # graphs scored one by one up to this many (every N <= 5)
+# The cost of an edge in nats per image (docs/method.md §7): the edge cost the project chose on
+# Fashion-MNIST validation for the joint learner (docs/structure.md), never on a synthetic DAG.
+EDGE_COST = 0.03
 
 
 @torch.no_grad()

@@ -31,6 +31,13 @@ def parse_args(argv):
     parser.add_argument("--factors", type=int, default=4, help="factors (nodes) of the DAGs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dags", nargs="+", help="only these DAGs (names as in shapes.py)")
+    parser.add_argument("--random", type=int, metavar="COUNT",
+                        help="instead of every shape: COUNT random DAGs (shapes.random_dags, "
+                             "drawn from seed --factors)")
+    parser.add_argument("--density", type=float, default=0.4,
+                        help="with --random: the probability of each candidate edge")
+    parser.add_argument("--mechanism", default="linear", choices=["linear", "swirl"],
+                        help="the data's mechanism (data_loader/synthetic_dag.py)")
     parser.add_argument("--out", default="saved/structure_family", help="checkpoints")
     parser.add_argument("--results", default=RESULTS)
     parser.add_argument("--retrain", action="store_true",
@@ -42,8 +49,12 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    family = shapes.dag_shapes(args.factors)
-    extra = [COMMITTED_CHAIN] if args.factors == 4 else []
+    if args.random:
+        family = shapes.random_dags(args.factors, args.density, args.random, args.factors)
+        family = list(dict(family).items())  # each DAG once
+    else:
+        family = shapes.dag_shapes(args.factors)
+    extra = [COMMITTED_CHAIN] if args.factors == 4 and not args.random else []
     todo = family + extra
     if args.dags:
         unknown = sorted(set(args.dags) - {name for name, _ in todo})
@@ -51,17 +62,22 @@ def main(argv=None):
             from utils.errors import ConfigError
             raise ConfigError(f"--dags: no DAG {unknown[0]} on {args.factors} factors")
         todo = [(name, edges) for name, edges in todo if name in args.dags]
+    dag_settings = {"mechanism": args.mechanism} if args.mechanism != "linear" else None
     if not args.tables_only:
         for arm in args.arms:
             for seed in args.seeds:  # seed by seed: an interrupted pass leaves whole seeds
                 for name, edges in todo:
                     print(f"[{arm} {name} seed {seed}]", flush=True)
                     runs.run_one(arm, name, edges, args.factors, seed, args.out, args.results,
-                                 retrain=args.retrain)
+                                 retrain=args.retrain, dag_settings=dag_settings)
                     if arm in args.search_arms:
                         searched.search_run(arm, name, seed, args.out, args.results,
                                             redo=args.retrain)
-    print(tables.write_tables(args.results, family, args.seeds, extra))
+    description = (f"{args.random} random DAGs on {args.factors} ordered factors (each candidate "
+                   f"edge with probability {args.density})" if args.random else
+                   f"Every DAG shape on {args.factors} ordered factors") + \
+        (f", {args.mechanism} mechanism" if args.mechanism != "linear" else "")
+    print(tables.write_tables(args.results, family, args.seeds, extra, description))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,7 @@ from pathlib import Path
 import torch
 
 from bench.structure_family.runs import run_dir
-
-# The search's cost per edge, nats per image (docs/structure.md: the λ the project chose on
-# Fashion-MNIST validation for the joint learner; never chosen on a synthetic DAG).
-EDGE_COST = 0.03
+from trainer.graph_search import EDGE_COST
 
 
 def search_path(results, arm, name, seed):

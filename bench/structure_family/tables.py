@@ -44,10 +44,11 @@ def weakest(results, name, seeds):
     return f"{min(info):.2f}" if info else "—"
 
 
-def write_tables(results, dags, seeds, extra=()):
+def write_tables(results, dags, seeds, extra=(), description="Every DAG shape on 4 ordered factors"):
     """Write results.md, results.json and edge_values.md into results; extra: DAGs reported
-    apart (not in the family's totals)."""
+    apart (not in the family's totals); description: what the DAGs are."""
     results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
     by_method = {label: scored_runs(results, arm, search, list(dags) + list(extra), seeds)
                  for label, arm, search in METHODS}
     family = {name for name, _ in dags}
@@ -81,7 +82,7 @@ def write_tables(results, dags, seeds, extra=()):
                 row[f"{label}: exact"] = cell["exact"]
                 row[f"{label}: SHD"] = cell["SHD"]
         per_dag.append(row)
-    text = ("# The structure benchmark\n\nEvery DAG shape on 4 ordered factors, seeds "
+    text = (f"# The structure benchmark\n\n{description}, seeds "
             f"{', '.join(map(str, seeds))}; protocol and rules: docs/structure.md (the family "
             "benchmark). Exact: the kept edges are the true DAG and no edge is undecided. SHD, "
             "precision, recall and undecided edges: means over runs.\n\n## Over all runs\n\n"
