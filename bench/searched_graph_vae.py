@@ -13,15 +13,22 @@ of each seed (search_seed<k>.json), and results.md: mean ± SD over seeds and th
 per-image difference to the committed GraphVAE and FC-VAE runs of the same seeds
 (docs/results/fashion_mnist/runs/).
 """
-import argparse
-import json
 import sys
-from pathlib import Path
 
-import numpy as np
-import torch
+if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a package then
+    print("error: run the benchmarks from the repository's root as modules: "
+          "python -m bench.searched_graph_vae", file=sys.stderr)
+    sys.exit(2)
 
-from bench.common import REPO
+import argparse  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import REPO  # noqa: E402
+from utils.help_format import parser as help_parser  # noqa: E402
 
 COMMITTED = REPO / "docs" / "results" / "fashion_mnist" / "runs"
 REFERENCES = {"graph_vae": "GraphVAE", "fc_vae": "FC-VAE"}
@@ -29,14 +36,16 @@ EPOCHS, SAMPLES = 100, 1000
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--data-dir", default="data")
+    parser = help_parser(__doc__)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="the seeds, each paired with the committed runs of that seed")
+    parser.add_argument("--data-dir", default="data", help="where Fashion-MNIST's files are")
     parser.add_argument("--out", default="saved/searched_graph_vae", help="checkpoints")
-    parser.add_argument("--results", default=str(REPO / "docs/results/fashion_mnist_search"))
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("-k", "--samples", type=int, default=SAMPLES)
+    parser.add_argument("--results", default=str(REPO / "docs/results/fashion_mnist_search"),
+                        help="where the results files and the table go")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="training epochs")
+    parser.add_argument("-k", "--samples", type=int, default=SAMPLES,
+                        help="importance samples per test image for log p(x)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides (a smoke run: a subset, fewer epochs)")
     return parser.parse_args(argv)

@@ -10,15 +10,19 @@ import pytest
 import bench.ddp_scaling
 import bench.edge_gradients
 import bench.eval_speed
+import bench.searched_graph_vae
+import bench.structure_family.__main__
+import bench.structure_family.diagnosis
 import bench.throughput
 import data_loader.convert_strokes
 import reproduce
 import sample
+import search_graph
 import test as test_script
 import train
 from tests.conftest import REPO
 
-BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients")
+BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "searched_graph_vae")
 
 
 def summarize_main(argv):
@@ -39,6 +43,10 @@ SCRIPTS = {
     "bench/ddp_scaling.py": (bench.ddp_scaling.main, "--procs PROCS [PROCS ...] process counts"),
     "bench/eval_speed.py": (bench.eval_speed.main, "--images IMAGES test images to time"),
     "bench/edge_gradients.py": (bench.edge_gradients.main, "--batches BATCHES training batches"),
+    "search_graph.py": (search_graph.main, "--edge-cost EDGE_COST the cost of an edge"),
+    "bench/searched_graph_vae.py": (bench.searched_graph_vae.main, "--seeds SEEDS [SEEDS ...] the seeds"),
+    "bench/structure_family": (bench.structure_family.__main__.main, "--tables-only train nothing"),
+    "bench/structure_family/diagnosis.py": (bench.structure_family.diagnosis.main, "--seed SEED the runs' seed"),
     "data_loader/convert_strokes.py": (data_loader.convert_strokes.main, "source the strokes.npy"),
     "docs/results/sequences/summarize.py": (summarize_main, "folder the data set's results"),
 }

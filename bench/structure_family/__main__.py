@@ -13,23 +13,24 @@ checkpoint at the freeze. A run or search whose results file exists is not done 
 <results>/runs/<arm>/, <results>/search/<arm>/ (a JSON file per DAG and seed), results.md,
 results.json, edge_values.md; checkpoints under --out. The protocol: docs/structure.md.
 """
-import argparse
 import sys
 
 from bench.structure_family import runs, searched, shapes, tables
+from utils.help_format import parser as help_parser
 
 RESULTS = "docs/results/structure_family"
 COMMITTED_CHAIN = ("n4_31-10", [(3, 1), (1, 0)])  # data_loader/synthetic_dag.py's default
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arms", nargs="+", default=["paper"], choices=list(runs.ARMS))
+    parser = help_parser(__doc__)
+    parser.add_argument("--arms", nargs="+", default=["paper"], choices=list(runs.ARMS),
+                        help="the joint learner's settings to train (runs.ARMS)")
     parser.add_argument("--search-arms", nargs="*", default=["paper"], choices=list(runs.ARMS),
                         help="arms whose runs the graph search is run on")
     parser.add_argument("--factors", type=int, default=4, help="factors (nodes) of the DAGs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="each DAG's seeds (of the run and of the data's generator)")
     parser.add_argument("--dags", nargs="+", help="only these DAGs (names as in shapes.py)")
     parser.add_argument("--random", type=int, metavar="COUNT",
                         help="instead of every shape: COUNT random DAGs (shapes.random_dags, "
@@ -39,7 +40,7 @@ def parse_args(argv):
     parser.add_argument("--mechanism", default="linear", choices=["linear", "swirl"],
                         help="the data's mechanism (data_loader/synthetic_dag.py)")
     parser.add_argument("--out", default="saved/structure_family", help="checkpoints")
-    parser.add_argument("--results", default=RESULTS)
+    parser.add_argument("--results", default=RESULTS, help="where the results files go")
     parser.add_argument("--retrain", action="store_true",
                         help="train and search every run again, even where its results exist")
     parser.add_argument("--tables-only", action="store_true",

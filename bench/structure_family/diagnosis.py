@@ -10,7 +10,6 @@ logit split into reconstruction and KL at chosen epochs (bench/edge_gradients.py
 every node over the epochs, the toggled value at the freeze and the refitted value of the
 graph search on each arm's checkpoint at the freeze (trainer/graph_search.py).
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from bench.structure_family import runs, searched
 from bench.structure_family.scores import fmt, markdown_table
+from utils.help_format import parser as help_parser
 
 GRADIENT_EPOCHS = (1, 3, 6, 10)
 BATCHES = 50
@@ -85,13 +85,15 @@ def figure(diagnoses, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--results", required=True)
-    parser.add_argument("--dags", nargs="+", default=["n4_30-20", "n4_32-31-20"])
-    parser.add_argument("--arms", nargs="+", default=["cost0.1", "paper"])
-    parser.add_argument("--seed", type=int, default=100)
+    parser = help_parser(__doc__)
+    parser.add_argument("--out", required=True, help="the runs' checkpoints")
+    parser.add_argument("--results", required=True,
+                        help="the runs' results files; the diagnosis is written there")
+    parser.add_argument("--dags", nargs="+", default=["n4_30-20", "n4_32-31-20"],
+                        help="the DAGs diagnosed (names as in shapes.py)")
+    parser.add_argument("--arms", nargs="+", default=["cost0.1", "paper"],
+                        help="the arms diagnosed (runs.ARMS)")
+    parser.add_argument("--seed", type=int, default=100, help="the runs' seed")
     args = parser.parse_args(argv)
     diagnoses = [diagnose(arm, name, args.seed, args.out, args.results)
                  for name in args.dags for arm in args.arms]
