@@ -9,15 +9,18 @@ checkpoint (utils/run_dirs.save_dir_of), and data comes from --data-dir or the u
 config (by default data/).
 """
 import copy
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_loader.data_loaders import DATA_LOADERS
+from trainer.checkpoint import load_checkpoint
 from utils import distributed
-from utils.checkpoint import load_checkpoint
 from utils.config import ConfigParser, apply_overrides, load_json, set_by_path
 from utils.errors import ConfigError
 from utils.help_format import parser as help_parser
 from utils.run_dirs import save_dir_of
+from utils.settings import path_keys
 
 # Flags that set a config key; any key can be set with --set.
 CONFIG_FLAGS = {
@@ -54,11 +57,7 @@ def add_flags(parser, *flags, helps=None):
     texts = {**HELPS, **{flag: f"sets {key} (default: the config's)"
                          for flag, (key, _) in CONFIG_FLAGS.items()}, **(helps or {})}
     for flag in flags:
-        if flag == "--allow-unverified":
-            parser.add_argument("--allow-unverified", action="store_true",
-                                help="accept a checkpoint that carries no SHA-256 digest "
-                                     "(torch.save's, or an older graphvae's)")
-        elif flag == "--set":
+        if flag == "--set":
             parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                                 help=texts[flag])
         elif flag in CONFIG_FLAGS:
@@ -133,13 +132,13 @@ def load_run_config(args, max_devices=None, script="this script"):
     resume = getattr(args, "resume", None)
     if resume:
         refuse_new_run_flags(args, Path(resume).parent)
-        checkpoint = load_checkpoint(resume, getattr(args, "allow_unverified", False))
+        checkpoint = load_checkpoint(resume)
         run_dir = Path(resume).parent
     if getattr(args, "config", None):
         config = load_json(args.config)
     elif checkpoint is not None:
         config = copy.deepcopy(checkpoint["config"])  # the checkpoint's stays as it was saved
-        without_paths(config)
+        files = without_paths(config)
     else:
         raise ConfigError("give a config with -c config.json, or a checkpoint with --resume")
     for flag, (key, _) in CONFIG_FLAGS.items():
@@ -147,6 +146,8 @@ def load_run_config(args, max_devices=None, script="this script"):
         if value is not None:
             set_by_path(config, key, value)
     config = apply_overrides(config, getattr(args, "set", []))
+    if not getattr(args, "config", None) and checkpoint is not None:
+        ask_for_files(config, files)
     if devices is not None:  # --device 0,1: those GPUs; --device cpu: the CPU
         config["n_gpu"] = devices.n_gpu
     if run_dir is not None and isinstance(config, dict) \
@@ -175,12 +176,29 @@ def refuse_new_run_flags(args, run_dir):
 
 
 def without_paths(config):
-    """A checkpoint's config without the paths it names: where the run writes comes from the
-    checkpoint's location, where data is read from the user (--data-dir, or the default)."""
-    trainer = config.get("trainer")
-    if isinstance(trainer, dict):
-        trainer.pop("save_dir", None)
-    args = (config.get("data_loader") or {}).get("args") if isinstance(
-        config.get("data_loader"), dict) else None
-    if isinstance(args, dict):
-        args.pop("data_dir", None)
+    """A checkpoint's config without the paths it names (the settings annotated FilePath):
+    where a resumed run writes comes from the checkpoint's location, where its data is from the
+    user (--data-dir, --set, or the defaults). Returns {key: value} of the files (not folders)
+    it named, which the user must name again."""
+    if isinstance(config.get("trainer"), dict):
+        config["trainer"].pop("save_dir", None)
+    section = config.get("data_loader") if isinstance(config.get("data_loader"), dict) else {}
+    args = section.get("args") if isinstance(section.get("args"), dict) else {}
+    if section.get("type") not in DATA_LOADERS:
+        return {}
+    parameters = inspect.signature(DATA_LOADERS[section["type"]]).parameters
+    files = {}
+    for key in path_keys(DATA_LOADERS[section["type"]]):
+        value = args.pop(key, None)
+        if key != "data_dir" and value is not None and value != parameters[key].default:
+            files[key] = value
+    return files
+
+
+def ask_for_files(config, files):
+    """Every file the checkpoint's run read its data from is named again by the user."""
+    for key, value in files.items():
+        if key not in config["data_loader"]["args"]:
+            raise ConfigError(f"the checkpoint's run read data_loader.args.{key} {value!r}, and "
+                              f"paths are never taken from a checkpoint: name the file with "
+                              f"--set data_loader.args.{key}=PATH")

@@ -2,20 +2,30 @@
 a model, an optimiser and a trainer. train.py, test.py, sample.py, reproduce.py and every
 bench script build through here.
 """
-import inspect
+import logging
 import os
+from contextlib import contextmanager
 
 import torch
-from torch.optim import lr_scheduler as module_scheduler
 
-import data_loader.data_loaders as module_data
-import model as module_arch
+from data_loader.data_loaders import DATA_LOADERS, PROGRAM_SET
 from model.likelihoods import likelihoods_for
+from model.registry import MODELS
 from trainer import Trainer
-from utils import distributed, factories
-from utils.checkpoint import restore_model
-from utils.errors import ConfigError
+from trainer.epoch_log import logged_metrics
+from trainer.fits import Misfit, check_model
+from utils import distributed
+from utils.errors import CheckpointError, ConfigError
+from utils.factories import check_torch_sections, init_torch
 from utils.model_size import check_model_size
+from utils.settings import check_args
+
+# cuBLAS is deterministic only with a fixed workspace, which ATen reads from the environment
+# once, at a process's first GPU matmul: set here, when the entry points and the API are
+# imported (before any GPU work), not when a deterministic run is built, which may come after
+# an earlier run's matmuls (a notebook, pytest). ":4096:8" (32 MiB) is the workspace torch
+# gives cuBLAS by itself on Hopper GPUs (and about 8 MiB on earlier ones).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # Optimizers whose single-kernel (fused) implementation is used unless the config chooses
 # (optimizer.args.fused / foreach): the for-loop form runs a dozen small kernels per parameter
@@ -28,11 +38,9 @@ def seed_everything(config):
     reparameterisation); with several processes each rank draws its own noise from it."""
     rank = distributed.world()[0]
     torch.manual_seed(config["seed"] + 1_000_003 * rank)
-    if config["trainer"]["deterministic"]:
-        # cuBLAS is deterministic only with a fixed workspace, read from the environment
-        # before its first use; without it torch refuses every matmul on a GPU.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+    # Either way: the setting is the process's, and a run built after a deterministic one
+    # must not inherit it.
+    torch.use_deterministic_algorithms(config["trainer"]["deterministic"])
 
 
 def prepare_device(config):
@@ -54,13 +62,30 @@ def check_processes(config):
                           f"torchrun --nproc_per_node={n_gpu} train.py ...), or set n_gpu 1")
 
 
+def build(config, section, registry, program_set, **given):
+    """What config[section] names, from its registry, its args checked against the
+    constructor's signature and filled in (the run's saved config then states every setting
+    it ran with); a relation between settings that the constructor refuses is one line."""
+    cfg = config[section]
+    if cfg["type"] not in registry:
+        raise ConfigError(f"unknown {section}.type {cfg['type']!r}; {registry.unknown(cfg['type'])}")
+    factory = registry[cfg["type"]]
+    cfg["args"] = check_args(factory, cfg["args"], f"{section}.args.", program_set)
+    try:
+        return factory(**cfg["args"], **given)
+    except ValueError as e:
+        raise ConfigError(f"{section}.args: {e}") from None
+
+
 def build_loader(config, split, sharded=False, **overrides):
     """The data loader of one split; the run's seed orders it; overrides replace config args
-    (e.g. batch_size, subset). sharded: this process's shard under DDP."""
+    (e.g. batch_size, subset), in this loader only. sharded: this process's shard under DDP."""
     rank, world_size, _ = distributed.world() if sharded else (0, 1, 0)
-    return factories.init_obj(config, "data_loader", module_data, split=split,
-                              seed=config["seed"], num_replicas=world_size, rank=rank,
-                              overrides=overrides)
+    sections = {"data_loader": {"type": config["data_loader"]["type"],
+                                "args": {**config["data_loader"]["args"], **overrides}}}
+    loader = build(sections if overrides else config, "data_loader", DATA_LOADERS, PROGRAM_SET,
+                   split=split, seed=config["seed"], num_replicas=world_size, rank=rank)
+    return loader
 
 
 def build_whole_loader(config, split, **overrides):
@@ -74,9 +99,9 @@ def build_whole_loader(config, split, **overrides):
 def build_model(config, input_dim, device="cpu"):
     """The configured model for data of input_dim values, its size checked before any memory
     is allocated (utils/model_size.py)."""
-    build = lambda: factories.init_obj(config, "arch", module_arch, input_dim=input_dim)  # noqa: E731
-    check_model_size(build)
-    return build().to(device)
+    make = lambda: build(config, "arch", MODELS, ("input_dim",), input_dim=input_dim)  # noqa: E731
+    check_model_size(make)
+    return make().to(device)
 
 
 def check_data_fits_model(loader, model):
@@ -119,8 +144,19 @@ def check_batches_train(loader, model):
 def load_model(config, checkpoint, path, device="cpu"):
     """The checkpoint's model in evaluation mode, rebuilt from the data width it records."""
     model = build_model(config, checkpoint["input_dim"])
-    restore_model(model, checkpoint, path)
+    with naming(path):
+        check_model(model, checkpoint)
+    model.load_state_dict(checkpoint["model"])
     return model.to(device).eval()
+
+
+@contextmanager
+def naming(path):
+    """A checkpoint that does not fit (trainer/resume.Misfit) as one line naming its file."""
+    try:
+        yield
+    except Misfit as e:
+        raise CheckpointError(f"{path} does not fit this run: {e}") from None
 
 
 def build_optimizer(config, model):
@@ -137,57 +173,14 @@ def build_optimizer(config, model):
     if separate and any(g.schedule.lr is not None for g in model.gate_sets().values()):
         raise ConfigError("arch.args.gate_schedule.lr and structure_optimizer both set the "
                           "structure logits' rate; give it as structure_optimizer.args.lr")
-    optimizer = factories.init_obj(config, "optimizer", torch.optim,
-                                model.parameter_groups(without_structure=separate),
-                                overrides=overrides)
+    optimizer = init_torch(config, "optimizer",
+                           model.parameter_groups(without_structure=separate), **overrides)
     scheduler = None
     if config["lr_scheduler"] is not None:
-        scheduler = factories.init_obj(config, "lr_scheduler", torch.optim.lr_scheduler,
-                                       optimizer)
-    structure = factories.init_obj(config, "structure_optimizer", torch.optim,
-                                model.structure_parameters()) if separate else None
+        scheduler = init_torch(config, "lr_scheduler", optimizer)
+    structure = init_torch(config, "structure_optimizer", model.structure_parameters()) \
+        if separate else None
     return optimizer, scheduler, structure
-
-
-def check_optimizer(config):
-    """Try the configured optimizer and scheduler on a stand-in parameter before anything is
-    loaded: a type or setting that cannot make closure-free steps (LBFGS, SparseAdam, a
-    scheduler named as the optimizer, StepLR with step_size 0, ...) stops with one line."""
-    for section in ("optimizer", "structure_optimizer"):
-        if config[section] is None:
-            continue
-        check_kind(config, section, torch.optim, torch.optim.Optimizer)
-        parameter = torch.nn.Parameter(torch.zeros(1))
-        optimizer = factories.init_obj(config, section, torch.optim, [parameter])
-        try_steps(config, section, parameter, optimizer.step)
-    if config["lr_scheduler"] is None:
-        return
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = factories.init_obj(config, "optimizer", torch.optim, [parameter])
-    check_kind(config, "lr_scheduler", module_scheduler, module_scheduler.LRScheduler)
-    scheduler = factories.init_obj(config, "lr_scheduler", module_scheduler, optimizer)
-    plateau = isinstance(scheduler, module_scheduler.ReduceLROnPlateau)
-    try_steps(config, "lr_scheduler", parameter,
-              lambda: (optimizer.step(), scheduler.step(0.0) if plateau else scheduler.step()))
-
-
-def check_kind(config, section, module, base):
-    """config[section] names a subclass of base (not base itself, nor another object)."""
-    factory = factories.resolve(config, section, module)
-    if not (inspect.isclass(factory) and issubclass(factory, base)) or factory is base:
-        raise ConfigError(f"{section}.type '{config[section]['type']}' is not "
-                          f"{'a scheduler' if section == 'lr_scheduler' else 'an optimizer'}")
-
-
-def try_steps(config, section, parameter, step):
-    try:
-        for _ in range(2):
-            parameter.grad = torch.zeros(1)
-            step()
-    except Exception as e:  # whatever the class raises, training could not use it
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{section} {config[section]['type']} cannot make a training step "
-                          f"with these settings: {detail}") from None
 
 
 def fused_supported(model):
@@ -201,7 +194,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     sharded loaders, the model on its device (wrapped for DDP), optimiser, scheduler, and the
     trainer, resumed from checkpoint when given. Nothing is written yet. validate=False: a
     trainer for timing steps (bench/), with no validation loader and no monitor check."""
-    check_optimizer(config)
+    check_torch_sections(config)
     check_processes(config)
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
@@ -217,10 +210,11 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer, lr_scheduler, structure_optimizer = build_optimizer(config, model)
     trainer = Trainer(model, optimizer, config, device, train_loader, valid_loader,
-                      lr_scheduler, data_parallel=world_size > 1,
-                      structure_optimizer=structure_optimizer)
+                      lr_scheduler, structure_optimizer, data_parallel=world_size > 1)
     if validate:
-        trainer.check_monitor()
+        trainer.monitor.check(logged_metrics(valid_loader is not None), lr_scheduler)
     if checkpoint is not None:
-        trainer.resume(checkpoint, resume_path)
+        with naming(resume_path):
+            trainer.load_state_dict(checkpoint)
+        trainer.notes.insert(0, (logging.INFO, f"Resumed from {resume_path}"))
     return trainer

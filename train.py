@@ -21,7 +21,7 @@ from utils.errors import run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
-         "--save-dir", "--data-dir", "--allow-unverified")
+         "--save-dir", "--data-dir")
 HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
                "(e.g. to fine-tune)",
          "-r": "checkpoint to continue training from (its run goes on in its directory)",
@@ -61,24 +61,26 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
         world_size = distributed.world()[1]
         logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
                     + (f"; {world_size} processes" if world_size > 1 else ""))
-        trainer.train()
+        trainer.fit()
     if not trainer.stopped:
-        best = config.save_dir / "model_best.pth"
+        best = trainer.checkpoints.best
         logger.info(f"Done. Evaluate with: python test.py --resume "
-                    f"{best if best.is_file() else trainer.latest_checkpoint}")
+                    f"{best if best.is_file() else trainer.checkpoints.latest}")
     return config.save_dir
 
 
 def launch_workers(n_workers, argv):
     """python train.py --device 0,1 ...: one DDP worker per listed GPU, through torchrun; each
     reads the same --device and takes the GPU of its LOCAL_RANK in the list.
-    The stop signals (SIGINT, SIGTERM, SIGHUP) are passed on to torchrun (which passes them
-    to its workers) and this process waits for all of them, so a stop saves the run's
-    checkpoint once."""
+    The stop signals (SIGINT, SIGTERM, SIGHUP; SIGUSR1 as SIGTERM, since torchrun would die
+    of a SIGUSR1 without passing it on) are passed on to torchrun (which passes them to its
+    workers) and this process waits for all of them, so a stop saves the run's checkpoint
+    once."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={n_workers}", __file__, *argv]
     launcher = subprocess.Popen(command, start_new_session=True)  # signals come from here only
-    forward = lambda signum, frame: launcher.send_signal(signum)  # noqa: E731
+    forward = lambda signum, frame: launcher.send_signal(  # noqa: E731
+        signal.SIGTERM if signum == signal.SIGUSR1 else signum)
     previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         return launcher.wait()

@@ -1,7 +1,7 @@
 """Which way the plain ELBO pushes each edge: the gradient of -log p(x|z) and of the KL with
 respect to every structure logit, on training batches (docs/method.md §7).
 
-    python -m bench.edge_gradients --resume saved/models/.../checkpoint-epoch10.pth [--batches 50]
+    python -m bench.edge_gradients --resume saved/models/.../checkpoint-epoch10.safetensors [--batches 50]
 
 The model is put in training mode at the temperature of the epoch after the checkpoint's
 (relaxed gates, as training would see them); the gradients of the two parts of the negative
@@ -21,7 +21,7 @@ import json  # noqa: E402
 import torch  # noqa: E402
 
 from experiment import build_loader, load_model  # noqa: E402
-from utils.checkpoint import load_checkpoint  # noqa: E402
+from trainer.checkpoint import load_checkpoint  # noqa: E402
 from utils.config import ConfigParser  # noqa: E402
 from utils.errors import ConfigError, run_cli  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402

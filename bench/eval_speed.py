@@ -24,7 +24,7 @@ from bench.common import (REPO, bench_device, matmul_flops, record_matmuls,  # n
                           synchronize)
 from experiment import build_loader, build_model, load_model  # noqa: E402
 from model.metrics import importance_sampled_log_likelihood  # noqa: E402
-from utils.checkpoint import load_checkpoint  # noqa: E402
+from trainer.checkpoint import load_checkpoint  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import REPO  # noqa: E402
+from utils.files import write_file  # noqa: E402
 from utils.help_format import parser as help_parser  # noqa: E402
 
 COMMITTED = REPO / "docs" / "results" / "fashion_mnist" / "runs"
@@ -52,10 +53,10 @@ def parse_args(argv):
 
 
 def run_config(seed, args):
-    import reproduce
+    from reproduction.runs import model_config
     settings = argparse.Namespace(dataset="fashion_mnist", epochs=args.epochs, out=args.out,
                                   set=[f"data_loader.args.data_dir={args.data_dir}", *args.set])
-    config = reproduce.model_config("graph_vae", seed, settings)
+    config = model_config("graph_vae", seed, settings)
     config["name"] = "SearchedGraphVAE_fashion_mnist"
     return config
 
@@ -66,22 +67,22 @@ def search_and_impose(config, directory, search_file):
     import search_graph
     from experiment import build_loader, load_model
     from trainer.graph_search import EDGE_COST, search_graph as search
-    from utils.checkpoint import atomic_save, load_checkpoint
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
     from utils.config import ConfigParser
-    latest = directory / "checkpoint-latest.pth"
+    latest = directory / "checkpoint-latest.safetensors"
     checkpoint = load_checkpoint(latest)
     if not search_file.is_file():
         torch.manual_seed(config["seed"])
-        parsed = ConfigParser(checkpoint["config"], run_dir=directory)
+        parsed = ConfigParser(config, run_dir=directory)  # the user's paths
         model = load_model(parsed, checkpoint, latest)
         found = search(model, build_loader(parsed, "train"), build_loader(parsed, "valid"),
                        torch.device("cpu"), EDGE_COST)
         search_file.parent.mkdir(parents=True, exist_ok=True)
-        search_file.write_text(json.dumps(found, indent=1))
+        write_file(search_file, json.dumps(found, indent=1))
     found = json.loads(search_file.read_text())
     imposed = search_graph.impose_graph(checkpoint, found["graph"])
-    if not torch.equal(imposed["state_dict"]["gates.logits"], checkpoint["state_dict"]["gates.logits"]):
-        atomic_save(imposed, latest)
+    if not torch.equal(imposed["model"]["gates.logits"], checkpoint["model"]["gates.logits"]):
+        save_checkpoint(imposed, latest)
     return found
 
 
@@ -90,7 +91,8 @@ def run_seed(seed, args):
     import test as test_script
     from bench.structure_family.runs import train_run
     from model.edge_gates import GateSchedule
-    from utils.checkpoint import load_checkpoint
+    from model.settings import settings
+    from trainer.checkpoint import load_checkpoint
     from utils.config import ConfigParser
     results = Path(args.results)
     path = results / "runs" / f"searched_graph_vae_seed{seed}.json"
@@ -100,10 +102,10 @@ def run_seed(seed, args):
     config = run_config(seed, args)
     directory = Path(args.out) / "models" / config["name"] / f"seed{seed}"
     schedule = config["arch"].get("args", {}).get("gate_schedule")
-    freeze = GateSchedule.from_config(schedule).freeze_epoch
+    freeze = settings(GateSchedule, schedule).freeze_epoch
     first = json.loads(json.dumps(config))
     first["trainer"]["epochs"] = freeze
-    latest = directory / "checkpoint-latest.pth"
+    latest = directory / "checkpoint-latest.safetensors"
     if not latest.is_file() or load_checkpoint(latest)["epoch"] < freeze:
         train_run(first, directory)
     found = None
@@ -122,7 +124,7 @@ def run_seed(seed, args):
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path.with_suffix(".npz"), **{k: np.asarray(v, dtype=np.float32)
                                                     for k, v in per_example.items()})
-    path.write_text(json.dumps(record, indent=1))
+    write_file(path, json.dumps(record, indent=1))
 
 
 def load(path):
@@ -133,7 +135,8 @@ def load(path):
 
 
 def write_table(args):
-    import reproduce
+    from reproduction.report import markdown_table
+    from reproduction.statistics import fmt, mean_sd, paired_difference
     results = Path(args.results)
     runs = [load(results / "runs" / f"searched_graph_vae_seed{s}.json") for s in args.seeds
             if (results / "runs" / f"searched_graph_vae_seed{s}.json").is_file()]
@@ -146,23 +149,23 @@ def write_table(args):
         these = runs if key == "searched_graph_vae" else [
             load(COMMITTED / f"{key}_seed{s}.json") for s in seeds]
         row = {"Model": name, "seeds": len(these),
-               "log p(x)": reproduce.fmt(*reproduce.mean_sd([r["test"]["log_likelihood"]
+               "log p(x)": fmt(*mean_sd([r["test"]["log_likelihood"]
                                                              for r in these])),
-               "ELBO": reproduce.fmt(*reproduce.mean_sd([r["test"]["elbo"] for r in these])),
+               "ELBO": fmt(*mean_sd([r["test"]["elbo"] for r in these])),
                "edges kept (of 10)": " / ".join(str(sum(e["kept"] for e in r["test"]["graph"]["edges"]))
                                                 for r in these)}
         for reference, label in REFERENCES.items():
             if reference != key:
-                mean, se_images, se_seeds, per_seed = reproduce.paired_difference(
+                mean, se_images, se_seeds, per_seed = paired_difference(
                     these, [load(COMMITTED / f"{reference}_seed{s}.json") for s in seeds])
                 row[f"Δ vs {label} ± SE seeds (SE images)"] = \
-                    f"{reproduce.fmt(mean, se_seeds)} ({reproduce.fmt(se_images)})"
+                    f"{fmt(mean, se_seeds)} ({fmt(se_images)})"
         rows.append(row)
     kept = [", ".join(r["search"]["kept"]) or "none" for r in runs]
     text = ("# Fashion-MNIST: GraphVAE with the graph search at the freeze\n\nTest set, all "
             f"10,000 images, log p(x) by importance sampling with K = {args.samples}; seeds "
             f"{', '.join(map(str, seeds))}, each paired image by image with the committed runs "
-            "of the same seed. Nats; mean ± SD over seeds.\n\n" + reproduce.markdown_table(rows)
+            "of the same seed. Nats; mean ± SD over seeds.\n\n" + markdown_table(rows)
             + "\nEdges chosen by the search, per seed:\n\n"
             + "".join(f"- seed {s}: {k}\n" for s, k in zip(seeds, kept)))
     (results / "results.md").write_text(text)

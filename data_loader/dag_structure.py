@@ -55,7 +55,7 @@ def edge_pairs(edges):
     if not isinstance(edges, (list, tuple)) or not all(
             isinstance(e, (list, tuple)) and len(e) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) for v in e) for e in edges):
-        raise ValueError(f"dag.true_edges must be a list of [parent, child] pairs of factor "
+        raise ValueError(f"true_edges must be a list of [parent, child] pairs of factor "
                          f"indices, got {edges!r}")
     return tuple((int(j), int(i)) for j, i in edges)
 
@@ -64,19 +64,19 @@ def check_dag(edges, n_factors):
     """The edges are distinct, within 0..n_factors-1, acyclic and in the node order."""
     for k, (j, i) in enumerate(edges):
         if not (0 <= j < n_factors and 0 <= i < n_factors):
-            raise ValueError(f"dag.true_edges: [{j}, {i}] names a factor outside "
+            raise ValueError(f"true_edges: [{j}, {i}] names a factor outside "
                              f"0..{n_factors - 1}")
         if j == i:
-            raise ValueError(f"dag.true_edges: [{j}, {i}] is a loop (z{j} -> z{j})")
+            raise ValueError(f"true_edges: [{j}, {i}] is a loop (z{j} -> z{j})")
         if (j, i) in edges[:k]:
-            raise ValueError(f"dag.true_edges: [{j}, {i}] is given twice")
+            raise ValueError(f"true_edges: [{j}, {i}] is given twice")
     cycle = find_cycle(edges)
     if cycle:
-        raise ValueError("dag.true_edges is not a DAG: it has the cycle "
+        raise ValueError("true_edges is not a DAG: it has the cycle "
                          + " -> ".join(f"z{k}" for k in cycle))
     wrong = next(((j, i) for j, i in edges if j < i), None)
     if wrong:
-        raise ValueError(f"dag.true_edges: z{wrong[0]} -> z{wrong[1]} goes against the node "
+        raise ValueError(f"true_edges: z{wrong[0]} -> z{wrong[1]} goes against the node "
                          f"order (a parent must have a higher index than its child, as "
                          f"GraphVAE's nodes: docs/method.md §1); renumber the factors")
 

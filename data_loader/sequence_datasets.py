@@ -24,7 +24,6 @@ from tqdm import tqdm
 from data_loader.cache import BrokenCache, cached
 from data_loader.data_dir import DATA_DIR_FIX, data_directory
 from data_loader.npz_arrays import check_npz
-from utils.config import SEED
 from utils.errors import DataError, writing
 from utils.files import atomic_write
 
@@ -167,17 +166,11 @@ def check_sequences(path, steps, lengths, width, fix, error=DataError):
                         f"file); {fix}")
 
 
-def check_split_seed(split_seed):
-    if not SEED[0](split_seed):
-        raise ValueError(f"split_seed must be {SEED[1]}, got {split_seed}")
-
-
 def split_indices(n, split, seed, valid_fraction, test_fraction):
     """A seeded permutation cut into train / valid / test (fractions of n)."""
-    check_split_seed(seed)
-    if not (valid_fraction >= 0 and test_fraction >= 0 and valid_fraction + test_fraction < 1):
-        raise ValueError(f"valid_fraction and test_fraction must be >= 0 and add up to less "
-                         f"than 1, got {valid_fraction} and {test_fraction}")
+    if valid_fraction + test_fraction >= 1:
+        raise ValueError(f"valid_fraction and test_fraction must add up to less than 1, got "
+                         f"{valid_fraction} and {test_fraction}")
     order = np.random.default_rng(seed).permutation(n)
     n_test, n_valid = int(round(n * test_fraction)), int(round(n * valid_fraction))
     parts = {"test": order[:n_test], "valid": order[n_test:n_test + n_valid],

@@ -1,7 +1,7 @@
 """A synthetic image data set made from a known sparse latent DAG: a ground truth for
 structure learning (docs/method.md §7), generated from a seed, nothing downloaded or written.
 
-The ground truth is configurable (data_loader.args.dag, checked by SyntheticDAG.check):
+The ground truth is configurable (data_loader.args.dag; SyntheticDAG declares its settings):
 
   true_edges      [[parent, child], ...], any number of parents per child; factors are
                   ordered like GraphVAE's nodes, so a parent has a higher index than its child
@@ -32,69 +32,51 @@ find, up to an invertible map inside each node; without it the DAG is not identi
 The defaults give the images of the committed chain results, bit for bit.
 """
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 
 from data_loader.dag_structure import (check_dag, conditional_information, edge_pairs,
                                        independent, linear_model)
+from utils.config import SEED
 
 GAIN = 2.0
-MECHANISMS = ("linear", "swirl")
 MAX_PIXELS = 2 ** 16  # per image
-MAX_IMAGES = 10 ** 6
 CALIBRATION = 100_000  # draws that set the swirl's mixing for correlated parents
+Count = Annotated[int, "[1, inf)"]
 
 
 @dataclass(frozen=True)
 class SyntheticDAG:
-    true_edges: tuple = ((3, 1), (1, 0))
-    n_factors: int = 4
-    factor_dim: int = 2
-    strength: float = 0.9
-    mechanism: str = "linear"
-    block_rows: int = 4
-    width: int = 16
-    train_size: int = 20000
-    test_size: int = 5000
-    generator_seed: int = 0
+    """The settings of data_loader.args.dag: types, ranges and defaults here, checked by
+    utils/settings.check_args; the relations between them in __post_init__. true_edges has no
+    default: a dag section states its ground truth (a null section is the committed chain)."""
+    true_edges: list
+    n_factors: Annotated[int, "[1, 128]"] = 4
+    factor_dim: Count = 2
+    strength: Annotated[float, "(0, 1)"] = 0.9
+    mechanism: Literal["linear", "swirl"] = "linear"
+    block_rows: Count = 4
+    width: Count = 16
+    train_size: Annotated[int, "[2, 1000000]"] = 20000
+    test_size: Annotated[int, "[1, 1000000]"] = 5000
+    generator_seed: Annotated[int, SEED] = 0
 
-    @classmethod
-    def from_config(cls, values):
-        """The spec of data_loader.args.dag (None: the defaults), checked; a ValueError
-        names the key and the fix."""
-        values = dict(values or {})
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"dag.{unknown[0]} is not a setting of the synthetic DAG "
-                             f"(settings: {', '.join(known)})")
-        if "true_edges" in values:
-            values["true_edges"] = edge_pairs(values["true_edges"])
-        spec = cls(**values)
-        spec.check()
-        return spec
-
-    def check(self):
-        for name, low in (("n_factors", 1), ("factor_dim", 1), ("block_rows", 1), ("width", 1),
-                          ("train_size", 2), ("test_size", 1), ("generator_seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"dag.{name} must be a whole number >= {low}, got {value!r}")
-        if self.n_factors * self.block_rows * self.width > MAX_PIXELS \
-                or max(self.train_size, self.test_size) > MAX_IMAGES:
-            raise ValueError(f"dag: at most {MAX_PIXELS} pixels per image and {MAX_IMAGES} "
-                             f"images per split")
-        rho = self.strength
-        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < 1:
-            raise ValueError(f"dag.strength must be a number in (0, 1), got {rho!r}")
-        if self.mechanism not in MECHANISMS:
-            raise ValueError(f"dag.mechanism must be one of {', '.join(MECHANISMS)}, "
-                             f"got {self.mechanism!r}")
+    def __post_init__(self):
+        object.__setattr__(self, "true_edges", edge_pairs(self.true_edges))
+        if self.n_factors * self.block_rows * self.width > MAX_PIXELS:
+            raise ValueError(f"at most {MAX_PIXELS} pixels per image "
+                             f"(n_factors * block_rows * width)")
         if self.mechanism == "swirl" and self.factor_dim % 2:
-            raise ValueError(f"dag.mechanism 'swirl' turns pairs of dims: give an even "
+            raise ValueError(f"mechanism 'swirl' turns pairs of dims: give an even "
                              f"factor_dim, not {self.factor_dim}")
         check_dag(self.true_edges, self.n_factors)
+
+    @classmethod
+    def of(cls, values):
+        """The spec of a checked data_loader.args.dag (None: the committed chain)."""
+        return DEFAULT if values is None else cls(**values)
 
     # -- what the truth is --------------------------------------------------------------------
     @property
@@ -203,4 +185,4 @@ def render(factors, weights, biases):
     return torch.round(torch.sigmoid(logits).flatten(1) * 255).to(torch.uint8)
 
 
-DEFAULT = SyntheticDAG()  # the committed chain
+DEFAULT = SyntheticDAG(true_edges=((3, 1), (1, 0)))  # the committed chain

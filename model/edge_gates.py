@@ -29,11 +29,12 @@ evaluation graph still keeps it or drops it by 1[sigmoid(alpha) > 0.5], but noth
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
 
-from model import settings
+from model.settings import Positive
 from model.structure_prior import StructurePrior
 
 STRUCTURES = ("learned", "noisy_full", "full", "chain", "identity", "none")
@@ -41,7 +42,7 @@ RELAXED = ("learned", "noisy_full")  # structures trained with binary-concrete s
 
 # Uniform noise is kept inside (EPS, 1 - EPS) so that log(u) - log(1 - u) stays finite.
 EPS = 1e-6
-TAU_RANGE = (1e-6, 1e6)  # the temperatures a gate schedule may reach
+TAU_RANGE = "[1e-6, 1e6]"  # the temperatures a gate schedule may reach
 UNDECIDED_BAND = 0.05  # |sigmoid(alpha) - 0.5| below this: the edge is reported as undecided
 
 
@@ -53,46 +54,22 @@ class GateSchedule:
     (the paper: 0.999, made for 2000 epochs) or else the rate that reaches tau_floor at epoch
     anneal_epochs. After freeze_epoch the graph is fixed to its discrete value and the
     networks keep training on it (null: never frozen). lr: the logits' own learning rate
-    (null: the optimizer's).
+    (null: the optimizer's). The temperature divides float32 logits: it stays far from
+    overflow and underflow (TAU_RANGE), and it may only fall.
     """
-    tau_init: float = 1.0
-    tau_floor: float = 0.05
-    anneal_epochs: int = 50
-    tau_rate: float = None
-    freeze_epoch: int = 50
-    lr: float = None
+    tau_init: Annotated[float, TAU_RANGE] = 1.0
+    tau_floor: Annotated[float, TAU_RANGE] = 0.05
+    anneal_epochs: Annotated[int, "[1, inf)"] | None = 50
+    tau_rate: Annotated[float, "(0, 1]"] | None = None
+    freeze_epoch: Annotated[int, "[0, inf)"] | None = 50
+    lr: Positive | None = None
 
-    @classmethod
-    def from_config(cls, values):
-        return settings.from_config(cls, values, "gate_schedule")
-
-    def check(self):
-        def number(name, allow_none=False, low=0.0, high=math.inf):
-            value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"gate_schedule.{name} must be a positive number, got {value!r}")
-            if not low <= value <= high:
-                raise ValueError(f"gate_schedule.{name} must be between {low:g} and {high:g}, "
-                                 f"got {value!r}")
-        # The temperature divides float32 logits: it must be a float32 far from overflow
-        # and underflow, and it may only fall (a rate above 1 would overflow by itself).
-        number("tau_init", low=TAU_RANGE[0], high=TAU_RANGE[1])
-        number("tau_floor", low=TAU_RANGE[0], high=TAU_RANGE[1])
-        number("tau_rate", True, high=1.0), number("lr", True)
+    def __post_init__(self):
         if self.tau_floor > self.tau_init:
-            raise ValueError(f"gate_schedule.tau_floor ({self.tau_floor}) must not exceed "
-                             f"tau_init ({self.tau_init})")
-        for name in ("anneal_epochs", "freeze_epoch"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < (1 if name == "anneal_epochs" else 0)):
-                raise ValueError(f"gate_schedule.{name} must be a whole number of epochs "
-                                 f"(>= {1 if name == 'anneal_epochs' else 0}) or null, got {value!r}")
+            raise ValueError(f"tau_floor ({self.tau_floor}) must not exceed tau_init "
+                             f"({self.tau_init})")
         if self.tau_rate is None and self.anneal_epochs is None:
-            raise ValueError("gate_schedule needs tau_rate or anneal_epochs")
+            raise ValueError("give tau_rate or anneal_epochs")
 
     def temperature(self, epoch):
         rate = self.tau_rate
@@ -127,10 +104,6 @@ class EdgeGates(nn.Module):
     def __init__(self, n_nodes, structure="learned", init_prob=0.5, hard=False, edges=None,
                  schedule=None, name_format="z{j}->z{i}", prior=None):
         super().__init__()
-        if structure not in STRUCTURES:
-            raise ValueError(f"structure must be one of {', '.join(STRUCTURES)}, got {structure!r}")
-        if not 0.0 < init_prob < 1.0:
-            raise ValueError(f"gate_init_prob must be in (0, 1), got {init_prob}")
         self.n_nodes, self.structure, self.hard = n_nodes, structure, hard
         self.schedule = schedule or GateSchedule()
         self.prior = prior or StructurePrior()
@@ -241,9 +214,6 @@ class EdgeGates(nn.Module):
             self.forced = previous
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints from before edge values were measured have none.
-        state_dict.setdefault(prefix + "values_at_freeze", torch.zeros_like(self.values_at_freeze))
-        state_dict.setdefault(prefix + "values_measured", torch.tensor(False))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.is_frozen = bool(self.frozen)
 

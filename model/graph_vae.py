@@ -18,16 +18,20 @@ N(0, I), the same formula with mu_p = 0, logvar_p = 0.
 decoder "block" ties node i to its own block of outputs (model/networks.py: BlockDecoder);
 structure_prior puts a cost on the learned edges (model/structure_prior.py).
 """
+from typing import Annotated, Literal
+
 import torch
 from torch import nn
 
 from model import gaussian
 from model.base_model import BaseModel
-from model.edge_gates import EdgeGates, GateSchedule
-from model.likelihoods import build_likelihood
+from model.edge_gates import STRUCTURES, EdgeGates, GateSchedule
+from model.likelihoods import LIKELIHOODS, build_likelihood
 from model.networks import BlockDecoder, GroupedLinear, GroupMajor, mlp
+from model.registry import MODELS
+from model.settings import Probability, Size, Sizes, settings
 from model.structure_prior import StructurePrior
-from model.top_down import TOP_DOWN, PairedMLPTopDown, separate_sources, split_params
+from model.top_down import TOP_DOWN, PairedMLPTopDown, split_params
 
 DECODERS = ("mlp", "block")
 # Nodes are sampled one after another, each with its own networks, and their edges grow as
@@ -35,23 +39,20 @@ DECODERS = ("mlp", "block")
 MAX_NODES = 128
 
 
+@MODELS.register()
 class GraphVAE(BaseModel):
-    def __init__(self, input_dim=784, n_nodes=5, node_dim=16, latent_dim=None,
-                 structure="learned", gate_init_prob=0.5, hard_gates=False, gate_schedule=None,
-                 share_top_down=False, encoder_hidden=(512, 512, 512), feature_dim=256,
-                 bottom_up_hidden=256, top_down_hidden=256, decoder_hidden=(512, 512, 512),
-                 likelihood="bernoulli", top_down="mlp", decoder="mlp", structure_prior=None):
+    def __init__(self, input_dim: int = 784, n_nodes: Annotated[int, f"[1, {MAX_NODES}]"] = 5,
+                 node_dim: Size = 16, latent_dim: Size | None = None,
+                 structure: Literal[STRUCTURES] = "learned", gate_init_prob: Probability = 0.5,
+                 hard_gates: bool = False, gate_schedule: GateSchedule | None = None,
+                 share_top_down: bool = False, encoder_hidden: Sizes = (512, 512, 512),
+                 feature_dim: Size = 256, bottom_up_hidden: Size = 256,
+                 top_down_hidden: Size = 256, decoder_hidden: Sizes = (512, 512, 512),
+                 likelihood: Literal[tuple(LIKELIHOODS)] = "bernoulli",
+                 top_down: Literal[tuple(TOP_DOWN)] = "mlp", decoder: Literal[DECODERS] = "mlp",
+                 structure_prior: StructurePrior | None = None):
         super().__init__()
         node_dim = split_latent_dims(latent_dim, n_nodes, node_dim)
-        check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
-                    feature_dim=feature_dim, bottom_up_hidden=bottom_up_hidden,
-                    top_down_hidden=top_down_hidden)
-        check_sizes(**{f"encoder_hidden[{k}]": v for k, v in enumerate(encoder_hidden)},
-                    **{f"decoder_hidden[{k}]": v for k, v in enumerate(decoder_hidden)})
-        if top_down not in TOP_DOWN:
-            raise ValueError(f"top_down must be one of {', '.join(TOP_DOWN)}, got {top_down!r}")
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         self.n_nodes, self.node_dim = n_nodes, node_dim
         self.likelihood = build_likelihood(likelihood, input_dim)
@@ -77,8 +78,8 @@ class GraphVAE(BaseModel):
             self.top_down, self.top_down_q = networks(), None if share_top_down else networks()
         self.decoder = build_decoder(decoder, n_nodes, node_dim, decoder_hidden, self.likelihood)
         self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates,
-                               schedule=GateSchedule.from_config(gate_schedule),
-                               prior=StructurePrior.from_config(structure_prior))
+                               schedule=settings(GateSchedule, gate_schedule),
+                               prior=settings(StructurePrior, structure_prior))
 
     # -- pieces ---------------------------------------------------------------------------
     def bottom_up_estimates(self, x):
@@ -159,23 +160,8 @@ class GraphVAE(BaseModel):
     def describe_graph(self):
         return self.gates.describe(self.node_dim)
 
-    # -- checkpoints from before the grouped top-down networks ------------------------------
-    def separate_top_down_sources(self, state_dict, prefix=""):
-        """{key: ((the separate networks' keys), merge)} when state_dict holds TD^p and TD^q
-        as two MLPTopDowns (checkpoints from before PairedMLPTopDown), else {}."""
-        if not isinstance(self.top_down, PairedMLPTopDown) \
-                or f"{prefix}top_down_q.nets.0.0.0.weight" not in state_dict:
-            return {}
-        return separate_sources(self.n_nodes, f"{prefix}top_down.", f"{prefix}top_down.",
-                                f"{prefix}top_down_q.")
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Two separate top-down networks are merged into the grouped one: the same weights.
-        for key, (separate, merge) in self.separate_top_down_sources(state_dict, prefix).items():
-            state_dict[key] = merge(*(state_dict.pop(old) for old in separate))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-
+@MODELS.register()
 class GraphLSTMVAE(GraphVAE):
     """GraphVAE whose per-node top-down MLPs are one LSTM shared by the nodes (docs/method.md §3).
 
@@ -202,18 +188,8 @@ def split_latent_dims(latent_dim, n_nodes, node_dim):
     """node_dim, or latent_dim / n_nodes when the total latent size M is given instead."""
     if latent_dim is None:
         return node_dim
-    check_sizes(latent_dim=latent_dim, n_nodes=n_nodes)
     if latent_dim % n_nodes:
         divisors = [k for k in range(1, min(latent_dim, MAX_NODES) + 1) if latent_dim % k == 0]
         raise ValueError(f"latent_dim {latent_dim} is not divisible by n_nodes {n_nodes}; "
                          f"use n_nodes in {divisors}")
     return latent_dim // n_nodes
-
-
-def check_sizes(**sizes):
-    for name, value in sizes.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if sizes.get("n_nodes", 0) > MAX_NODES:
-        raise ValueError(f"n_nodes must be at most {MAX_NODES} (nodes are sampled one after "
-                         f"another, each with networks of its own), got {sizes['n_nodes']}")

@@ -19,37 +19,43 @@ step. With N = 1 and cross_structure "none" it is the VRNN.
 A batch is {"x": (B, T, D), "mask": (B, T)} plus, for truncated BPTT, the "state" that the
 previous chunk returned.
 """
+from typing import Annotated, Literal
+
 import torch
 from torch import nn
 
 from model import gaussian
 from model.base_model import BaseModel
-from model.edge_gates import EdgeGates, GateSchedule
-from model.graph_vae import check_sizes
-from model.likelihoods import build_likelihood
+from model.edge_gates import STRUCTURES, EdgeGates, GateSchedule
+from model.graph_vae import MAX_NODES
+from model.likelihoods import LIKELIHOODS, build_likelihood
 from model.networks import mlp
+from model.registry import MODELS
+from model.settings import Probability, Size, settings
 from model.structure_prior import StructurePrior
+
+CROSS_STRUCTURES = tuple(s for s in STRUCTURES if s != "chain")  # across steps: no chain
 from model.top_down import split_params
 
 
+@MODELS.register()
 class RecurrentGraphVAE(BaseModel):
-    def __init__(self, input_dim=3, n_nodes=3, node_dim=8, structure="learned",
-                 cross_structure="learned", gate_init_prob=0.5, hard_gates=False,
-                 gate_schedule=None, rnn_hidden=128, hidden=128, feature_dim=64,
-                 likelihood="strokes", n_mixtures=5, structure_prior=None):
+    def __init__(self, input_dim: int = 3, n_nodes: Annotated[int, f"[1, {MAX_NODES}]"] = 3,
+                 node_dim: Size = 8, structure: Literal[STRUCTURES] = "learned",
+                 cross_structure: Literal[CROSS_STRUCTURES] = "learned",
+                 gate_init_prob: Probability = 0.5, hard_gates: bool = False,
+                 gate_schedule: GateSchedule | None = None, rnn_hidden: Size = 128,
+                 hidden: Size = 128, feature_dim: Size = 64,
+                 likelihood: Literal[tuple(LIKELIHOODS)] = "strokes", n_mixtures: Size = 5,
+                 structure_prior: StructurePrior | None = None):
         super().__init__()
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
-        check_sizes(input_dim=input_dim, n_nodes=n_nodes, node_dim=node_dim,
-                    rnn_hidden=rnn_hidden, hidden=hidden, feature_dim=feature_dim,
-                    n_mixtures=n_mixtures)
-        if cross_structure == "chain":
-            raise ValueError("cross_structure must be learned, noisy_full, full, identity or none")
         self.n_nodes, self.node_dim, self.rnn_hidden = n_nodes, node_dim, rnn_hidden
         options = {"n_mixtures": n_mixtures} if likelihood == "strokes" else {}
         self.likelihood = build_likelihood(likelihood, input_dim, **options)
 
-        schedule = GateSchedule.from_config(gate_schedule)
-        prior = StructurePrior.from_config(structure_prior)  # on both kinds of edges
+        schedule = settings(GateSchedule, gate_schedule)
+        prior = settings(StructurePrior, structure_prior)  # on both kinds of edges
         self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates, schedule=schedule,
                                prior=prior)
         cross_edges = [(j, i) for i in range(n_nodes) for j in range(n_nodes)]

@@ -1,17 +1,15 @@
-"""Settings objects built from a config's plain dict (e.g. arch.args.gate_schedule)."""
-from dataclasses import fields
+"""The types of the settings models declare in their signatures: each a type and a range (an
+interval; utils/settings.py reads them), so that a config's values are checked before a model
+is built, against the model's own declaration."""
+from typing import Annotated
+
+Size = Annotated[int, "[1, inf)"]  # a width, a count
+Sizes = Annotated[tuple[int, ...], "[1, inf)"]  # the widths of hidden layers
+Probability = Annotated[float, "(0, 1)"]
+NonNegative = Annotated[float, "[0, inf)"]
+Positive = Annotated[float, "(0, inf)"]
 
 
-def from_config(cls, values, name):
-    """cls(**values), a frozen dataclass with a check() method; null gives the defaults. An
-    unknown key or a wrong value is a ValueError that names `name` and the key."""
-    if values is not None and not isinstance(values, dict):
-        raise ValueError(f"{name} must be an object of settings, got {values!r}")
-    values = dict(values or {})
-    known = [f.name for f in fields(cls)]
-    for key in values:
-        if key not in known:
-            raise ValueError(f"unknown {name} key '{key}' (keys: {', '.join(known)})")
-    settings = cls(**values)
-    settings.check()
-    return settings
+def settings(cls, value):
+    """A settings dataclass from a config's object of its keys (None: the defaults)."""
+    return value if isinstance(value, cls) else cls(**(value or {}))

@@ -22,31 +22,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model import settings
+from model.settings import NonNegative, Probability
 
 
 @dataclass(frozen=True)
 class StructurePrior:
-    edge_penalty: float = 0.0
-    edge_prior: float = None
-    prior_weight: float = 1.0
-
-    @classmethod
-    def from_config(cls, values):
-        return settings.from_config(cls, values, "structure_prior")
-
-    def check(self):
-        def number(name):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0:
-                raise ValueError(f"structure_prior.{name} must be a number >= 0, got {value!r}")
-        number("edge_penalty"), number("prior_weight")
-        pi = self.edge_prior
-        if pi is not None and (isinstance(pi, bool) or not isinstance(pi, (int, float))
-                               or not 0.0 < pi < 1.0):
-            raise ValueError(f"structure_prior.edge_prior must be a probability in (0, 1) or "
-                             f"null, got {pi!r}")
+    """config: arch.args.structure_prior; edge_prior null: no Bernoulli prior."""
+    edge_penalty: NonNegative = 0.0
+    edge_prior: Probability | None = None
+    prior_weight: NonNegative = 1.0
 
     @property
     def active(self):

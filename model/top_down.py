@@ -81,8 +81,8 @@ class PairedMLPTopDown(nn.Module):
         return self.pair(node, gated_parents)[0]
 
 
-# How checkpoints from before PairedMLPTopDown, with TD^p and TD^q as two MLPTopDowns, map onto
-# it: key in PairedMLPTopDown.nets[i] -> (key in each MLPTopDown.nets[i], how the two merge).
+# How the weights of two MLPTopDowns (TD^p, TD^q) map onto one PairedMLPTopDown: key in
+# PairedMLPTopDown.nets[i] -> (key in each MLPTopDown.nets[i], how the two merge).
 SEPARATE_LAYOUT = {
     "0.weight": ("0.0.weight", "cat"), "0.bias": ("0.0.bias", "cat"),
     "1.weight": ("0.1.weight", "cat"), "1.bias": ("0.1.bias", "cat"),
@@ -93,18 +93,6 @@ SEPARATE_LAYOUT = {
 }
 MERGES = {"cat": lambda p, q: torch.cat([p, q]), "stack": lambda p, q: torch.stack([p, q]),
           "stack_transposed": lambda p, q: torch.stack([p.T, q.T]), "first": lambda p, q: p}
-
-
-def separate_sources(n_nodes, paired="top_down.", prior="top_down.", inference="top_down_q."):
-    """{key of a PairedMLPTopDown at `paired`: ((its keys in the two separate networks at
-    `prior` and `inference`), merge)} for every node's parameters and buffers. A merge applies
-    to any tensor of the parameter's shape (weights, and an optimiser's state of them)."""
-    sources = {}
-    for i in range(n_nodes - 1):
-        for new, (old, merge) in SEPARATE_LAYOUT.items():
-            sources[f"{paired}nets.{i}.{new}"] = (
-                (f"{prior}nets.{i}.{old}", f"{inference}nets.{i}.{old}"), MERGES[merge])
-    return sources
 
 
 class LSTMTopDown(nn.Module):

@@ -20,8 +20,11 @@ def _seed_and_threads():
 
 @pytest.fixture
 def tiny_config(tmp_path):
-    """A small GraphVAE config on a subset of real Fashion-MNIST, writing under tmp_path."""
+    """A small GraphVAE config on a subset of real Fashion-MNIST, writing under tmp_path, on
+    the CPU also on a GPU machine (n_gpu 0: the default would train on a visible GPU; the
+    GPU tests, tests/test_cuda.py, choose theirs)."""
     config = json.loads((REPO / "configs" / "tiny.json").read_text())
+    config["n_gpu"] = 0
     config["data_loader"]["args"].update(data_dir=str(DATA_DIR), subset=512)
     config["trainer"]["save_dir"] = str(tmp_path / "saved")
     return copy.deepcopy(config)
@@ -58,8 +61,8 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     for a config whose save_dir is tmp_path / "saved"."""
     import train
     from experiment import build_loader, build_model
+    from trainer.checkpoint import load_checkpoint
     from trainer.evaluation import evaluate
-    from utils.checkpoint import load_checkpoint
     from utils.config import ConfigParser
     from utils.errors import run_cli
     config = ConfigParser(copy.deepcopy(config_dict))
@@ -68,7 +71,29 @@ def metric_before_and_after_training(config_dict, tmp_path, metric, test_images)
     torch.manual_seed(0)
     before = measure(build_model(config, loader.input_dim))
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config_dict))])) == 0
-    (best,) = (tmp_path / "saved" / "models").glob("*/*/model_best.pth")
+    (best,) = (tmp_path / "saved" / "models").glob("*/*/model_best.safetensors")
     model = build_model(config, loader.input_dim)
-    model.load_state_dict(load_checkpoint(best)["state_dict"])
+    model.load_state_dict(load_checkpoint(best)["model"])
     return before, measure(model)
+
+
+@pytest.fixture(scope="session")
+def _slurm_cluster(tmp_path_factory):
+    from tests.slurm_cluster import CannotStart, start_cluster
+    try:
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    except CannotStart as e:
+        if os.environ.get("GRAPHVAE_REQUIRE_SLURM"):  # CI installed it: it must start
+            pytest.fail(f"the Slurm test cluster did not start: {e}")
+        pytest.skip(f"no Slurm test cluster: {e}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def slurm(_slurm_cluster, monkeypatch):
+    """A running one-node Slurm cluster (tests/slurm_cluster.py) that this test's Slurm
+    commands reach; the test skips where Slurm cannot start."""
+    for name, value in _slurm_cluster.env.items():
+        monkeypatch.setenv(name, value)
+    return _slurm_cluster

@@ -1,12 +1,16 @@
 """Configs: defaults in one place, overrides from the command line, every shipped config valid.
 (Bad configs and command lines, each stopping with one line: test_bad_inputs.py.)"""
+import inspect
 import json
 
 import pytest
 
+from data_loader.data_loaders import DATA_LOADERS, PROGRAM_SET
+from model import MODELS
 from tests.conftest import REPO
-from utils.config import ConfigParser, apply_overrides
+from utils.config import ConfigParser, TrainerSettings, apply_overrides, run_settings
 from utils.errors import ConfigError
+from utils.settings import check_args
 
 
 def test_overrides_set_nested_keys_with_json_values(tiny_config):
@@ -19,7 +23,7 @@ def test_overrides_set_nested_keys_with_json_values(tiny_config):
 
 def test_override_of_the_wrong_type_names_the_key(tiny_config):
     with pytest.raises(ConfigError, match="'trainer.epochs' must be an integer"):
-        apply_overrides(tiny_config, ["trainer.epochs=many"])
+        ConfigParser(apply_overrides(tiny_config, ["trainer.epochs=many"]))
     with pytest.raises(ConfigError, match="key.path=value"):
         apply_overrides(tiny_config, ["trainer.epochs"])
 
@@ -29,12 +33,16 @@ def test_defaults_are_filled_in_and_configs_state_only_what_differs(tiny_config)
                            "data_loader": {"type": "ImageDataLoader"}})
     assert config["trainer"]["epochs"] == 100 and config["optimizer"]["args"] == {"lr": 3e-4}
     assert config["arch"]["args"] == {} and json.dumps(config.config)  # plain data
-    from utils.config import TOP_LEVEL, TRAINER
+    top = {name: p.default for name, p in inspect.signature(run_settings).parameters.items()}
     for path in [REPO / "config.json", *sorted((REPO / "configs").glob("*.json"))]:
         raw = json.loads(path.read_text())
         for key, value in raw.get("trainer", {}).items():
-            assert value != TRAINER[key][1], f"{path.name}: trainer.{key} repeats its default"
+            assert value != getattr(TrainerSettings, key), \
+                f"{path.name}: trainer.{key} repeats its default"
         for key, value in raw.items():
-            if key in TOP_LEVEL and not isinstance(value, dict):
-                assert value != TOP_LEVEL[key][1], f"{path.name}: {key} repeats its default"
-        ConfigParser(raw)  # and every shipped config is valid
+            if not isinstance(value, dict):
+                assert value != top[key], f"{path.name}: {key} repeats its default"
+        parsed = ConfigParser(raw)  # and every shipped config is valid, its args too
+        check_args(MODELS[parsed["arch"]["type"]], parsed["arch"]["args"], "", ("input_dim",))
+        check_args(DATA_LOADERS[parsed["data_loader"]["type"]], parsed["data_loader"]["args"],
+                   "", PROGRAM_SET)

@@ -163,7 +163,7 @@ def test_a_device_list_without_those_gpus_starts_nothing(gpus, tiny_config, tmp_
 @pytest.mark.parametrize("script", [test_script, sample])
 def test_evaluation_and_sampling_take_one_device_and_use_it(script, gpus, monkeypatch, capsys):
     gpus(2)
-    assert run_cli(lambda: script.main(["--resume", "x.pth", "--device", "0,1"])) == 2
+    assert run_cli(lambda: script.main(["--resume", "x.safetensors", "--device", "0,1"])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "one device" in err and err.count("\n") == 1, err
 
@@ -183,42 +183,24 @@ def test_sample_draws_on_the_configured_device(monkeypatch, tiny_config):
     monkeypatch.setattr(sample, "prepare_device", lambda config: torch.device("cuda", 1))
     monkeypatch.setattr(sample, "load_model", capture)
     with pytest.raises(Reached):
-        sample.main(["--resume", "x.pth", "--device", "1"])
+        sample.main(["--resume", "x.safetensors", "--device", "1"])
     assert seen == [torch.device("cuda", 1)]
 
 
-def test_reproduce_spreads_its_jobs_over_the_gpus(gpus, monkeypatch):
-    """--jobs N: each worker process takes a slot and with it a GPU (before, every run
-    trained on cuda:0)."""
-    import queue
-
+def test_reproduce_gives_each_run_a_gpu_of_its_own(gpus, monkeypatch):
+    """--device chooses the GPUs the runs share, one run per GPU at a time; each run's job
+    sees only its own (before, every run trained on cuda:0)."""
     import reproduce
+    from launcher import settings
     gpus(2)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    args = reproduce.parse_args([])
-    assert reproduce.job_gpus(args) == [0, 1]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert reproduce.job_gpus(reproduce.parse_args([])) == [0, 1]
     assert reproduce.job_gpus(reproduce.parse_args(["--device", "1"])) == [1]
     assert reproduce.job_gpus(reproduce.parse_args(["--device", "cpu"])) == []
-    slots = queue.Queue()
-    for slot in range(3):
-        slots.put(slot)
-    for expected in (0, 1, 0):  # three workers, one slot each
-        reproduce.take_a_gpu(slots, [0, 1])
-        assert distributed.local_device(True) == torch.device("cuda", expected)
-
-
-def test_deterministic_runs_give_cublas_the_fixed_workspace_it_needs(tiny_config, monkeypatch):
-    """Without CUBLAS_WORKSPACE_CONFIG torch refuses every matmul on a GPU in deterministic
-    mode (trainer.deterministic, which every exact-resume run uses)."""
-    from experiment import seed_everything
-    from utils.config import ConfigParser
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    tiny_config["trainer"]["deterministic"] = True
-    try:
-        seed_everything(ConfigParser(tiny_config))
-    finally:
-        torch.use_deterministic_algorithms(False)
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert settings.local(None, [0, 1]) == settings.local(2, [0, 1])
+    assert settings.local(None, [0, 1]).gpus == ("0", "1")
+    assert settings.local(None, [1]).gpus == ("1",)
 
 
 def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
@@ -226,9 +208,46 @@ def test_under_torchrun_a_missing_resume_checkpoint_says_every_machine_needs_it(
     """Every rank reads --resume itself (each takes its own random state from it): on a
     machine without the file the rank says so in one line, naming what the file system must
     provide (docs/scaling_out.md)."""
-    from utils.checkpoint import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
     from utils.errors import CheckpointError
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "5")
     with pytest.raises(CheckpointError, match="rank 5.*at this path on every machine"):
-        load_checkpoint(tmp_path / "checkpoint-latest.pth")
+        load_checkpoint(tmp_path / "checkpoint-latest.safetensors")
+
+
+# -- process-wide GPU settings ---------------------------------------------------------------
+def test_the_cublas_workspace_is_fixed_when_the_api_is_imported_before_any_gpu_work():
+    """ATen reads CUBLAS_WORKSPACE_CONFIG once, at the process's first GPU matmul: a
+    deterministic run built after earlier GPU work (a notebook, pytest) needs it set before."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    code = ("import os, torch, experiment; "
+            "print(os.environ.get('CUBLAS_WORKSPACE_CONFIG'), torch.cuda.is_initialized())")
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, timeout=120,
+                            capture_output=True, text=True)
+    assert result.stdout.split() == [":4096:8", "False"], result.stderr
+
+
+def test_a_run_built_after_a_deterministic_one_is_not_deterministic(tiny_config):
+    from experiment import seed_everything
+    from utils.config import ConfigParser
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        for deterministic in (True, False, True):
+            tiny_config["trainer"]["deterministic"] = deterministic
+            seed_everything(ConfigParser(tiny_config))
+            assert torch.are_deterministic_algorithms_enabled() == deterministic
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def test_the_tests_tiny_config_trains_on_the_cpu_also_where_a_gpu_is_visible(tiny_config,
+                                                                             gpus):
+    from experiment import prepare_device
+    from utils.config import ConfigParser
+    gpus(1)
+    assert prepare_device(ConfigParser(tiny_config)) == torch.device("cpu")

@@ -17,7 +17,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.test_training import logged, run_dir
-from utils.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 from utils.config import ConfigParser
 from utils.errors import run_cli
 
@@ -95,7 +95,7 @@ def test_test_script_reports_bits_per_dim_and_tensorboard_has_them(eight_bit_con
     events.Reload()
     assert "bits_per_dim/valid" in events.Tags()["scalars"]
 
-    checkpoint = run_dir(tmp_path / "saved") / "model_best.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.safetensors"
     assert load_checkpoint(checkpoint)["image_shape"] == [1, 28, 28]
     capsys.readouterr()
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "10",
@@ -184,7 +184,7 @@ def test_the_cifar10_configs_train_and_sample_colour_images(tmp_path, monkeypatc
     config["data_loader"]["args"].update(validation_size=100, subset=128, batch_size=64)
     config["trainer"] = {"save_dir": str(tmp_path / "saved"), "epochs": 1, "tensorboard": False}
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config))])) == 0
-    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     recorded = load_checkpoint(checkpoint)
     assert recorded["input_dim"] == 3072 and recorded["image_shape"] == [3, 32, 32]
     assert len(logged(tmp_path / "saved", "val_elbo_bits_per_dim")) == 1
@@ -211,7 +211,7 @@ def test_cifar10_loads_as_colour_8_bit_images(tmp_path):
 def test_reproduce_tabulates_bits_per_dim_for_8_bit_images():
     import numpy as np
 
-    import reproduce
+    from reproduction import report
 
     def run(seed, bits):
         test = {"log_likelihood": -700.0, "elbo": -720.0, "kl": 20.0, "active_units": [3, 2],
@@ -220,9 +220,9 @@ def test_reproduce_tabulates_bits_per_dim_for_8_bit_images():
         return {"seed": seed, "test": test, "seconds": 10.0, "epochs": 1,
                 "per_example": {"log_likelihood": np.zeros(3)}}
 
-    row = reproduce.test_row("graph_vae", [run(0, 4.0), run(1, 4.2)], [], "GraphVAE")
+    row = report.test_row("graph_vae", [run(0, 4.0), run(1, 4.2)], [], "GraphVAE")
     assert row["-log p(x) bits/dim"] == "4.100 ± 0.141"
     assert row["-ELBO bits/dim"] == "4.200 ± 0.141"
     binary = {k: v for k, v in run(0, 4.0)["test"].items() if "bits" not in k}
-    assert not any("bits" in column for column in reproduce.test_row(
+    assert not any("bits" in column for column in report.test_row(
         "graph_vae", [{**run(0, 4.0), "test": binary}], [], "GraphVAE"))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from experiment import build_loader, build_model, build_optimizer
-from model import GraphVAE
+from model import GraphVAE, top_down
 from model.likelihoods import BernoulliLogProb
 from tests.test_graph_vae import SMALL
 from utils.config import ConfigParser
@@ -89,7 +89,6 @@ def test_dynamic_binarization_is_bernoulli_of_the_intensities(tiny_config):
 # -- the prior's and the inference network's top-down MLPs as one grouped network -----------
 def separate_into_paired(prior, inference, n_nodes):
     """A PairedMLPTopDown's state from two MLPTopDowns' (the layout checkpoints had)."""
-    from model.top_down import separate_sources
     state = {**{f"p.{k}": v for k, v in prior.state_dict().items()},
              **{f"q.{k}": v for k, v in inference.state_dict().items()}}
     return {key[len("x."):]: merge(*(state[old] for old in olds))
@@ -158,58 +157,6 @@ def test_gradients_of_the_grouped_network_are_the_separate_ones_merged():
         assert torch.allclose(p.grad, expected[name], atol=1e-5), name
 
 
-def test_a_checkpoint_with_separate_top_down_networks_loads_and_resumes():
-    """tests/fixtures/separate_top_down_graph_vae.pt was written at commit 962c96f (TD^p and
-    TD^q as two MLPTopDowns): a small GraphVAE after three Adam steps, the outputs it gave
-    (train and eval mode, seed 1) and its optimizer state by parameter name. The grouped model
-    loads it and gives those outputs; the optimizer state is carried over, merged."""
-    from base.resume import upgraded_optimizer_state
-    from tests.conftest import REPO
-    saved = torch.load(REPO / "tests" / "fixtures" / "separate_top_down_graph_vae.pt")
-    for mode in ("train", "eval"):
-        model = GraphVAE(**saved["args"], gate_schedule={"lr": 0.01})
-        model.load_state_dict(saved["state_dict"])
-        model.train(mode == "train")
-        torch.manual_seed(1)
-        output = model(saved["x"])
-        for key, expected in saved["outputs"][mode].items():
-            assert torch.allclose(output[key], expected, atol=1e-5), (mode, key)
-    config = adam_config()
-    config["arch"]["args"]["gate_schedule"] = {"lr": 0.01}
-    optimizer = build_optimizer(config, model)[0]
-    optimizer.load_state_dict(upgraded_optimizer_state(model, saved, optimizer))
-    old = saved["optimizer_state_by_name"]
-    sources = model.separate_top_down_sources(saved["state_dict"])
-    for name, parameter in model.named_parameters():
-        olds, merge = sources.get(name, ((name,), lambda p, *_: p))
-        for key in ("exp_avg", "exp_avg_sq"):
-            expected = merge(*(old[o][key] for o in olds))
-            assert torch.equal(optimizer.state[parameter][key], expected), (name, key)
-        assert optimizer.state[parameter]["step"] == old[olds[0]]["step"]
-    assert optimizer.param_groups[1]["params"] == [model.gates.logits]
-
-
-def test_a_checkpoint_with_separate_top_down_networks_passes_the_resume_checks():
-    """Resume checks the optimizer state it will load (base/checkpoint_fit.py): for the
-    separate networks' checkpoint that is the merged one (as many parameters as the grouped
-    model has), not the state as saved (more parameters), which the check refuses."""
-    from types import SimpleNamespace
-
-    from base.checkpoint_fit import check_optimizer_state
-    from base.resume import upgraded_or_saved
-    from tests.conftest import REPO
-    from utils.errors import CheckpointError
-    saved = torch.load(REPO / "tests" / "fixtures" / "separate_top_down_graph_vae.pt")
-    model = GraphVAE(**saved["args"], gate_schedule={"lr": 0.01})
-    config = adam_config()
-    config["arch"]["args"]["gate_schedule"] = {"lr": 0.01}
-    optimizer = build_optimizer(config, model)[0]
-    state = upgraded_or_saved(SimpleNamespace(model=model, optimizer=optimizer), saved)
-    check_optimizer_state(optimizer, state, "old.pth", "optimizer")
-    with pytest.raises(CheckpointError, match="parameters"):
-        check_optimizer_state(optimizer, saved["optimizer"], "old.pth", "optimizer")
-
-
 def test_the_compile_mode_goes_to_torch_compile_and_a_wrong_one_is_one_line(
         tiny_config, monkeypatch):
     """trainer.compile_mode "reduce-overhead": CUDA graphs on a GPU (run there in
@@ -225,3 +172,15 @@ def test_the_compile_mode_goes_to_torch_compile_and_a_wrong_one_is_one_line(
     tiny_config["trainer"]["compile_mode"] = "fast"
     with pytest.raises(ConfigError, match="trainer.compile_mode' must be 'default' or "):
         ConfigParser(tiny_config)
+
+
+def separate_sources(n_nodes, paired="top_down.", prior="top_down.", inference="top_down_q."):
+    """{key of a PairedMLPTopDown at `paired`: ((its keys in the two separate networks at
+    `prior` and `inference`), merge)} for every node's parameters and buffers. A merge applies
+    to any tensor of the parameter's shape (weights, and an optimiser's state of them)."""
+    sources = {}
+    for i in range(n_nodes - 1):
+        for new, (old, merge) in top_down.SEPARATE_LAYOUT.items():
+            sources[f"{paired}nets.{i}.{new}"] = (
+                (f"{prior}nets.{i}.{old}", f"{inference}nets.{i}.{old}"), top_down.MERGES[merge])
+    return sources

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import reproduce
-from logger.figures import (curves_figure, graph_figure, graph_to_dot, save_curves,
-                            save_sequence_figure)
+from logger.figures import (
+    curves_figure,
+    graph_figure,
+    graph_to_dot,
+    save_curves,
+    save_sequence_figure,
+)
+from reproduction import report, statistics
 
 
 @pytest.fixture
@@ -139,7 +144,7 @@ def test_paired_differences_are_per_image_differences_averaged_over_seeds():
     # The other model is 0.5 nats better on every image, plus small per-image noise.
     other = [{"seed": r["seed"], "per_example": {"log_likelihood": r["per_example"]["log_likelihood"]
                                                  + 0.5 + rng.normal(0, 0.1, 500)}} for r in base]
-    mean, se_images, se_seeds, per_seed = reproduce.paired_difference(other, base)
+    mean, se_images, se_seeds, per_seed = statistics.paired_difference(other, base)
     diffs = np.mean([o["per_example"]["log_likelihood"] - b["per_example"]["log_likelihood"]
                      for o, b in zip(other, base)], axis=0)
     assert mean == pytest.approx(diffs.mean()) and mean == pytest.approx(0.5, abs=0.02)
@@ -150,7 +155,7 @@ def test_paired_differences_are_per_image_differences_averaged_over_seeds():
 
 
 def test_markdown_table_lines_up():
-    table = reproduce.markdown_table([{"Model": "VAE", "log p(x)": "-1.00"},
+    table = report.markdown_table([{"Model": "VAE", "log p(x)": "-1.00"},
                                       {"Model": "GraphVAE", "log p(x)": "-0.50 ± 0.10"}])
     lines = table.splitlines()
     assert lines[0].startswith("| Model ") and set(lines[1]) <= {"|", "-", " "}

@@ -11,7 +11,7 @@ from model import GraphVAE
 from tests.conftest import write_config
 from tests.test_synthetic_dag import synthetic_run_config
 from trainer import graph_search
-from utils.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 from utils.errors import run_cli
 
 
@@ -72,15 +72,15 @@ def test_training_continues_on_the_searched_graph(tmp_path, quick_fits, monkeypa
     config["arch"]["args"]["gate_schedule"] = {"anneal_epochs": 1, "freeze_epoch": 1}
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config))])) == 0
     run = next((tmp_path / "saved" / "models").glob("*/*"))
-    latest = run / "checkpoint-latest.pth"
+    latest = run / "checkpoint-latest.safetensors"
     assert run_cli(lambda: search_graph.main(["--resume", str(latest), "-k", "2"])) == 0
     found = json.loads((run / "checkpoint-latest-search.json").read_text())
     assert len(found["graph"]) == 6 and set(found["refitted_values"]) == set(found["refitted_se"])
-    searched = run / "checkpoint-latest-searched.pth"
+    searched = run / "checkpoint-latest-searched.safetensors"
     assert run_cli(lambda: train.main(["--resume", str(searched), "--epochs", "2"])) == 0
-    final = load_checkpoint(run / "checkpoint-latest.pth")
-    assert final["epoch"] == 2 and bool(final["state_dict"]["gates.frozen"])
-    logits = final["state_dict"]["gates.logits"]
+    final = load_checkpoint(run / "checkpoint-latest.safetensors")
+    assert final["epoch"] == 2 and bool(final["model"]["gates.frozen"])
+    logits = final["model"]["gates.logits"]
     assert torch.equal((logits > 0).float(), torch.tensor(found["graph"]))
     assert torch.equal(logits.abs(), torch.full((6,), search_graph.GRAPH_LOGIT))
     assert final["history"][-1]["edge_probs"] == pytest.approx(
@@ -89,10 +89,11 @@ def test_training_continues_on_the_searched_graph(tmp_path, quick_fits, monkeypa
 
 
 def test_a_checkpoint_without_a_learned_graph_is_one_line(tmp_path, capsys):
-    config = synthetic_run_config(tmp_path, {"train_size": 300, "test_size": 10})
+    config = synthetic_run_config(tmp_path, {"true_edges": [[3, 1], [1, 0]], "train_size": 300,
+                                              "test_size": 10})
     config["arch"]["args"]["structure"] = "full"
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, config))])) == 0
-    latest = next((tmp_path / "saved" / "models").glob("*/*")) / "checkpoint-latest.pth"
+    latest = next((tmp_path / "saved" / "models").glob("*/*")) / "checkpoint-latest.safetensors"
     capsys.readouterr()
     assert run_cli(lambda: search_graph.main(["--resume", str(latest)])) == 2
     err = capsys.readouterr().err

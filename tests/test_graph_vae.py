@@ -1,5 +1,6 @@
 """GraphVAE's structure: which parents each node sees, gates, shapes, and the IS estimator."""
 import math
+import re
 
 import pytest
 import torch
@@ -8,6 +9,8 @@ from model import GraphVAE, gaussian
 from model.edge_gates import EdgeGates, GateSchedule
 from model.metrics import importance_sampled_log_likelihood
 from model.objective import negative_elbo
+from utils.errors import ConfigError
+from utils.settings import check_args
 
 SMALL = dict(input_dim=20, n_nodes=4, node_dim=3, encoder_hidden=[16], feature_dim=8,
              bottom_up_hidden=8, top_down_hidden=8, decoder_hidden=[16])
@@ -222,8 +225,8 @@ def test_the_gate_schedule_anneals_to_its_floor_then_freezes():
     assert gates.describe(2)["entropy_at_freeze"] == pytest.approx(3 * math.log(2), abs=1e-4)
     for bad in ({"tau_init": 0}, {"tau_floor": 2.0}, {"anneal_epochs": 0}, {"freeze_epoch": -1},
                 {"lr": -1.0}, {"anneal_epochs": None}, {"rate": 0.9}):
-        with pytest.raises(ValueError, match="gate_schedule"):
-            GateSchedule.from_config(bad)
+        with pytest.raises(ConfigError, match="gate_schedule"):
+            check_args(GraphVAE, {"gate_schedule": bad}, "arch.args.", ("input_dim",))
 
 
 def test_the_structure_logits_get_their_own_learning_rate():
@@ -249,11 +252,13 @@ def test_the_vae_baseline_is_one_node_with_a_standard_normal_prior():
     assert out["kl"].shape == (6, 1)
 
 
-def test_invalid_sizes_are_rejected():
-    with pytest.raises(ValueError, match="n_nodes"):
-        small_model(n_nodes=0)
-    with pytest.raises(ValueError, match="structure"):
-        small_model(structure="tree")
+def test_invalid_sizes_are_rejected_by_the_signature():
+    """A model's settings are checked against its own signature (type and range)."""
+    for bad, message in (({"n_nodes": 0}, "'arch.args.n_nodes' must be in [1, 128], got 0"),
+                         ({"structure": "tree"}, "'arch.args.structure' must be 'learned' or"),
+                         ({"encoder_hidden": [16, 0]}, "'arch.args.encoder_hidden' must be in")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_args(GraphVAE, bad, "arch.args.", ("input_dim",))
 
 
 def test_importance_sampled_log_likelihood_bounds_the_elbo_and_converges():
@@ -323,3 +328,4 @@ def test_active_units_follow_burdas_criterion():
     means[:, 1, 1] = 5.0  # constant: not active
     sums = moment_sums(means)
     assert active_units(**sums) == [1, 0]
+

@@ -80,8 +80,8 @@ def counts_per_run(config_dict, lengths=(SHORT, LONG)):
         trainer.data_loader = Prepared(loader, steps)
         trainer.batches_done = 0
         with counting() as counts:
-            trainer._train_epoch(1)
-        tbptt = trainer.tbptt_steps
+            trainer.train_epoch(1)
+        tbptt = trainer.settings["tbptt_steps"]
         counts["chunks"] = sum(-(-batch["x"].shape[1] // tbptt) if tbptt else 1
                                for batch in trainer.data_loader.batches)
         results[steps] = counts

@@ -12,7 +12,11 @@ import test as test_script
 import train
 from data_loader.batches import time_chunks
 from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
-from data_loader.sequence_datasets import load_piano_rolls, positions_to_strokes, score_to_roll
+from data_loader.sequence_datasets import (
+    load_piano_rolls,
+    positions_to_strokes,
+    score_to_roll,
+)
 from logger.figures import strokes_to_positions
 from model import RecurrentGraphVAE
 from model.objective import negative_elbo
@@ -162,7 +166,7 @@ def test_a_short_run_on_real_handwriting_lowers_the_validation_loss(strokes_conf
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, strokes_config))])) == 0
     val = logged(tmp_path / "saved", "val_loss")
     assert val[-1] < val[0] - 0.3, val
-    checkpoint = run_dir(tmp_path / "saved") / "model_best.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.safetensors"
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "5"])) == 0
     results = json.loads(checkpoint.with_name("model_best-test.json").read_text())
     assert results["per"] == "step" and len(results["graph"]["cross_edges"]) == 9

@@ -1,8 +1,10 @@
 """Learning a structure (docs/method.md §7): the structure cost, the logits' own optimiser,
 edge values, the block decoder and the synthetic data set with a known DAG."""
 import copy
+import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -11,13 +13,16 @@ import reproduce
 import test as test_script
 import train
 from data_loader import synthetic_dag
+from experiment import build_model
 from model import GraphVAE, RecurrentGraphVAE
 from model.objective import negative_elbo
 from model.structure_prior import StructurePrior, bernoulli_kl
-from tests.conftest import write_config
+from reproduction import statistics
+from tests.conftest import REPO, write_config
+from trainer.checkpoint import load_checkpoint
 from trainer.edge_values import edge_values
-from utils.checkpoint import load_checkpoint
-from utils.errors import run_cli
+from utils.config import ConfigParser
+from utils.errors import ConfigError, run_cli
 
 SMALL = dict(input_dim=20, n_nodes=3, node_dim=2, encoder_hidden=[16], feature_dim=8,
              bottom_up_hidden=8, top_down_hidden=8, decoder_hidden=[16])
@@ -39,7 +44,7 @@ def set_logits(model, values, gates="gates"):
                                    {"edge_penalty": 0.1, "edge_prior": 0.6}])
 def test_the_cost_and_its_gradient_on_the_logits_are_the_closed_forms(prior):
     alpha = torch.tensor([-2.0, -0.3, 0.0, 0.4, 3.0], requires_grad=True)
-    cost = StructurePrior.from_config(prior).cost(alpha)
+    cost = StructurePrior(**(prior or {})).cost(alpha)
     cost.backward()
     lam, pi = prior.get("edge_penalty", 0.0), prior.get("edge_prior")
     weight = prior.get("prior_weight", 1.0)
@@ -155,22 +160,28 @@ def test_the_block_decoder_ties_each_node_to_its_own_block_of_outputs():
 @pytest.mark.parametrize("arguments, message", [
     (dict(input_dim=20, decoder="block"), "divid"),
     (dict(decoder="block", likelihood="gaussian"), "needs likelihood 'bernoulli'"),
-    (dict(decoder="tree"), "decoder must be one of"),
-    (dict(structure_prior={"edge_penalty": -1}), "edge_penalty must be a number >= 0"),
-    (dict(structure_prior={"edge_prior": 1.0}), "edge_prior must be a probability"),
-    (dict(structure_prior={"lambda": 0.1}), "unknown structure_prior key 'lambda'"),
-    (dict(structure_prior=0.1), "structure_prior must be an object"),
+    (dict(decoder="tree"), "'arch.args.decoder' must be 'mlp' or 'block'"),
+    (dict(structure_prior={"edge_penalty": -1}), "'arch.args.structure_prior.edge_penalty' must"),
+    (dict(structure_prior={"edge_prior": 1.0}), "'arch.args.structure_prior.edge_prior' must "),
+    (dict(structure_prior={"lambda": 0.1}), "unknown key 'arch.args.structure_prior.lambda'"),
+    (dict(structure_prior=0.1), "'arch.args.structure_prior' must be StructurePrior or null"),
 ])
 def test_bad_structure_settings_are_named(arguments, message):
-    with pytest.raises(ValueError, match=message):
-        small_model(**{**dict(input_dim=21), **arguments})
+    """Ranges and kinds at the door (the model's signature), relations by the model itself."""
+    arguments = dict(arguments)
+    input_dim = arguments.pop("input_dim", 21)
+    args = {**{k: v for k, v in SMALL.items() if k != "input_dim"}, **arguments}
+    config = {"name": "x", "arch": {"type": "GraphVAE", "args": args},
+              "data_loader": {"type": "ImageDataLoader"}}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_model(ConfigParser(config), input_dim, device="meta")
 
 
 # -- the synthetic data set ------------------------------------------------------------------
 def test_the_synthetic_data_is_reproducible_from_its_seed_and_exposes_its_true_dag():
     images, factors = synthetic_dag.DEFAULT.images(train=False)
-    again, _ = synthetic_dag.SyntheticDAG().images(train=False)
-    other, _ = synthetic_dag.SyntheticDAG(generator_seed=1).images(train=False)
+    again, _ = synthetic_dag.SyntheticDAG(true_edges=[[3, 1], [1, 0]]).images(train=False)
+    other, _ = dataclasses.replace(synthetic_dag.DEFAULT, generator_seed=1).images(train=False)
     train_images, _ = synthetic_dag.DEFAULT.images(train=True)
     assert torch.equal(images, again) and not torch.equal(images, other)
     assert images.shape == (5000, 256) and images.dtype == torch.uint8
@@ -187,7 +198,7 @@ def test_the_synthetic_data_is_reproducible_from_its_seed_and_exposes_its_true_d
 @pytest.mark.parametrize("layout", [{}, {"n_factors": 5, "block_rows": 2, "width": 8,
                                          "true_edges": [[4, 0], [2, 0]]}])
 def test_each_factor_renders_only_its_own_block(layout):
-    spec = synthetic_dag.SyntheticDAG.from_config(layout)
+    spec = synthetic_dag.SyntheticDAG.of(layout or None)
     rotations, weights, biases = spec.parameters()
     factors = spec.sample_factors(50, rotations, spec.mixing(rotations),
                                   torch.Generator().manual_seed(0))
@@ -204,15 +215,15 @@ def test_each_factor_renders_only_its_own_block(layout):
 
 def test_recovery_scores_against_the_true_dag():
     true = ["z3->z1", "z1->z0"]
-    assert reproduce.recovery(["z3->z1", "z1->z0"], true) == {"precision": 1.0, "recall": 1.0, "shd": 0}
-    assert reproduce.recovery(["z3->z1", "z3->z0", "z2->z0"], true) == {
+    assert statistics.recovery(["z3->z1", "z1->z0"], true) == {"precision": 1.0, "recall": 1.0, "shd": 0}
+    assert statistics.recovery(["z3->z1", "z3->z0", "z2->z0"], true) == {
         "precision": 1 / 3, "recall": 0.5, "shd": 3}
-    assert reproduce.recovery([], true) == {"precision": None, "recall": 0.0, "shd": 2}
+    assert statistics.recovery([], true) == {"precision": None, "recall": 0.0, "shd": 2}
 
 
 # -- training with a structure cost, its own optimiser, edge values --------------------------
 def synthetic_config(tmp_path, **trainer):
-    config = json.loads((reproduce.REPO / "configs" / "graph_vae_synthetic_dag.json").read_text())
+    config = json.loads((REPO / "configs" / "graph_vae_synthetic_dag.json").read_text())
     config["arch"]["args"].update(encoder_hidden=[32], feature_dim=16, bottom_up_hidden=8,
                                   top_down_hidden=8, decoder_hidden=[16],
                                   gate_schedule={"anneal_epochs": 1, "freeze_epoch": 1},
@@ -234,11 +245,11 @@ def test_sgd_moves_each_logit_by_its_own_gradient(tmp_path):
     config["trainer"]["epochs"] = 1
     config["data_loader"]["args"]["subset"] = 100  # one step
     run = train_run(tmp_path, config)
-    checkpoint = load_checkpoint(run / "checkpoint-latest.pth")
+    checkpoint = load_checkpoint(run / "checkpoint-latest.safetensors")
     assert checkpoint["structure_optimizer"]["param_groups"][0]["lr"] == 5.0
     # Adam's first step moves every parameter by about its rate, whatever the gradient: six
     # logits from 0 would take at most two values. SGD moves each by its own gradient.
-    logits = checkpoint["state_dict"]["gates.logits"]
+    logits = checkpoint["model"]["gates.logits"]
     assert len(set(logits.tolist())) == 6
     from experiment import build_model
     from utils.config import ConfigParser
@@ -252,11 +263,11 @@ def test_a_run_with_its_own_logit_optimiser_and_edge_values_resumes_exactly(tmp_
     whole = train_run(tmp_path, config, "--run-id", "whole")
     config["trainer"]["epochs"] = 1
     half = train_run(tmp_path, config, "--run-id", "half")
-    assert run_cli(lambda: train.main(["--resume", str(half / "checkpoint-latest.pth"),
+    assert run_cli(lambda: train.main(["--resume", str(half / "checkpoint-latest.safetensors"),
                                        "--epochs", "2"])) == 0
-    a = load_checkpoint(whole / "checkpoint-latest.pth")
-    b = load_checkpoint(half / "checkpoint-latest.pth")
-    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    a = load_checkpoint(whole / "checkpoint-latest.safetensors")
+    b = load_checkpoint(half / "checkpoint-latest.safetensors")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     momentum = [c["structure_optimizer"]["state"][0]["momentum_buffer"] for c in (a, b)]
     assert torch.equal(*momentum) and momentum[0].abs().sum() > 0
     history = a["history"]
@@ -264,7 +275,7 @@ def test_a_run_with_its_own_logit_optimiser_and_edge_values_resumes_exactly(tmp_
     assert set(history[1]["edge_values"]) == set(history[1]["edge_probs"])
     assert history[1]["edge_values_at_freeze"] == b["history"][1]["edge_values_at_freeze"]
     assert history[0]["structure_cost"] > 0 and "structure_cost" not in history[0]["edge_probs"]
-    assert a["state_dict"]["gates.values_measured"]
+    assert a["model"]["gates.values_measured"]
 
 
 def test_measuring_edge_values_changes_nothing_in_training(tmp_path):
@@ -272,8 +283,8 @@ def test_measuring_edge_values_changes_nothing_in_training(tmp_path):
     measured = train_run(tmp_path, config, "--run-id", "measured")
     config["trainer"]["edge_values"] = False
     plain = train_run(tmp_path, config, "--run-id", "plain")
-    a = load_checkpoint(measured / "checkpoint-latest.pth")["state_dict"]
-    b = load_checkpoint(plain / "checkpoint-latest.pth")["state_dict"]
+    a = load_checkpoint(measured / "checkpoint-latest.safetensors")["model"]
+    b = load_checkpoint(plain / "checkpoint-latest.safetensors")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a if "values_" not in k)
     assert a["gates.values_measured"] and not b["gates.values_measured"]
 
@@ -283,7 +294,7 @@ def test_test_py_reports_edge_values_and_the_cost_and_tensorboard_has_them(tmp_p
     config = synthetic_config(tmp_path, tensorboard=True)
     run = train_run(tmp_path, config)
     capsys.readouterr()
-    checkpoint = run / "checkpoint-latest.pth"
+    checkpoint = run / "checkpoint-latest.safetensors"
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "2",
                                              "--limit", "50"])) == 0
     out = capsys.readouterr().out
@@ -322,9 +333,9 @@ def test_resuming_without_the_logit_optimiser_it_was_trained_with_is_one_line(tm
     config = synthetic_config(tmp_path)
     config["trainer"]["epochs"] = 1
     run = train_run(tmp_path, config)
-    expect_one_line_error(["--resume", str(run / "checkpoint-latest.pth"), "--epochs", "2",
+    expect_one_line_error(["--resume", str(run / "checkpoint-latest.safetensors"), "--epochs", "2",
                            "--set", "structure_optimizer=null"], capsys,
-                          "was trained with structure_optimizer SGD")
+                          "was trained with a structure_optimizer")
 
 
 def test_a_sweep_on_the_synthetic_dag_tabulates_recovery_and_edge_values(tmp_path):
@@ -334,7 +345,8 @@ def test_a_sweep_on_the_synthetic_dag_tabulates_recovery_and_edge_values(tmp_pat
             "--set", "data_loader.args.subset=300", "arch.args.encoder_hidden=[32]",
             "arch.args.decoder_hidden=[16]",
             'arch.args.gate_schedule={"anneal_epochs": 1, "freeze_epoch": 1}',
-            "--sweep", "arch.args.decoder=mlp,block", "arch.args.structure_prior.edge_penalty=0,1"]
+            "--sweep", "arch.args.decoder=mlp,block", "arch.args.structure_prior.edge_penalty=0,1",
+            "--jobs", "2"]
     assert run_cli(lambda: reproduce.main(argv)) == 0
     results = tmp_path / "results"
     runs = sorted(p.name for p in (results / "runs").glob("*.json"))

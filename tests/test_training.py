@@ -12,7 +12,7 @@ import test as test_script
 import train
 from experiment import build_loader, build_model
 from tests.conftest import REPO, metric_before_and_after_training, write_config
-from utils.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint
 from utils.config import ConfigParser
 from utils.errors import run_cli
 
@@ -46,23 +46,23 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, tmp_path):
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
     tiny_config["trainer"].update(save_dir=str(split), epochs=2)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
-    checkpoint = run_dir(split) / "checkpoint-latest.pth"
+    checkpoint = run_dir(split) / "checkpoint-latest.safetensors"
     assert run_cli(lambda: train.main(["--resume", str(checkpoint), "--epochs", "3"])) == 0
 
     assert logged(straight, "loss")[2] == logged(split, "loss")[2]
     assert logged(straight, "val_loss")[2] == logged(split, "val_loss")[2]
-    final = {name: load_checkpoint(run_dir(d) / "checkpoint-latest.pth") for name, d in
+    final = {name: load_checkpoint(run_dir(d) / "checkpoint-latest.safetensors") for name, d in
              (("straight", straight), ("split", split))}
     assert final["split"]["epoch"] == 3
-    for key, value in final["straight"]["state_dict"].items():
-        assert torch.equal(value, final["split"]["state_dict"][key]), key
+    for key, value in final["straight"]["model"].items():
+        assert torch.equal(value, final["split"]["model"][key]), key
 
 
 def test_command_line_train_then_test_end_to_end(tiny_config, tmp_path):
     config_path = write_config(tmp_path, tiny_config)
     subprocess.run([sys.executable, "train.py", "-c", str(config_path), "--epochs", "1"],
                    cwd=REPO, check=True, capture_output=True, text=True)
-    checkpoint = run_dir(tmp_path / "saved") / "model_best.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "model_best.safetensors"
     assert (checkpoint.parent / "config.json").is_file()
     assert list((tmp_path / "saved" / "log").glob("*/*/events.out.tfevents.*"))
     result = subprocess.run([sys.executable, "test.py", "--resume", str(checkpoint), "-k", "20",
@@ -104,17 +104,17 @@ def test_the_seed_changes_initialisation_order_and_binarization_but_not_the_eval
 def test_resuming_with_another_architecture_is_a_clear_error(tiny_config, tmp_path, capsys):
     tiny_config["trainer"].update(epochs=1, tensorboard=False)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
-    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.pth"
+    checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     capsys.readouterr()
     status = run_cli(lambda: train.main(["--resume", str(checkpoint), "--set",
                                          "arch.args.node_dim=5"]))
     err = capsys.readouterr().err
-    assert status == 2 and "does not fit the configured architecture" in err
+    assert status == 2 and "do not fit the configured architecture" in err
     assert err.count("\n") == 1
 
 
 def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
-    bad = tmp_path / "checkpoint.pth"
+    bad = tmp_path / "checkpoint.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     status = run_cli(lambda: test_script.main(["--resume", str(bad)]))
     err = capsys.readouterr().err
@@ -128,9 +128,14 @@ def test_a_checkpoint_crafted_to_run_code_is_not_executed(tmp_path, capsys):
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    crafted = tmp_path / "crafted.pth"
+    crafted = tmp_path / "crafted.pth"  # a pickle: what torch.save and earlier versions wrote
     torch.save({"arch": "GraphVAE", "epoch": 1, "state_dict": {}, "config": Exploit()}, crafted)
     status = run_cli(lambda: test_script.main(["--resume", str(crafted)]))
     err = capsys.readouterr().err
-    assert status == 2 and "could run code" in err and err.count("\n") == 1
+    assert status == 2 and "earlier graphvae" in err and err.count("\n") == 1
+    from trainer import (
+        convert_checkpoint,  # the one reader of the old format: tensors only
+    )
+    assert run_cli(lambda: convert_checkpoint.main([str(crafted)])) == 2
+    assert "not a checkpoint of an earlier graphvae" in capsys.readouterr().err
     assert not marker.exists()

@@ -12,9 +12,10 @@ import reproduce
 import sample
 import test as test_script
 import train
-from tests.conftest import DATA_DIR, write_config
+from reproduction import runs
+from tests.conftest import DATA_DIR, REPO, write_config
 from tests.test_training import run_dir
-from utils.checkpoint import atomic_save, load_checkpoint
+from trainer.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import run_cli
 
 TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
@@ -25,13 +26,13 @@ TINY_ARCH = ["arch.args.encoder_hidden=[32]", "arch.args.feature_dim=16",
 def trained_checkpoint(tiny_config, tmp_path, **trainer):
     tiny_config["trainer"].update(epochs=1, **trainer)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
-    return run_dir(tmp_path / "saved") / "model_best.pth"
+    return run_dir(tmp_path / "saved") / "model_best.safetensors"
 
 
 def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_config, tmp_path):
     checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=True, log_every_steps=2)
     assert run_cli(lambda: train.main(["--resume", str(checkpoint.with_name(
-        "checkpoint-latest.pth")), "--epochs", "2"])) == 0
+        "checkpoint-latest.safetensors")), "--epochs", "2"])) == 0
     (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
     assert not [p for p in log_dir.iterdir() if p.is_dir()]  # one run: no sub-runs
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
@@ -57,6 +58,28 @@ def test_tensorboard_has_one_run_with_grouped_scalars_images_and_hparams(tiny_co
     assert written == ["_hparams_/experiment"]  # once, not again when the run resumed
 
 
+def test_a_runs_event_files_read_in_the_order_written_also_within_one_second(
+        tmp_path, monkeypatch):
+    """SummaryWriter names an event file by the second and a counter of the process: sessions
+    of a run (a start, resumes) begun in one second with counters 9, 10 and 11 would read the
+    9 last (TensorBoard reads a folder's files in name order)."""
+    from types import SimpleNamespace
+
+    from tensorboard.summary.writer import event_file_writer
+
+    from logger import TensorboardWriter
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1.7e9))
+    for session in range(3):
+        writer = TensorboardWriter(tmp_path, enabled=True)
+        writer.add_scalar("loss/train", float(session), session)
+        writer.close()
+    assert len(list(tmp_path.iterdir())) == 3
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [event.step for event in events.Scalars("loss/train")] == [0, 1, 2]
+
+
 def parse_dot_edges(text):
     return {(int(a), int(b)): style for a, b, style in
             re.findall(r"z(\d+) -> z(\d+) \[[^\]]*style=(\w+)", text)}
@@ -67,8 +90,8 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     with torch.no_grad():  # make the discrete graph non-trivial: drop one edge
         state = load_checkpoint(checkpoint)
-        state["state_dict"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
-        atomic_save(state, checkpoint)
+        state["model"]["gates.logits"] = torch.tensor([2.0, -2.0, 0.5])
+        save_checkpoint(state, checkpoint)
     assert run_cli(lambda: test_script.main(["--resume", str(checkpoint), "-k", "2",
                                              "--limit", "20"])) == 0
     graph = json.loads(checkpoint.with_name("model_best-graph.json").read_text())
@@ -121,7 +144,7 @@ def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(
     a checkpoint written before checkpoints recorded the shape is drawn as a square grey image
     of its width."""
     from model import GraphVAE
-    from utils.checkpoint import atomic_save
+    from trainer.checkpoint import save_checkpoint
     checkpoint_path = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     checkpoint = load_checkpoint(checkpoint_path)
     assert checkpoint["input_dim"] == 784 and checkpoint["image_shape"] == [1, 28, 28]
@@ -131,8 +154,8 @@ def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(
     assert sample.as_images(small, small.sample_prior(2)[0], shape).shape == (2, 1, 16, 16)
     out = tmp_path / "small.png"
     for recorded in ([1, 16, 16], None):
-        checkpoint.update(input_dim=256, image_shape=recorded, state_dict=small.state_dict())
-        atomic_save(checkpoint, checkpoint_path)
+        checkpoint.update(input_dim=256, image_shape=recorded, model=small.state_dict())
+        save_checkpoint(checkpoint, checkpoint_path)
         assert run_cli(lambda: sample.main(["--resume", str(checkpoint_path), "-n", "4",
                                             "--out", str(out)])) == 0
         assert Image.open(out).size == (2 + 2 * 18, 2 + 2 * 18)
@@ -155,7 +178,7 @@ def test_reproduce_trains_evaluates_tabulates_and_never_trains_a_finished_run_ag
     argv = ["--epochs", "1", "--seeds", "0", "1", "-k", "3", "--test-limit", "40",
             "--out", str(tmp_path / "out"), "--results", str(tmp_path / "results"),
             "--set", f"data_loader.args.data_dir={DATA_DIR}", "data_loader.args.subset=256",
-            "data_loader.args.validation_size=500", *TINY_ARCH]
+            "data_loader.args.validation_size=500", *TINY_ARCH, "--jobs", "2"]
     assert run_cli(lambda: reproduce.main(argv)) == 0
     results = tmp_path / "results"
     table = (results / "results.md").read_text()
@@ -195,8 +218,8 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_in_its_directory(
     args = reproduce_args(tmp_path)
     run_dir = tmp_path / "out" / "models" / "GraphVAE_fashion_mnist" / "seed0"
     run_dir.mkdir(parents=True)  # what a kill during the first epoch leaves
-    reproduce.run_one("graph_vae", 0, args, threads=1)
-    assert (run_dir / "checkpoint-latest.pth").is_file() and not run_dir.with_name("seed0_1").exists()
+    runs.run_one("graph_vae", 0, args, threads=1)
+    assert (run_dir / "checkpoint-latest.safetensors").is_file() and not run_dir.with_name("seed0_1").exists()
     assert (tmp_path / "results" / "runs" / "graph_vae_seed0.json").is_file()
 
 
@@ -205,40 +228,15 @@ def test_a_stopped_run_writes_no_results(tmp_path, monkeypatch):
     from utils.errors import UserError
     stop_at_step(monkeypatch, 1)
     with pytest.raises(UserError, match="stopped at epoch 0; run reproduce.py again"):
-        reproduce.run_one("graph_vae", 0, reproduce_args(tmp_path), threads=1)
+        runs.run_one("graph_vae", 0, reproduce_args(tmp_path), threads=1)
     assert not (tmp_path / "results").exists()
-
-
-@pytest.mark.parametrize("at_a_time", [1, 2])
-def test_after_a_failed_run_reproduce_starts_no_other(at_a_time):
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-    started, running, most_at_once, lock = [], [], [0], threading.Lock()
-
-    def run(name):
-        with lock:
-            started.append(name)
-            running.append(name)
-            most_at_once[0] = max(most_at_once[0], len(running))
-        time.sleep(0.5 if name == "fails" else 1.0)  # the second starts while the first runs
-        with lock:
-            running.remove(name)
-        if name == "fails":
-            raise RuntimeError("diverged")
-
-    calls = [(run, "fails"), (run, "second"), (run, "third"), (run, "fourth")]
-    with ThreadPoolExecutor(4) as pool, pytest.raises(RuntimeError, match="diverged"):
-        reproduce.run_in_turn(pool, calls, at_a_time)
-    assert started == ["fails", "second"][:at_a_time]  # only what already ran when it failed
-    assert most_at_once[0] == at_a_time
 
 
 def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp_path):
     """docs/results/sequences/summarize.py: mean ± SD over seeds and the change in log p(x)
     from the run without a counter-measure, paired by seed, ± its SE over seeds."""
     import importlib.util
-    path = reproduce.REPO / "docs" / "results" / "sequences" / "summarize.py"
+    path = REPO / "docs" / "results" / "sequences" / "summarize.py"
     spec = importlib.util.spec_from_file_location("summarize", path)
     summarize = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summarize)
@@ -255,29 +253,3 @@ def test_sequence_summary_pairs_each_setting_with_no_counter_measure_by_seed(tmp
     # Paired changes: warm-up (-0.5, 0.0) -> -0.25 ± 0.25; free bits (+1, +2) -> +1.50 ± 0.50.
     assert "| -0.25 ± 0.25 |" in summarize.row(tmp_path, "warmup10", "vrnn")
     assert "| +1.50 ± 0.50 |" in summarize.row(tmp_path, "freebits", "vrnn")
-
-
-def test_a_sigterm_to_reproduce_reaches_its_worker_processes():
-    """`kill <reproduce's pid>` stops the runs in its workers too (they save and stop), instead
-    of leaving them training, orphaned."""
-    import multiprocessing
-    import os
-    import signal
-    import time
-    received = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
-    try:
-        worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(30,))
-        worker.start()
-        with reproduce.stops_reach_workers():
-            os.kill(os.getpid(), signal.SIGTERM)
-            worker.join(10)
-        alive = worker.is_alive()
-        if alive:
-            worker.kill()
-        assert not alive and worker.exitcode == -signal.SIGTERM
-        assert received == []  # the forwarder handled it, not the handler before it
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert received == [signal.SIGTERM]  # and the previous handler is back afterwards
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -15,7 +15,8 @@ BatchNorm's statistics are re-estimated on that graph from the same validation d
 in training mode, no gradients, a cumulative average), and restored afterwards. The model
 leaves exactly as it came, and the random streams of training are untouched.
 """
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from functools import partial
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from torch import nn
 from data_loader.batches import first_examples, to_device
 from model.metrics import batch_size
 from trainer.evaluation import evaluate
+from utils import distributed
 
 NOISE_SEED = 0  # the one seed of every graph's evaluation: the same noise for all of them
 
@@ -69,17 +71,52 @@ def graph_elbo(model, gate_sets, graph, norms, loader, device, limit):
 
 def reestimate_batch_norm(model, norms, loader, device, limit):
     """BatchNorm running statistics as the plain average over loader's batches (one pass in
-    training mode, no gradients)."""
+    training mode, no gradients).
+
+    Under DDP each rank passes over its own shard of the validation set, which may hold one
+    batch more or fewer than another rank's: SyncBatchNorm's all-gather in each forward would
+    leave a rank waiting for ever. So the pass makes no collective (SyncBatchNorm normalises
+    as plain BatchNorm here), and then the ranks' averages are combined, weighted by their
+    numbers of batches: the average over every rank's batches, the same on every rank."""
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
     seen = 0
-    for batch in loader:
-        if limit is not None:
-            batch = first_examples(batch, limit - seen)
-        if batch_size(batch) > 1:  # BatchNorm cannot take statistics of one example
-            model(to_device(batch, device))
-        seen += batch_size(batch)
-        if limit is not None and seen >= limit:
-            break
+    with unsynchronised(norms):
+        for batch in loader:
+            if limit is not None:
+                batch = first_examples(batch, limit - seen)
+            if batch_size(batch) > 1:  # BatchNorm cannot take statistics of one example
+                model(to_device(batch, device))
+            seen += batch_size(batch)
+            if limit is not None and seen >= limit:
+                break
+    if distributed.active():
+        combine_over_ranks(norms)
+
+
+@contextmanager
+def unsynchronised(norms):
+    """SyncBatchNorm layers forward as plain BatchNorm inside the block (no collective)."""
+    synced = [m for m in norms if isinstance(m, nn.SyncBatchNorm)]
+    for m in synced:
+        m.forward = partial(nn.modules.batchnorm._BatchNorm.forward, m)
+    try:
+        yield
+    finally:
+        for m in synced:
+            del m.forward
+
+
+def combine_over_ranks(norms):
+    """Each layer's running statistics averaged over every rank's batches (one all-reduce per
+    layer, as many on every rank); left as reset where no rank had a batch."""
+    for m in norms:
+        mean, var, batches = m.running_mean, m.running_var, m.num_batches_tracked
+        weight = batches.to(mean.dtype).reshape(1)
+        total = distributed.sum_tensor(torch.cat([mean * weight, var * weight, weight]))
+        count, width = total[-1], mean.numel()
+        mean.copy_(torch.where(count > 0, total[:width] / count.clamp(min=1), mean))
+        var.copy_(torch.where(count > 0, total[width:2 * width] / count.clamp(min=1), var))
+        batches.copy_(count.to(batches.dtype))

@@ -4,7 +4,12 @@ import torch
 from tqdm import tqdm
 
 from data_loader.batches import first_examples, to_device
-from model.metrics import active_units, batch_size, importance_sampled_log_likelihood, moment_sums
+from model.metrics import (
+    active_units,
+    batch_size,
+    importance_sampled_log_likelihood,
+    moment_sums,
+)
 from model.objective import negative_elbo
 from utils import distributed
 

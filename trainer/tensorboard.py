@@ -45,11 +45,31 @@ def write_epoch(writer, log, epoch, learning_rates):
         scalar(f"lr/{name}", rate, epoch)
 
 
-def write_step(writer, step, loss, grad_norm):
-    """The training loss and gradient norm of one step (tensors: read here, one sync)."""
-    writer.add_scalar("loss/train_step", float(loss), step)
-    if grad_norm is not None:
-        writer.add_scalar("grad_norm/train_step", float(grad_norm), step)
+class StepScalars:
+    """The training loss and gradient norm of every `every`-th step, by global step: recorded
+    on the device in the step, written (read: one sync) after it."""
+
+    def __init__(self, every):
+        self.every, self.enabled, self.record_ = every, False, None
+
+    def record(self, step, loss, model):
+        if self.enabled and (step + 1) % self.every == 0:
+            self.record_ = (step + 1, loss.clone(), gradient_norm(model.parameters()))
+
+    def write(self, writer):
+        if self.record_ is not None:
+            step, loss, grad_norm = self.record_
+            writer.add_scalar("loss/train_step", float(loss), step)
+            if grad_norm is not None:
+                writer.add_scalar("grad_norm/train_step", float(grad_norm), step)
+            self.record_ = None
+
+
+def gradient_norm(parameters):
+    """The total 2-norm of the gradients (a tensor on their device: no sync)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) \
+        if grads else None
 
 
 @torch.no_grad()

@@ -6,11 +6,15 @@ across processes, and only rank 0 writes logs, TensorBoard and checkpoints.
 Each rank draws its own noise (its seed is derived from the run's seed and its rank) and a
 checkpoint holds every rank's random state, so a resume with as many processes is exact.
 """
+import atexit
+import gc
 import os
 from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import ConfigError
 
@@ -110,6 +114,7 @@ def init(gpu):
             dist.init_process_group("nccl", device_id=device)
         else:
             dist.init_process_group("gloo")
+        atexit.register(shutdown)  # however the process ends (shutdown can run twice)
     return world()
 
 
@@ -122,8 +127,15 @@ def active():
 
 
 def shutdown():
+    """Leave the process group, and let it end while the interpreter is whole: a trainer's
+    DDP wrapper holds the group after destroy_process_group, and a trainer refers to itself,
+    so only the garbage collector frees it; freed in the interpreter's finalization, gloo's
+    threads take the GIL there to free their last tensors and abort the process ("terminate
+    called without an active exception"). train.py calls this when a run ends; it also runs
+    at exit (init registers it), for a trainer that an exception's traceback kept alive."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    gc.collect()
 
 
 @contextmanager
@@ -196,3 +208,42 @@ def sum_over_ranks(sums, device):
         dist.all_reduce(value)
         total[key] = value
     return total
+
+
+def wrap_for_ddp(model, device):
+    """model in DistributedDataParallel. static_graph: DDP learns in the first step which
+    parameters get no gradient (a one-node graph's empty logits, an LSTM no node calls, frozen
+    logits) instead of searching the autograd graph after every step; the set must then stay
+    the same, so the trainer wraps the model again when it changes (at the freeze), and a
+    TBPTT chunk touches the state it hands on (touching_state).
+
+    broadcast_buffers (rank 0's buffers copied to every rank before each forward, a collective
+    a step) only where ranks' buffers can differ: statistics of plain BatchNorm, which each
+    rank takes from its own shard. SyncBatchNorm's are the same on every rank (each computes
+    them from the same gathered statistics), and so are the gates' schedule buffers."""
+    wrapper = DistributedDataParallel(model, static_graph=True,
+                                      device_ids=[device] if device.type == "cuda" else None)
+    # Set after construction (the buffers are copied once then, whatever it says): torch >=
+    # 2.14 deprecates the argument for forward_sync_buffers, which older ones do not have,
+    # and reads this attribute (a property there) in every forward in both.
+    wrapper.broadcast_buffers = own_statistics(model)
+    return wrapper
+
+
+def own_statistics(model):
+    """Whether model has BatchNorm that is not synchronised (each rank's statistics its own)."""
+    return any(isinstance(m, _BatchNorm) and not isinstance(m, torch.nn.SyncBatchNorm)
+               for m in model.modules())
+
+
+def touching_state(loss, output):
+    """Under DDP, the loss plus zero times the recurrent state the step hands on (if any).
+    static_graph expects the same parameters to get a gradient in every step, but a TBPTT
+    chunk of one time step computes the state it hands on (a GRU step) and no loss from it.
+    This gives them zero gradients (every other is unchanged) for one GRU step backwards;
+    padding every chunk to tbptt_steps would cost up to a chunk of masked steps a batch. A
+    non-finite state (from a non-finite loss) makes the step skipped."""
+    state = output.get("state") if active() else None
+    return loss if state is None else loss + sum(s.sum() for s in state) * 0
+
+

@@ -41,6 +41,19 @@ def atomic_write(path, check=None):
     fsync_dir(path.parent)
 
 
+def write_file(path, content):
+    """Write content (bytes, or text as UTF-8) to path, whole (atomic_write), read back and
+    compared before it replaces the old file (a disk that corrupts writes is found here)."""
+    data = content.encode() if isinstance(content, str) else content
+
+    def reads_back(written):
+        if written.read_bytes() != data:
+            raise OSError(f"{written} does not read back as written")
+
+    with atomic_write(path, check=reads_back) as f:
+        f.write(data)
+
+
 def remove_stale(path):
     """Remove the temporary files that writers of path killed mid-way (kill -9, a crash)
     left beside it. A live writer holds a lock on its file (atomic_write), so only the files

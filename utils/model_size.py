@@ -20,7 +20,7 @@ def check_model_size(build):
     try:
         with torch.device("meta"):
             model = build()
-    except ConfigError as e:
+    except RuntimeError as e:
         if "overflow" not in str(e):  # a tensor whose element count overflows 64 bits
             raise
         raise ConfigError(f"arch.args make a model too large to count ({e}); {FIX}") from None

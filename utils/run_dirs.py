@@ -60,7 +60,7 @@ def log_dir_of(run_dir):
 
 def exists_error(path):
     return ConfigError(f"run directory {path} exists already; continue it with --resume "
-                       f"<its checkpoint-latest.pth> or choose another --run-id")
+                       f"<its checkpoint-latest.safetensors> or choose another --run-id")
 
 
 def lock(run_dir):

@@ -2,9 +2,10 @@
 
 Before training: exit_on_interrupt() makes a Ctrl-C one line (light on purpose, no torch:
 scripts call it before their slow imports). While training: StopRequests turns the signals
-that ask a run to end (STOP_SIGNALS: Ctrl-C's SIGINT, `kill`'s and a scheduler's SIGTERM, and
-the SIGHUP of a closed terminal or a dropped ssh connection) into one request, which the
-trainer answers at the next step boundary by saving a checkpoint.
+that ask a run to end (STOP_SIGNALS: Ctrl-C's SIGINT, `kill`'s and a scheduler's SIGTERM, the
+SIGHUP of a closed terminal or a dropped ssh connection, and the SIGUSR1 a Slurm job asks for
+before its time limit with `#SBATCH --signal=USR1@120`) into one request, which the trainer
+answers at the next step boundary by saving a checkpoint.
 """
 import os
 import signal
@@ -27,7 +28,11 @@ def exit_on_interrupt():
     signal.signal(signal.SIGINT, handler)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)
+# The signal of every stop request this process answered, in order (signals are the process's,
+# and so is this record): a launcher reads it after a run stopped, to tell a scheduler's warning
+# before a time limit (the job is requeued) from an end (SIGTERM, SIGINT: it stays ended).
+stops_received = []
 
 
 class StopRequests:
@@ -46,6 +51,7 @@ class StopRequests:
                 signal.raise_signal(signum)
             return
         self.requested = True
+        stops_received.append(signal.Signals(signum))
         self.announce(f"\n{signal.Signals(signum).name} received: saving a checkpoint after "
                       f"this step.")
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from bench.structure_family import runs, searched
-from bench.structure_family.scores import fmt, markdown_table
+from bench.structure_family.scores import fmt
+from reproduction.report import markdown_table
 from utils.help_format import parser as help_parser
 
 GRADIENT_EPOCHS = (1, 3, 6, 10)
@@ -29,11 +30,10 @@ def gradients_at(directory, epoch):
     the next epoch's temperature, on BATCHES training batches (bench/edge_gradients.py)."""
     from bench.edge_gradients import edge_gradients
     from experiment import build_loader, load_model
-    from utils.checkpoint import load_checkpoint
-    from utils.config import ConfigParser
-    path = directory / f"checkpoint-epoch{epoch}.pth"
+    from trainer.checkpoint import load_checkpoint
+    path = directory / f"checkpoint-epoch{epoch}.safetensors"
     checkpoint = load_checkpoint(path)
-    config = ConfigParser(checkpoint["config"], run_dir=directory)
+    config = runs.checkpoint_config(checkpoint, directory)
     torch.manual_seed(config["seed"])
     model = load_model(config, checkpoint, path)
     model.start_epoch(epoch + 1)

@@ -8,8 +8,8 @@ the freeze the graph no longer changes, so what the benchmark scores is all ther
 sets the run (initial weights, data order, binarization) and the generator of the data
 (generator_seed), so that seeds vary the data set as well.
 
-The run trains in <out>/<arm>/<dag>/seed<k>/ (checkpoint-latest.pth every epoch: a killed run
-resumes from it) and writes <results>/runs/<arm>/<dag>_seed<k>.json when done.
+The run trains in <out>/<arm>/<dag>/seed<k>/ (checkpoint-latest.safetensors every epoch: a
+killed run resumes from it) and writes <results>/runs/<arm>/<dag>_seed<k>.json when done.
 """
 import json
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.common import REPO
+from utils.files import write_file
 
 BASE_CONFIG = REPO / "configs" / "graph_vae_synthetic_dag.json"
 FREEZE_EPOCH = 20
@@ -59,10 +60,10 @@ def results_path(results, arm, name, seed):
 def train_run(config, directory):
     """Train (or resume) the run in directory to its last epoch; returns its checkpoint."""
     import train
-    from utils.checkpoint import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
     from utils.config import ConfigParser
     from utils.errors import UserError
-    latest = directory / "checkpoint-latest.pth"
+    latest = directory / "checkpoint-latest.safetensors"
     checkpoint = load_checkpoint(latest) if latest.is_file() else None
     epochs = config["trainer"]["epochs"]
     if checkpoint is None or checkpoint["epoch"] < epochs or checkpoint["batches_done"]:
@@ -75,10 +76,22 @@ def train_run(config, directory):
     return checkpoint
 
 
+def checkpoint_config(checkpoint, directory):
+    """The checked config of a run's checkpoint without the paths it names (cli.without_paths:
+    paths come from the user, never from a checkpoint), for the run in directory."""
+    import copy
+
+    from cli import without_paths
+    from utils.config import ConfigParser
+    config = copy.deepcopy(checkpoint["config"])
+    without_paths(config)
+    return ConfigParser(config, run_dir=directory)
+
+
 def record_of(config, checkpoint, arm, name, edges, seed):
     """The results file's contents: what was run, the learned graph and its history."""
     from data_loader.synthetic_dag import SyntheticDAG
-    spec = SyntheticDAG.from_config(config["data_loader"]["args"]["dag"])
+    spec = SyntheticDAG.of(config["data_loader"]["args"]["dag"])
     history = checkpoint["history"]
     keep = ("epoch", "val_loss", "val_kl", "val_recon", "val_kl_per_node", "tau", "edge_probs",
             "edge_values", "seconds", "structure_cost")
@@ -99,7 +112,7 @@ def run_one(arm, name, edges, n_factors, seed, out, results, retrain=False,
     directory = run_dir(out, arm, name, seed)
     if retrain:
         path.unlink(missing_ok=True)
-        for old in directory.glob("*.pth"):
+        for old in directory.glob("*.safetensors"):
             old.unlink()
     if path.is_file():
         return path
@@ -108,5 +121,5 @@ def run_one(arm, name, edges, n_factors, seed, out, results, retrain=False,
     checkpoint = train_run(config, directory)
     record = record_of(config, checkpoint, arm, name, edges, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    write_file(path, json.dumps(record, indent=1))  # whole or absent: a file means done
     return path

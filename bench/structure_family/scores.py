@@ -53,11 +53,3 @@ def cells(result):
             "precision": fmt(result["precision"]), "recall": fmt(result["recall"]),
             "undecided": fmt(result["undecided"], 1)}
 
-
-def markdown_table(rows):
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    body = [[str(row.get(c, "—")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in body)) for i, c in enumerate(columns)]
-    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
-    return "\n".join([line(columns), line(["-" * w for w in widths])]
-                     + [line(b) for b in body]) + "\n"

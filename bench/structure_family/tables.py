@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.structure_family import scores
 from bench.structure_family.shapes import kind_of
+from reproduction.report import markdown_table
 
 # The methods of the table: (label, arm whose runs it reads, graph from the search or not).
 METHODS = [("joint, λ = 0 (paper)", "paper", False),
@@ -86,8 +87,8 @@ def write_tables(results, dags, seeds, extra=(), description="Every DAG shape on
             f"{', '.join(map(str, seeds))}; protocol and rules: docs/structure.md (the family "
             "benchmark). Exact: the kept edges are the true DAG and no edge is undecided. SHD, "
             "precision, recall and undecided edges: means over runs.\n\n## Over all runs\n\n"
-            + scores.markdown_table(overall) + "\n## Exact recoveries per kind of DAG\n\n"
-            + scores.markdown_table(per_kind) + "\n## Per DAG\n\n" + scores.markdown_table(per_dag))
+            + markdown_table(overall) + "\n## Exact recoveries per kind of DAG\n\n"
+            + markdown_table(per_kind) + "\n## Per DAG\n\n" + markdown_table(per_dag))
     (results / "results.md").write_text(text)
     (results / "results.json").write_text(json.dumps(
         {"overall": overall, "per_kind": per_kind, "per_dag": per_dag}, indent=1))
@@ -123,5 +124,5 @@ def edge_value_text(results, dags, seeds):
     return ("# Edge values of the structure benchmark (arm paper, at the freeze)\n\n"
             f"- refitted, true edges: {spread(true_refit)}\n- refitted, other edges: "
             f"{spread(false_refit)}\n- toggled, true edges: {spread(true_toggled)}\n"
-            f"- toggled, other edges: {spread(false_toggled)}\n\n" + scores.markdown_table(rows)
+            f"- toggled, other edges: {spread(false_toggled)}\n\n" + markdown_table(rows)
             if rows else "# Edge values\n\nNo searched run yet.\n")
