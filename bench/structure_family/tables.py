@@ -45,6 +45,20 @@ def weakest(results, name, seeds):
     return f"{min(info):.2f}" if info else "—"
 
 
+def coverage(results, dags, seeds):
+    """What of the protocol has results (the paper arm's runs per seed): a sentence that says
+    plainly when the benchmark is partial."""
+    done = {seed: sum((Path(results) / "runs" / "paper" / f"{name}_seed{seed}.json").is_file()
+                      for name, _ in dags) for seed in seeds}
+    total = len(dags) * len(seeds)
+    counts = ", ".join(f"seed {seed}: {n} of {len(dags)}" for seed, n in done.items())
+    if sum(done.values()) == total:
+        return f"Complete: all {total} (DAG, seed) runs ({counts})."
+    return (f"**Partial**: {sum(done.values())} of the {total} (DAG, seed) runs the protocol asks "
+            f"for have results ({counts}); every figure below is over the runs that exist, "
+            f"and the protocol's verdict needs them all.")
+
+
 def write_tables(results, dags, seeds, extra=(), description="Every DAG shape on 4 ordered factors"):
     """Write results.md, results.json and edge_values.md into results; extra: DAGs reported
     apart (not in the family's totals); description: what the DAGs are."""
@@ -86,12 +100,14 @@ def write_tables(results, dags, seeds, extra=(), description="Every DAG shape on
     text = (f"# The structure benchmark\n\n{description}, seeds "
             f"{', '.join(map(str, seeds))}; protocol and rules: docs/structure.md (the family "
             "benchmark). Exact: the kept edges are the true DAG and no edge is undecided. SHD, "
-            "precision, recall and undecided edges: means over runs.\n\n## Over all runs\n\n"
+            "precision, recall and undecided edges: means over runs.\n\n"
+            + coverage(results, dags, seeds) + "\n\n## Over all runs\n\n"
             + markdown_table(overall) + "\n## Exact recoveries per kind of DAG\n\n"
             + markdown_table(per_kind) + "\n## Per DAG\n\n" + markdown_table(per_dag))
     (results / "results.md").write_text(text)
     (results / "results.json").write_text(json.dumps(
-        {"overall": overall, "per_kind": per_kind, "per_dag": per_dag}, indent=1))
+        {"coverage": coverage(results, dags, seeds), "overall": overall, "per_kind": per_kind,
+         "per_dag": per_dag}, indent=1))
     (results / "edge_values.md").write_text(edge_value_text(results, list(dags) + list(extra), seeds))
     return text
 
