@@ -108,11 +108,12 @@ def write_tables(results, dags, seeds, extra=(), description="Every DAG shape on
     (results / "results.json").write_text(json.dumps(
         {"coverage": coverage(results, dags, seeds), "overall": overall, "per_kind": per_kind,
          "per_dag": per_dag}, indent=1))
-    (results / "edge_values.md").write_text(edge_value_text(results, list(dags) + list(extra), seeds))
+    (results / "edge_values.md").write_text(
+        edge_value_text(results, list(dags) + list(extra), seeds, coverage(results, dags, seeds)))
     return text
 
 
-def edge_value_text(results, dags, seeds):
+def edge_value_text(results, dags, seeds, coverage_text=""):
     """Every edge of every searched run: true or not, its information, σ(α) of the joint
     learner, its toggled value (the jointly trained networks, one gate flipped) and its refitted
     value (L_16 with the priors refitted) ± standard error; and a summary of the margins."""
@@ -138,7 +139,8 @@ def edge_value_text(results, dags, seeds):
     spread = lambda v: (f"min {min(v):.3f}, median {statistics.median(v):.3f}, max {max(v):.3f}"  # noqa: E731
                         if v else "—")
     return ("# Edge values of the structure benchmark (arm paper, at the freeze)\n\n"
-            f"- refitted, true edges: {spread(true_refit)}\n- refitted, other edges: "
+            + (coverage_text + "\n\n" if coverage_text else "")
+            + f"- refitted, true edges: {spread(true_refit)}\n- refitted, other edges: "
             f"{spread(false_refit)}\n- toggled, true edges: {spread(true_toggled)}\n"
             f"- toggled, other edges: {spread(false_toggled)}\n\n" + markdown_table(rows)
             if rows else "# Edge values\n\nNo searched run yet.\n")
