@@ -11,6 +11,7 @@ import bench.ddp_scaling
 import bench.edge_gradients
 import bench.eval_speed
 import bench.searched_graph_vae
+import bench.step_path
 import bench.structure_family.__main__
 import bench.structure_family.diagnosis
 import bench.throughput
@@ -22,7 +23,8 @@ import test as test_script
 import train
 from tests.conftest import REPO
 
-BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "searched_graph_vae")
+BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "step_path",
+           "searched_graph_vae")
 
 
 def summarize_main(argv):
@@ -47,6 +49,7 @@ SCRIPTS = {
     "bench/searched_graph_vae.py": (bench.searched_graph_vae.main, "--seeds SEEDS [SEEDS ...] the seeds"),
     "bench/structure_family": (bench.structure_family.__main__.main, "--tables-only train nothing"),
     "bench/structure_family/diagnosis.py": (bench.structure_family.diagnosis.main, "--seed SEED the runs' seed"),
+    "bench/step_path.py": (bench.step_path.main, "-c CONFIG, --config CONFIG the run's config"),
     "data_loader/convert_strokes.py": (data_loader.convert_strokes.main, "source the strokes.npy"),
     "docs/results/sequences/summarize.py": (summarize_main, "folder the data set's results"),
 }
