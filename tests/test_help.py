@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import bench.compile_break_even
 import bench.ddp_scaling
 import bench.edge_gradients
 import bench.eval_speed
@@ -15,6 +16,7 @@ import bench.step_path
 import bench.structure_family.__main__
 import bench.structure_family.diagnosis
 import bench.throughput
+import bench.versus_pythae
 import data_loader.convert_strokes
 import reproduce
 import sample
@@ -24,7 +26,7 @@ import train
 from tests.conftest import REPO
 
 BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "step_path",
-           "searched_graph_vae")
+           "versus_pythae", "compile_break_even", "searched_graph_vae")
 
 
 def summarize_main(argv):
@@ -50,6 +52,9 @@ SCRIPTS = {
     "bench/structure_family": (bench.structure_family.__main__.main, "--tables-only train nothing"),
     "bench/structure_family/diagnosis.py": (bench.structure_family.diagnosis.main, "--seed SEED the runs' seed"),
     "bench/step_path.py": (bench.step_path.main, "-c CONFIG, --config CONFIG the run's config"),
+    "bench/versus_pythae.py": (bench.versus_pythae.main, "--rounds ROUNDS timed rounds of each"),
+    "bench/compile_break_even.py": (bench.compile_break_even.main,
+                                    "--rounds ROUNDS timed rounds of each step"),
     "data_loader/convert_strokes.py": (data_loader.convert_strokes.main, "source the strokes.npy"),
     "docs/results/sequences/summarize.py": (summarize_main, "folder the data set's results"),
 }
