@@ -12,6 +12,7 @@ from data_loader.base_data_loader import BaseDataLoader
 from data_loader.batches import padded_steps
 from data_loader.image_datasets import IMAGE_SHAPES, load_images
 from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
+from data_loader.synthetic_dag import SyntheticDAG
 from model.registry import Registry
 from utils.config import SEED
 from utils.errors import DataError
@@ -45,18 +46,28 @@ class ImageDataLoader(BaseDataLoader):
     Split: the last `validation_size` images of the dataset's training set (in a fixed
     permutation drawn from split_seed) are the validation set; `test` is the dataset's own test
     set. `subset` keeps only the first N images of the split (quick experiments and tests).
+
+    `dag` (dataset synthetic_dag only): the ground-truth DAG and its images, e.g.
+    {"true_edges": [[3, 0], [1, 0]], "n_factors": 4}; its settings and defaults are
+    data_loader/synthetic_dag.py's SyntheticDAG (null: the committed chain).
     """
 
     def __init__(self, data_dir: FilePath = "data/", dataset: str = "fashion_mnist",
                  split="train", batch_size: Count = 128, validation_size: Count = 10000,
                  shuffle: bool = True, seed=0, split_seed: SplitSeed = 0,
                  binarize: Literal["dynamic", "fixed", "none"] = "dynamic",
-                 subset: Count | None = None, num_replicas=1, rank=0):
-        whole = select_split(load_images(dataset, data_dir, train=split != "test"),
+                 subset: Count | None = None, dag: SyntheticDAG | None = None,
+                 num_replicas=1, rank=0):
+        if dag is not None and dataset != "synthetic_dag":
+            raise ValueError(f"dag describes the synthetic_dag data set, not {dataset!r}: "
+                             f"remove it or set dataset synthetic_dag")
+        spec = SyntheticDAG.of(dag) if dataset == "synthetic_dag" else None
+        whole = select_split(load_images(dataset, data_dir, train=split != "test", dag=spec),
                              split, validation_size, split_seed)
         images = whole[:subset]
         self.data = "8-bit" if binarize == "none" else "binary"
-        self.input_dim, self.image_shape = images.shape[1], IMAGE_SHAPES[dataset]
+        self.input_dim = images.shape[1]
+        self.image_shape = spec.image_shape if spec else IMAGE_SHAPES[dataset]
         if math.prod(self.image_shape) != self.input_dim:  # each reader checks its files
             raise DataError(f"{dataset} images hold {self.input_dim} values, not the "
                             f"{self.image_shape} of the data set")

@@ -26,8 +26,7 @@ import torch
 
 from data_loader.cache import BrokenCache, cached
 from data_loader.data_dir import data_directory
-from data_loader.synthetic_dag import IMAGE_SHAPE as SYNTHETIC_SHAPE
-from data_loader.synthetic_dag import synthetic_dag_images
+from data_loader.synthetic_dag import DEFAULT as DEFAULT_DAG
 from utils.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -39,9 +38,10 @@ OMNIGLOT_FOLDERS = {True: "images_background", False: "images_evaluation"}  # tr
 MAX_IMAGE_BYTES = 8 * 2**30  # an images file is read whole (MNIST's training images: 47 MB)
 
 
-# (channels, height, width) of each data set's images
+# (channels, height, width) of each data set's images (the synthetic DAG's by default: its
+# data_loader.args.dag sets its own, SyntheticDAG.image_shape)
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
-                "cifar10": (3, 32, 32), "synthetic_dag": SYNTHETIC_SHAPE}
+                "cifar10": (3, 32, 32), "synthetic_dag": DEFAULT_DAG.image_shape}
 
 
 def square_image_shape(width):
@@ -51,13 +51,16 @@ def square_image_shape(width):
     return (1, side, side)
 
 
-def load_images(name, data_dir, train):
-    """The train or test split as a (n, C*H*W) uint8 tensor."""
+def load_images(name, data_dir, train, dag=None):
+    """The train or test split as a (n, C*H*W) uint8 tensor; dag: the synthetic DAG's spec
+    (data_loader/synthetic_dag.py: SyntheticDAG) for synthetic_dag, which is generated."""
     loaders = {"mnist": load_mnist_like, "fashion_mnist": load_mnist_like,
-               "omniglot": load_omniglot, "cifar10": load_cifar10,
-               "synthetic_dag": lambda name, data_dir, train: synthetic_dag_images(train)[0]}
+               "omniglot": load_omniglot, "cifar10": load_cifar10}
+    if name == "synthetic_dag":
+        return (dag or DEFAULT_DAG).images(train)[0]
     if name not in loaders:
-        raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)})")
+        raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)}, "
+                        f"synthetic_dag)")
     return loaders[name](name, data_directory(data_dir), train)
 
 

@@ -144,7 +144,7 @@ def write_outputs(results_dir, runs_by_variant, args):
     reference = runs_by_variant[reference_variant] if reference_variant else []
     reference_name = reference_variant.name if reference_variant else "—"
     learned = {v: is_learned(v, args) for v in runs_by_variant}
-    true_dag = known_dag(args.dataset)
+    true_dag = known_dag(next(iter(runs_by_variant)), args)
     if args.validation_only:
         rows = [validation_row(v, runs, learned[v], true_dag)
                 for v, runs in runs_by_variant.items()]
@@ -213,12 +213,14 @@ def is_learned(variant, args):
     return config["arch"].get("args", {}).get("structure", "learned") == "learned"
 
 
-def known_dag(dataset):
-    """The true DAG's edge names of a data set made from one, else None."""
-    if dataset != "synthetic_dag":
+def known_dag(variant, args):
+    """The true DAG's edge names of a data set made from one (the variant's
+    data_loader.args.dag), else None."""
+    if args.dataset != "synthetic_dag":
         return None
-    from data_loader.synthetic_dag import true_dag
-    return true_dag()
+    from data_loader.synthetic_dag import SyntheticDAG
+    return SyntheticDAG.of(model_config(variant, 0, args)["data_loader"]["args"].get("dag"))\
+        .true_dag()
 
 
 def freeze_epoch(variant, runs, args):

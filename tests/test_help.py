@@ -11,18 +11,22 @@ import bench.compile_break_even
 import bench.ddp_scaling
 import bench.edge_gradients
 import bench.eval_speed
+import bench.searched_graph_vae
 import bench.step_path
+import bench.structure_family.__main__
+import bench.structure_family.diagnosis
 import bench.throughput
 import bench.versus_pythae
 import data_loader.convert_strokes
 import reproduce
 import sample
+import search_graph
 import test as test_script
 import train
 from tests.conftest import REPO
 
 BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "step_path",
-           "versus_pythae", "compile_break_even")
+           "versus_pythae", "compile_break_even", "searched_graph_vae")
 
 
 def summarize_main(argv):
@@ -43,6 +47,10 @@ SCRIPTS = {
     "bench/ddp_scaling.py": (bench.ddp_scaling.main, "--procs PROCS [PROCS ...] process counts"),
     "bench/eval_speed.py": (bench.eval_speed.main, "--images IMAGES test images to time"),
     "bench/edge_gradients.py": (bench.edge_gradients.main, "--batches BATCHES training batches"),
+    "search_graph.py": (search_graph.main, "--edge-cost EDGE_COST the cost of an edge"),
+    "bench/searched_graph_vae.py": (bench.searched_graph_vae.main, "--seeds SEEDS [SEEDS ...] the seeds"),
+    "bench/structure_family": (bench.structure_family.__main__.main, "--tables-only train nothing"),
+    "bench/structure_family/diagnosis.py": (bench.structure_family.diagnosis.main, "--seed SEED the runs' seed"),
     "bench/step_path.py": (bench.step_path.main, "-c CONFIG, --config CONFIG the run's config"),
     "bench/versus_pythae.py": (bench.versus_pythae.main, "--rounds ROUNDS timed rounds of each"),
     "bench/compile_break_even.py": (bench.compile_break_even.main,

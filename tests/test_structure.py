@@ -1,6 +1,7 @@
 """Learning a structure (docs/method.md §7): the structure cost, the logits' own optimiser,
 edge values, the block decoder and the synthetic data set with a known DAG."""
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -178,14 +179,14 @@ def test_bad_structure_settings_are_named(arguments, message):
 
 # -- the synthetic data set ------------------------------------------------------------------
 def test_the_synthetic_data_is_reproducible_from_its_seed_and_exposes_its_true_dag():
-    images, factors = synthetic_dag.synthetic_dag_images(train=False)
-    again, _ = synthetic_dag.synthetic_dag_images(train=False)
-    other, _ = synthetic_dag.synthetic_dag_images(train=False, seed=1)
-    train_images, _ = synthetic_dag.synthetic_dag_images(train=True)
+    images, factors = synthetic_dag.DEFAULT.images(train=False)
+    again, _ = synthetic_dag.SyntheticDAG(true_edges=[[3, 1], [1, 0]]).images(train=False)
+    other, _ = dataclasses.replace(synthetic_dag.DEFAULT, generator_seed=1).images(train=False)
+    train_images, _ = synthetic_dag.DEFAULT.images(train=True)
     assert torch.equal(images, again) and not torch.equal(images, other)
     assert images.shape == (5000, 256) and images.dtype == torch.uint8
     assert not torch.equal(images[:100], train_images[:100])
-    assert synthetic_dag.true_dag() == ["z3->z1", "z1->z0"]
+    assert synthetic_dag.DEFAULT.true_dag() == ["z3->z1", "z1->z0"]
     # The factors follow the DAG: z1 and z3, z0 and z1 (and so z0 and z3) depend; z2 on none.
     z = factors.double()
     dependence = lambda a, b: torch.linalg.svdvals(  # noqa: E731
@@ -194,16 +195,22 @@ def test_the_synthetic_data_is_reproducible_from_its_seed_and_exposes_its_true_d
     assert max(dependence(2, k) for k in (0, 1, 3)) < 0.05
 
 
-def test_each_factor_renders_only_its_own_block():
-    rotations, weights, biases = synthetic_dag.parameters(0)
-    factors = synthetic_dag.sample_factors(50, rotations, torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("layout", [{}, {"n_factors": 5, "block_rows": 2, "width": 8,
+                                         "true_edges": [[4, 0], [2, 0]]}])
+def test_each_factor_renders_only_its_own_block(layout):
+    spec = synthetic_dag.SyntheticDAG.of(layout or None)
+    rotations, weights, biases = spec.parameters()
+    factors = spec.sample_factors(50, rotations, spec.mixing(rotations),
+                                  torch.Generator().manual_seed(0))
     base = synthetic_dag.render(factors, weights, biases)
-    for k in range(synthetic_dag.N_FACTORS):
+    block = spec.block_rows * spec.width
+    assert base.shape[1] == math.prod(spec.image_shape) == spec.n_factors * block
+    for k in range(spec.n_factors):
         moved = factors.clone()
         moved[:, k] += 2.0
         changed = (synthetic_dag.render(moved, weights, biases) != base).any(0)
-        assert not changed[:64 * k].any() and not changed[64 * (k + 1):].any()
-        assert changed[64 * k:64 * (k + 1)].sum() > 32
+        assert not changed[:block * k].any() and not changed[block * (k + 1):].any()
+        assert changed[block * k:block * (k + 1)].sum() > block // 2
 
 
 def test_recovery_scores_against_the_true_dag():

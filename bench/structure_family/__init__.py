@@ -1,0 +1,1 @@
+"""The structure benchmark (python -m bench.structure_family): see __main__.py."""
