@@ -484,7 +484,7 @@ CASES = [
     ("train", train_config(arch(n_nodes="five")), "'arch.args.n_nodes' must be an integer"),
     ("train", train_config(arch(n_node=4)),
      "unknown key 'arch.args.n_node'; did you mean 'n_nodes'?"),
-    ("train", train_config(arch(structure="tree")), "'arch.args.structure' must be 'learned' or "),
+    ("train", train_config(arch(structure="tree")), "'arch.args.structure': unknown structure 'tree'; registered"),
     ("train", train_config(arch(latent_dim=80, n_nodes=3)),
      "latent_dim 80 is not divisible by n_nodes 3"),
     ("train", train_config(lambda c: c["arch"].update(type="GrapVAE")),
