@@ -3,6 +3,7 @@ networks, --import and the Python API (graphvae.py)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,15 @@ def test_conv_networks_refuse_other_image_sizes_in_one_line(tmp_path):
     config = ConfigParser(toy_config(tmp_path, encoder="conv"))
     with pytest.raises(ConfigError, match="28x28 or 32x32 images .* not 64 values"):
         build_model(config, 64)
+
+
+@pytest.mark.parametrize("example", ["own_dataset.py", "own_decoder.py"])
+def test_the_examples_train_evaluate_and_say_where_the_run_went(example, tmp_path):
+    from tests.conftest import DATA_DIR
+    flags = ["--data-dir", str(DATA_DIR)] if example == "own_decoder.py" else []
+    done = subprocess.run([sys.executable, str(REPO / "examples" / example), "--epochs", "1",
+                           "--save-dir", str(tmp_path), *flags], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    run_dir = done.stdout.strip().splitlines()[-1].split("the run: ")[1]
+    assert "test ELBO" in done.stdout and (Path(run_dir) / "model_best.safetensors").is_file()
