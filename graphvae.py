@@ -35,12 +35,15 @@ __all__ = ["config", "build", "train", "load", "evaluate", "sample", "MODELS", "
 
 
 def config(source, **overrides):
-    """A checked config (utils/config.ConfigParser) from a dict or a JSON file's path, with
-    overrides {"dotted.key": value}; a bad key or value raises a ConfigError (one line)."""
+    """A checked config (utils/config.ConfigParser) from a dict, a JSON file's path or another
+    checked config, with overrides {"dotted.key": value}; a bad key or value raises a
+    ConfigError (one line)."""
+    if isinstance(source, ConfigParser):
+        source = source.config
     raw = copy.deepcopy(source) if isinstance(source, dict) else load_json(source)
     for key, value in overrides.items():
         set_by_path(raw, key, value)
-    return source if isinstance(source, ConfigParser) and not overrides else ConfigParser(raw)
+    return ConfigParser(raw)
 
 
 def build(source, split="train", **overrides):
