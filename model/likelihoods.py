@@ -1,6 +1,6 @@
 """Observation models p(x | z) as modules: decoder outputs -> log p(x | z) per example.
 
-Every likelihood is registered (model/registry.LIKELIHOODS, under its `name`) and has
+Every likelihood is registered (model/registry.LIKELIHOODS) under its `name` and has
 `n_params` (how many decoder outputs it reads), is called as
 `likelihood(params, x)` for the log-probability summed over everything but the leading
 dimensions (x may broadcast against params: importance sampling scores (K, B, D) decoder
@@ -55,7 +55,7 @@ class BernoulliLogProb(torch.autograd.Function):
         return grad_logits, grad_x
 
 
-@LIKELIHOODS.register()
+@LIKELIHOODS.register("bernoulli")
 class Bernoulli(nn.Module):
     """Binary data (binarized images, piano rolls): one logit per dimension."""
 
@@ -75,7 +75,7 @@ class Bernoulli(nn.Module):
         return torch.bernoulli(torch.sigmoid(logits))
 
 
-@LIKELIHOODS.register()
+@LIKELIHOODS.register("strokes")
 class StrokeMixture(nn.Module):
     """Pen-stroke steps (pen_lift, dx, dy): a Bernoulli pen state and a diagonal Gaussian
     mixture over the offsets; 1 pen logit + per component (weight, 2 means, 2 log-variances)."""
@@ -138,7 +138,7 @@ class EightBitLikelihood(nn.Module):
         return -(log_p + self.width * self.log_bin_volume) / (self.width * math.log(2))
 
 
-@LIKELIHOODS.register()
+@LIKELIHOODS.register("gaussian")
 class Gaussian(EightBitLikelihood):
     """The paper's likelihood of dequantised pixels: N(x; sigmoid(o), exp(fc(o))) per pixel, for
     the decoder's last output o (one value per pixel) and fc = nn.Linear(D, D), which belongs
@@ -174,7 +174,7 @@ class Gaussian(EightBitLikelihood):
         return gaussian.sample(*self.split(params))
 
 
-@LIKELIHOODS.register()
+@LIKELIHOODS.register("discretized_logistic")
 class DiscretizedLogistic(EightBitLikelihood):
     """P(k) of the pixel value k = floor(256 x) under a logistic with location sigmoid(o_1) and
     log-scale o_2 (the decoder gives both, 2 values per pixel) on the [0, 1) scale: the mass of

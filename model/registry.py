@@ -21,10 +21,9 @@ class Registry:
         self.kind, self.entries = kind, {}
 
     def register(self, name=None):
-        """A decorator that adds a class or function under name (default: its `name`
-        attribute, else its own name)."""
+        """A decorator that adds a class or function under name (default: its own name)."""
         def add(thing):
-            key = name or getattr(thing, "name", None) or thing.__name__
+            key = name or thing.__name__
             if key in self.entries and self.entries[key] is not thing:
                 raise ValueError(f"{self.kind} {key!r} is registered already")
             self.entries[key] = thing

@@ -494,7 +494,7 @@ CASES = [
     ("train", train_config(loader(seed=3)),
      "unknown key 'data_loader.args.seed'"),
     ("train", train_config(loader(batch_size=0)), "'data_loader.args.batch_size' must be in [1, inf), got 0"),
-    ("train", train_config(loader(dataset="imagenet")), "unknown dataset 'imagenet'"),
+    ("train", train_config(loader(dataset="imagenet")), "unknown image data set 'imagenet'"),
     ("train", train_config(loader(split_seed=2 ** 64)),
      "'data_loader.args.split_seed' must be in [0, 9223372036854775807]"),
     ("train", strokes_loader(valid_fraction=0.5, test_fraction=0.6),

@@ -66,8 +66,8 @@ class TrainerSettings:
             raise ValueError(f"monitor must be 'off' or 'min|max <metric>', got {self.monitor!r}")
 
 
-def run_settings(arch: Section, data_loader: Section,
-                 name: str | None = None,  # null: <arch type>_<data set> (ConfigParser.name_after)
+def run_settings(name: str | None = None,  # null: <arch type>_<data set> (ConfigParser.name_after)
+                 *, arch: Section, data_loader: Section,
                  n_gpu: NonNegative | None = None,  # null: a GPU per process if one is visible
                  seed: Annotated[int, SEED] = 0,
                  optimizer: Section = Section("Adam", {"lr": 3e-4}),
