@@ -45,7 +45,8 @@ class Registry:
         """What to say of a name nothing registered: the closest name, or all of them."""
         close = difflib.get_close_matches(str(name), self.names(), n=1)
         return f"did you mean {close[0]!r}?" if close else \
-            f"registered {self.kind}s: {', '.join(self.names())}"
+            f"registered {self.kind}s: {', '.join(self.names())} (one of your own is there " \
+            f"once its module is imported: --import MODULE)"
 
 
 def one_of(registry):
