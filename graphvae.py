@@ -67,12 +67,14 @@ def load(checkpoint_path, device="cpu"):
     return load_model(ConfigParser(checkpoint["config"]), checkpoint, checkpoint_path, device)
 
 
-def evaluate(checkpoint_path, n_samples=100, limit=None, **overrides):
+def evaluate(checkpoint_path, n_samples=100, limit=None, edge_values=True, **overrides):
     """test.py's results of a checkpoint (a dict: elbo, log_likelihood, kl_per_node, graph,
-    ...) on its test split, or its first `limit` examples; overrides as in config()."""
+    ...) on its test split, or its first `limit` examples; edge_values: each learned edge's
+    value on the validation split too (a pass over it per edge); overrides as in config()."""
     checkpoint = load_checkpoint(checkpoint_path)
     run = config(checkpoint["config"], **overrides)
-    return evaluate_checkpoint(run, checkpoint, checkpoint_path, n_samples, limit=limit)
+    return evaluate_checkpoint(run, checkpoint, checkpoint_path, n_samples, limit=limit,
+                               measure_edges=edge_values)
 
 
 def sample(model, n):

@@ -65,9 +65,11 @@ def main():
         run_dir, trainer = graphvae.train(config, **{
             "trainer.epochs": args.epochs, "seed": args.seed, "n_gpu": 0,
             "trainer.save_dir": args.save_dir, "trainer.tensorboard": False,
+            "trainer.edge_values": False,
             "data_loader.args.data_dir": args.data_dir, "data_loader.args.subset": args.subset})
         seconds = time.perf_counter() - start
-        test = graphvae.evaluate(run_dir / "model_best.safetensors", args.samples, args.limit)
+        test = graphvae.evaluate(run_dir / "model_best.safetensors", args.samples, args.limit,
+                                 edge_values=False)
         per_example[name] = test["per_example"]
         results[name] = {"elbo": test["elbo"], "log_likelihood": test["log_likelihood"],
                          "active_units": test["active_units"], "params": test["params"],
