@@ -40,8 +40,9 @@ LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaun
 def ops_per_step(run, device):
     """What one call of run() asks of the machine, from torch.profiler: operator calls at the
     dispatcher (aten ops not inside another: what eager mode pays a per-operator cost on),
-    and on a GPU the launches the host makes (kernels, CUDA graph replays) and the kernels
-    that run (a replayed graph runs many from one launch)."""
+    the calls of a compiled step's fused CPU kernels, and on a GPU the launches the host makes
+    (kernels, CUDA graph replays) and the kernels that run (a replayed graph runs many from
+    one launch)."""
     cuda = torch.device(device).type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as profiler:
@@ -49,11 +50,20 @@ def ops_per_step(run, device):
         synchronize(device)
     events = profiler.events()
     counts = {"aten_ops": sum(1 for e in events if e.name.startswith("aten::")
-                              and not inside_aten(e))}
+                              and not inside_aten(e)),
+              # a compiled step's own fused kernels on a CPU (with profile_compiled_kernels)
+              "compiled_cpu_kernels": sum(1 for e in events if "cpp_fused" in e.name)}
     if cuda:
         counts["launches"] = sum(1 for e in events if e.name in LAUNCHES)
         counts["kernels"] = sum(1 for e in events if e.device_type.name == "CUDA")
     return counts
+
+
+def profile_compiled_kernels():
+    """Make the CPU kernels that torch.compile generates from now on show in torch.profiler
+    (one event per call): what a compiled step launches besides its aten ops."""
+    import torch._inductor.config
+    torch._inductor.config.cpp.enable_kernel_profile = True
 
 
 def inside_aten(event):
@@ -165,6 +175,12 @@ class Roofline:
                                  torch.randn(shape[1], shape[2], dtype=dtype, device=device))
                          for shape in self.count}
         self.flops = matmul_flops(products)
+
+    def run(self):
+        """The step's products, each as many times as the step does them (warm operands)."""
+        for shape, (a, b) in self.operands.items():
+            for _ in range(self.count[shape]):
+                a @ b
 
     def seconds(self):
         total = 0.0

@@ -10,9 +10,10 @@ the optimiser included: end to end) and prints samples/s, the model's matmul FLO
 training sample (from its layer shapes: the forward products and the backward products the
 step performs, i.e. every weight gradient and every input gradient but the data's), the
 machine's measured matmul GFLOP/s and the percentage of it reached, and what one step asks of
-the machine (torch.profiler): operator calls, and on a GPU kernel launches and kernels, the
-per-operator costs that fusing (trainer.compile) and CUDA graphs (trainer.compile_mode
-reduce-overhead) cut. Two rooflines are given:
+the machine (torch.profiler): operator calls (aten ops, and a compiled step's own fused CPU
+kernels: on a CPU the proxy for what a GPU would launch), and on a GPU kernel launches and
+kernels, the per-operator costs that fusing (trainer.compile) and CUDA graphs
+(trainer.compile_mode reduce-overhead) cut. Two rooflines are given:
 sgemm at the model's own matmul shapes and batch (what the matmul library reaches on exactly
 this work: the one the target refers to) and a large square sgemm (the machine's peak).
 Both are measured with the same number of threads as the step (--threads).
@@ -39,7 +40,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import (REPO, Roofline, bench_device, endless, matmul_flops,  # noqa: E402
-                          matmul_gflops, ops_per_step, record_matmuls, timed)
+                          matmul_gflops, ops_per_step, profile_compiled_kernels,
+                          record_matmuls, timed)
 from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils import distributed  # noqa: E402
@@ -73,6 +75,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     _, n_gpu = bench_device(args.device)
+    profile_compiled_kernels()  # their count is the compiled step's CPU launch count
     overrides = [f"n_gpu={n_gpu}", *args.set]
     config = ConfigParser(apply_overrides(load_json(args.config), overrides))
     trainer = build_trainer(config, validate=False)

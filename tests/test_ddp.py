@@ -135,7 +135,8 @@ def compiled_ddp_worker(rank, argv, out_dir, port):
     makes (one backward node for the whole graph, which DDP's static-graph hooks must follow),
     without the minutes of a C++ build of the kernels."""
     compile_ = torch.compile
-    torch.compile = lambda function, mode=None: compile_(function, backend="aot_eager")
+    torch.compile = lambda function, mode=None, options=None: compile_(function,
+                                                                       backend="aot_eager")
     ddp_worker(rank, argv, out_dir, port)
 
 

@@ -18,7 +18,7 @@ from data_loader.batches import time_chunks, to_device
 from logger import TensorboardWriter, get_logger
 from logger.logger import format_value
 from model.objective import negative_elbo
-from trainer import fits, resume, tensorboard
+from trainer import compiling, fits, resume, tensorboard
 from trainer.edge_values import edge_values
 from trainer.epoch_log import epoch_log, stop_unless_finite
 from trainer.evaluation import running_sums
@@ -52,9 +52,9 @@ class Trainer:
         self.guard = NonFiniteGuard(model)
         self.data_parallel = data_parallel
         self.train_forward = distributed.wrap_for_ddp(model, device) if data_parallel else model
-        self.compiled = cfg["compile"] or cfg["compile_mode"] is not None
-        self.objective = torch.compile(self._objective, mode=cfg["compile_mode"]) \
-            if self.compiled else self._objective
+        planned_steps = cfg["epochs"] * len(data_loader)  # "auto" compiles if they repay it
+        self.objective, self.compiled, step_note = compiling.training_objective(
+            self._objective, cfg, type(model).__name__, planned_steps, data_parallel)
         # CUDA graphs reuse their output memory at every replay: each step is marked as a new
         # one, and what outlives it is copied.
         self.cuda_graphs = device.type == "cuda" and cfg["compile_mode"] in CUDA_GRAPH_MODES
@@ -62,7 +62,7 @@ class Trainer:
         self.checkpoints = RunCheckpoints(config.save_dir, cfg["save_period"], cfg["epochs"])
         self.stops = StopRequests(self.logger.info, distributed.active)
         self.step_scalars = tensorboard.StepScalars(cfg["log_every_steps"])
-        self.notes, self.stopped, self.writer = [], False, None
+        self.notes, self.stopped, self.writer = [(logging.INFO, step_note)], False, None
 
     # -- one optimisation step ----------------------------------------------------------------
     def train_step(self, batch):

@@ -56,7 +56,7 @@ class TrainerSettings:
     amp: bool = False
     log_every_steps: Count = 50  # TensorBoard: training loss, gradient norm
     sync_batchnorm: bool = True
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"  # "auto": if the run repays it (trainer/compiling.py)
     compile_mode: Literal[COMPILE_MODES] | None = None  # implies compile
     edge_values: bool = True  # each learned edge's value at the freeze and the end
 
