@@ -15,6 +15,7 @@ from pathlib import Path
 
 from data_loader.data_loaders import DATA_LOADERS
 from trainer.checkpoint import load_checkpoint
+from user_code import import_user_modules
 from utils import distributed
 from utils.config import ConfigParser, apply_overrides, holds, load_json, parse_assignment
 from utils.errors import ConfigError
@@ -47,6 +48,8 @@ HELPS = {
           "indices among the visible GPUs (default: the config's n_gpu)",
     "--run-id": "name of a new run's directory (default: date_time)",
     "--set": "override config keys, e.g. --set trainer.epochs=3",
+    "--import": "a module of yours to import first (a name, or a .py file; repeatable): it "
+                "runs that code, and configs may name what it registers (docs/api.md)",
 }
 
 
@@ -59,6 +62,9 @@ def add_flags(parser, *flags, helps=None):
     for flag in flags:
         if flag == "--set":
             add_overrides(parser, texts[flag])
+        elif flag == "--import":
+            parser.add_argument("--import", dest="imports", action="append", default=[],
+                                metavar="MODULE", help=texts[flag])
         elif flag in CONFIG_FLAGS:
             parser.add_argument(flag, type=CONFIG_FLAGS[flag][1], help=texts[flag])
         else:
@@ -126,6 +132,7 @@ def load_run_config(args, max_devices=None, script="this script"):
     beside it; the data directory is --data-dir, -c's, or the default, never the checkpoint's.
     --device sets n_gpu (max_devices: how many GPUs the script can use).
     """
+    import_user_modules(getattr(args, "imports", []))  # before the config names what they add
     devices = use_devices(getattr(args, "device", None), max_devices, script)
     checkpoint, run_dir = None, None
     resume = getattr(args, "resume", None)

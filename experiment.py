@@ -203,6 +203,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     with distributed.local_main_first():  # one process per machine builds the data caches
         train_loader = build_loader(config, "train", sharded=True).to(device)
         valid_loader = build_loader(config, "valid", sharded=True).to(device) if validate else None
+    config.name_after(getattr(train_loader, "name", "data"))
     model = build_model(config, train_loader.input_dim, device)
     check_data_fits_model(train_loader, model)
     check_batches_train(train_loader, model)

@@ -35,7 +35,7 @@ OUT_FIX = "choose a writable --out path"
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "-d", "--seed", helps={
+    args = add_flags(parser(__doc__), "-r", "-d", "--seed", "--import", helps={
         "-r": "checkpoint to sample from",
         "-d": "cpu, cuda, cuda:N or N: the one device to sample on (default: the "
               "checkpoint's n_gpu)",

@@ -42,7 +42,7 @@ from utils.files import refuse_link, write_file  # noqa: E402
 
 
 def parse_args(argv):
-    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir", helps={
+    args = add_flags(parser(__doc__), "-r", "-d", "--set", "--data-dir", "--import", helps={
         "-r": "checkpoint to evaluate (its config, saved in it, says the model and data)",
         "-d": "cpu, cuda, cuda:N or N: the one device to evaluate on (default: the checkpoint "
               "config's n_gpu)",

@@ -28,7 +28,7 @@ from utils.errors import UserError, run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
-         "--save-dir", "--data-dir")
+         "--save-dir", "--data-dir", "--import")
 HELPS = {"-c": "the config to train (JSON); with --resume, replaces the checkpoint's config "
                "(e.g. to fine-tune)",
          "-r": "checkpoint to continue training from (its run goes on in its directory)",
@@ -58,11 +58,16 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
     """Train the run config describes (resumed from checkpoint); returns the run directory.
     reuse_dir: write into config's run directory even without a checkpoint (reproduce.py's
     fixed directories, where a run killed before its first checkpoint starts again)."""
-    # Everything is built (and so checked) before the run directory is created; the run
-    # holds its directory's lock while it trains (rank 0 writes for all).
+    # Everything is built (and so checked) before the run directory is created.
     trainer = build_trainer(config, checkpoint, resume_path)
+    return fit(trainer, config, resuming=checkpoint is not None or reuse_dir)
+
+
+def fit(trainer, config, resuming=False):
+    """Train a built trainer in config's run directory (opened here: the run holds its lock
+    while it trains, rank 0 writes for all); returns the run directory."""
     main = distributed.is_main()
-    opened = run_dirs.open_run(config, resuming=checkpoint is not None or reuse_dir)
+    opened = run_dirs.open_run(config, resuming=resuming)
     with opened if main else nullcontext():
         if main:
             setup_logging(config.log_dir)

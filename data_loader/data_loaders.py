@@ -10,10 +10,11 @@ import torch
 
 from data_loader.base_data_loader import BaseDataLoader
 from data_loader.batches import padded_steps
-from data_loader.image_datasets import IMAGE_SHAPES, load_images
+from data_loader import own_images  # noqa: F401  (registers the "npz" and "folder" data sets)
+from data_loader.image_sets import IMAGE_DATASETS, image_set
 from data_loader.sequence_datasets import load_piano_rolls, load_strokes, split_indices
 from data_loader.synthetic_dag import SyntheticDAG
-from model.registry import Registry
+from model.registry import Registry, one_of
 from utils.config import SEED
 from utils.errors import DataError
 from utils.settings import FilePath
@@ -47,30 +48,29 @@ class ImageDataLoader(BaseDataLoader):
     permutation drawn from split_seed) are the validation set; `test` is the dataset's own test
     set. `subset` keeps only the first N images of the split (quick experiments and tests).
 
+    `dataset` names a registered image data set (data_loader/image_sets.py); "npz" and
+    "folder" read a researcher's own images from `path` (data_loader/own_images.py).
+
     `dag` (dataset synthetic_dag only): the ground-truth DAG and its images, e.g.
     {"true_edges": [[3, 0], [1, 0]], "n_factors": 4}; its settings and defaults are
     data_loader/synthetic_dag.py's SyntheticDAG (null: the committed chain).
     """
 
-    def __init__(self, data_dir: FilePath = "data/", dataset: str = "fashion_mnist",
-                 split="train", batch_size: Count = 128, validation_size: Count = 10000,
+    def __init__(self, data_dir: FilePath = "data/",
+                 dataset: one_of(IMAGE_DATASETS) = "fashion_mnist",
+                 path: FilePath | None = None, split="train", batch_size: Count = 128,
+                 validation_size: Count = 10000,
                  shuffle: bool = True, seed=0, split_seed: SplitSeed = 0,
                  binarize: Literal["dynamic", "fixed", "none"] = "dynamic",
                  subset: Count | None = None, dag: SyntheticDAG | None = None,
                  num_replicas=1, rank=0):
-        if dag is not None and dataset != "synthetic_dag":
-            raise ValueError(f"dag describes the synthetic_dag data set, not {dataset!r}: "
-                             f"remove it or set dataset synthetic_dag")
-        spec = SyntheticDAG.of(dag) if dataset == "synthetic_dag" else None
-        whole = select_split(load_images(dataset, data_dir, train=split != "test", dag=spec),
-                             split, validation_size, split_seed)
+        pixels, self.image_shape = image_set(dataset, data_dir, split != "test", path=path,
+                                             dag=dag)
+        whole = select_split(pixels, split, validation_size, split_seed)
         images = whole[:subset]
+        self.name = dataset if path is None else own_images.name_of(path, dataset)
         self.data = "8-bit" if binarize == "none" else "binary"
         self.input_dim = images.shape[1]
-        self.image_shape = spec.image_shape if spec else IMAGE_SHAPES[dataset]
-        if math.prod(self.image_shape) != self.input_dim:  # each reader checks its files
-            raise DataError(f"{dataset} images hold {self.input_dim} values, not the "
-                            f"{self.image_shape} of the data set")
         self.dynamic = split == "train" and binarize != "fixed"  # fresh draws every batch
         generator = torch.Generator().manual_seed(split_seed + 1)
         if self.data == "8-bit":
@@ -188,6 +188,7 @@ class StrokesDataLoader(SequenceDataLoader):
                  shuffle: bool = True, seed=0, split_seed: SplitSeed = 0, num_replicas=1,
                  rank=0):
         strokes = load_strokes(data_dir, source, subsample)
+        self.name = "lasa" if source == "lasa" else own_images.name_of(source, "strokes")
         train = [strokes[i] for i in split_indices(len(strokes), "train", split_seed,
                                                    valid_fraction, test_fraction)]
         self.scale = offset_scale(train, source)
@@ -221,7 +222,7 @@ class PianoRollDataLoader(SequenceDataLoader):
     `limit` uses only the first N chorales (quick runs).
     """
 
-    data = "binary"
+    data, name = "binary", "bach_chorales"
 
     def __init__(self, data_dir: FilePath = "data/", split="train", batch_size: Count = 16,
                  valid_fraction: Fraction = 0.1, test_fraction: Fraction = 0.2,

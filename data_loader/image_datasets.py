@@ -1,6 +1,6 @@
-"""Image datasets as one uint8 tensor (n, C*H*W) of 8-bit values, channel-major, loaded
-offline first: grey 28x28 (MNIST, Fashion-MNIST, Omniglot) or colour 3x32x32 (CIFAR-10); and
-the synthetic ground-truth DAG images, 16x16, generated in memory (data_loader/synthetic_dag.py).
+"""The files of the built-in image data sets (registered in data_loader/image_sets.py), read
+offline first: grey 28x28 (MNIST, Fashion-MNIST, Omniglot) or colour 3x32x32 (CIFAR-10), each
+as uint8 rows of 8-bit values.
 
 Where the files come from, in order:
   1. files already in data_dir (torchvision's layout, e.g. <data_dir>/FashionMNIST/raw/,
@@ -25,8 +25,6 @@ from pathlib import Path
 import torch
 
 from data_loader.cache import BrokenCache, cached
-from data_loader.data_dir import data_directory
-from data_loader.synthetic_dag import DEFAULT as DEFAULT_DAG
 from utils.errors import DataError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -36,12 +34,7 @@ IDX_IMAGES = b"\x00\x00\x08\x03"  # magic: unsigned bytes, 3 dimensions (n, rows
 FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's layout
 OMNIGLOT_FOLDERS = {True: "images_background", False: "images_evaluation"}  # train, test
 MAX_IMAGE_BYTES = 8 * 2**30  # an images file is read whole (MNIST's training images: 47 MB)
-
-
-# (channels, height, width) of each data set's images (the synthetic DAG's by default: its
-# data_loader.args.dag sets its own, SyntheticDAG.image_shape)
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
-                "cifar10": (3, 32, 32), "synthetic_dag": DEFAULT_DAG.image_shape}
+MNIST_SIDE = 28
 
 
 def square_image_shape(width):
@@ -49,19 +42,6 @@ def square_image_shape(width):
     (for checkpoints written before they recorded their image shape)."""
     side = math.isqrt(width)
     return (1, side, side)
-
-
-def load_images(name, data_dir, train, dag=None):
-    """The train or test split as a (n, C*H*W) uint8 tensor; dag: the synthetic DAG's spec
-    (data_loader/synthetic_dag.py: SyntheticDAG) for synthetic_dag, which is generated."""
-    loaders = {"mnist": load_mnist_like, "fashion_mnist": load_mnist_like,
-               "omniglot": load_omniglot, "cifar10": load_cifar10}
-    if name == "synthetic_dag":
-        return (dag or DEFAULT_DAG).images(train)[0]
-    if name not in loaders:
-        raise DataError(f"unknown dataset '{name}' (choices: {', '.join(loaders)}, "
-                        f"synthetic_dag)")
-    return loaders[name](name, data_directory(data_dir), train)
 
 
 def load_mnist_like(name, data_dir, train):
@@ -78,7 +58,7 @@ def load_mnist_like(name, data_dir, train):
                 "dataset-fashion-mnist) or " if name == "fashion_mnist" else "")
         download(torchvision_download, name, raw,
                  f"{hint}put the IDX files ({', '.join(IDX_FILES)}) in {raw}")
-    return read_idx_images(raw / IDX_FILES[0 if train else 2], IMAGE_SHAPES[name][1:])
+    return read_idx_images(raw / IDX_FILES[0 if train else 2], (MNIST_SIDE, MNIST_SIDE))
 
 
 def read_idx_images(path, shape):

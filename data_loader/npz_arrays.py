@@ -1,4 +1,4 @@
-"""The headers of the arrays in a sequences file, checked before any array is read.
+"""The headers of the arrays in an .npz file (sequences, images), checked before any array is read.
 
 np.load allocates what an array's header declares: a header that says (1e11, 3) takes
 terabytes before a byte of data is read. Every array is checked first: pickle-free (an object
@@ -15,10 +15,11 @@ PICKLED = ("is not a pickle-free NumPy file (pickles are never loaded: that coul
            "code)")
 
 
-def check_npz(path, names, fix, error):
-    """path is an .npz holding the arrays `names`, each pickle-free and of a size that the file
-    holds and memory can take; otherwise error (a DataError class) naming path and fix."""
-    not_npz = error(f"{path} is not a sequences .npz with {' and '.join(map(repr, names))} "
+def check_npz(path, names, fix, error, kind="a sequences"):
+    """path is an .npz (of `kind`) holding the arrays `names`, each pickle-free and of a size
+    that the file holds and memory can take; otherwise error (a DataError class) naming path
+    and fix."""
+    not_npz = error(f"{path} is not {kind} .npz with {' and '.join(map(repr, names))} "
                     f"arrays; {fix}")
     try:
         if not zipfile.is_zipfile(path):

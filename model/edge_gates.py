@@ -23,6 +23,10 @@ The gates own their schedule (GateSchedule): the temperature at each epoch, the 
 which the graph is frozen, and the learning rate of the logits; and the cost on their edges
 (model/structure_prior.py), off by default.
 
+A structure is registered (model/registry.STRUCTURES) as a function of the edges [(j, i)]
+that returns their fixed gates (evaluation gates, for noisy_full), or None for `learned`;
+a researcher's own fixed graph is one more such function.
+
 An edge whose probability is within UNDECIDED_BAND of 0.5 is reported as undecided: the
 evaluation graph still keeps it or drops it by 1[sigmoid(alpha) > 0.5], but nothing was learned.
 """
@@ -34,10 +38,10 @@ from typing import Annotated
 import torch
 from torch import nn
 
+from model.registry import STRUCTURES
 from model.settings import Positive
 from model.structure_prior import StructurePrior
 
-STRUCTURES = ("learned", "noisy_full", "full", "chain", "identity", "none")
 RELAXED = ("learned", "noisy_full")  # structures trained with binary-concrete samples
 
 # Uniform noise is kept inside (EPS, 1 - EPS) so that log(u) - log(1 - u) stays finite.
@@ -81,6 +85,36 @@ class GateSchedule:
 
     def frozen_at(self, epoch):
         return self.freeze_epoch is not None and epoch > self.freeze_epoch
+
+
+@STRUCTURES.register()
+def learned(edges):
+    return None  # the gates are parameters
+
+
+@STRUCTURES.register()
+def noisy_full(edges):
+    return [1.0] * len(edges)
+
+
+@STRUCTURES.register()
+def full(edges):
+    return [1.0] * len(edges)
+
+
+@STRUCTURES.register()
+def chain(edges):
+    return [float(j == i + 1) for j, i in edges]
+
+
+@STRUCTURES.register()
+def identity(edges):
+    return [float(j == i) for j, i in edges]
+
+
+@STRUCTURES.register()
+def none(edges):
+    return [0.0] * len(edges)
 
 
 def candidate_edges(n_nodes):
@@ -134,15 +168,11 @@ class EdgeGates(nn.Module):
         elif structure == "noisy_full":
             self.register_buffer("logits", logits)  # fixed: not learned
         if structure != "learned":
-            self.register_buffer("fixed", self._fixed_mask(structure))
-
-    def _fixed_mask(self, structure):
-        if structure in ("full", "noisy_full"):
-            return torch.ones(len(self.edges))
-        if structure in ("chain", "identity"):
-            offset = 1 if structure == "chain" else 0
-            return torch.tensor([float(j == i + offset) for j, i in self.edges])
-        return torch.zeros(len(self.edges))
+            fixed = STRUCTURES[structure](self.edges)
+            if fixed is None or len(fixed) != len(self.edges):
+                raise ValueError(f"structure {structure!r} gives no fixed gate for each of the "
+                                 f"{len(self.edges)} edges")
+            self.register_buffer("fixed", torch.tensor(fixed, dtype=torch.float32).reshape(-1))
 
     @property
     def learned(self):

@@ -15,25 +15,29 @@ prior p(z_i | parents); as MLPs the two run as one grouped network per node
 VAE's form).
 Every node's KL is taken in closed form given its sampled parents; the root's prior is
 N(0, I), the same formula with mu_p = 0, logvar_p = 0.
-decoder "block" ties node i to its own block of outputs (model/networks.py: BlockDecoder);
-structure_prior puts a cost on the learned edges (model/structure_prior.py).
+The encoder, decoder, top-down networks, likelihood and structure are named by the config from
+their registries (model/registry.py): encoder and decoder "mlp" (the paper's) or "conv"
+(model/conv_networks.py); decoder "block" ties node i to its own block of outputs
+(model/networks.py: BlockDecoder). structure_prior puts a cost on the learned edges
+(model/structure_prior.py).
 """
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from model import gaussian
 from model.base_model import BaseModel
-from model.edge_gates import STRUCTURES, EdgeGates, GateSchedule
-from model.likelihoods import LIKELIHOODS, build_likelihood
-from model.networks import BlockDecoder, GroupedLinear, GroupMajor, mlp
-from model.registry import MODELS
+from model import conv_networks  # noqa: F401  (registers the "conv" encoder and decoder)
+from model.edge_gates import EdgeGates, GateSchedule
+from model.likelihoods import build_likelihood
+from model.networks import GroupedLinear, GroupMajor
+from model.registry import (DECODERS, ENCODERS, LIKELIHOODS, MODELS, STRUCTURES, TOP_DOWN,
+                            one_of)
 from model.settings import Probability, Size, Sizes, settings
 from model.structure_prior import StructurePrior
-from model.top_down import TOP_DOWN, PairedMLPTopDown, split_params
+from model.top_down import PairedMLPTopDown, split_params
 
-DECODERS = ("mlp", "block")
 # Nodes are sampled one after another, each with its own networks, and their edges grow as
 # N^2: 32 nodes (496 edges) is six times the paper's 5, and more than any config asks for.
 MAX_NODES = 32
@@ -43,21 +47,22 @@ MAX_NODES = 32
 class GraphVAE(BaseModel):
     def __init__(self, input_dim: int = 784, n_nodes: Annotated[int, f"[1, {MAX_NODES}]"] = 5,
                  node_dim: Size = 16, latent_dim: Size | None = None,
-                 structure: Literal[STRUCTURES] = "learned", gate_init_prob: Probability = 0.5,
+                 structure: one_of(STRUCTURES) = "learned", gate_init_prob: Probability = 0.5,
                  hard_gates: bool = False, gate_schedule: GateSchedule | None = None,
                  share_top_down: bool = False, encoder_hidden: Sizes = (512, 512, 512),
                  feature_dim: Size = 256, bottom_up_hidden: Size = 256,
                  top_down_hidden: Size = 256, decoder_hidden: Sizes = (512, 512, 512),
-                 likelihood: Literal[tuple(LIKELIHOODS)] = "bernoulli",
-                 top_down: Literal[tuple(TOP_DOWN)] = "mlp", decoder: Literal[DECODERS] = "mlp",
-                 structure_prior: StructurePrior | None = None):
+                 likelihood: one_of(LIKELIHOODS) = "bernoulli",
+                 top_down: one_of(TOP_DOWN) = "mlp", decoder: one_of(DECODERS) = "mlp",
+                 structure_prior: StructurePrior | None = None,
+                 encoder: one_of(ENCODERS) = "mlp"):
         super().__init__()
         node_dim = split_latent_dims(latent_dim, n_nodes, node_dim)
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         self.n_nodes, self.node_dim = n_nodes, node_dim
         self.likelihood = build_likelihood(likelihood, input_dim)
 
-        self.encoder = mlp([input_dim, *encoder_hidden, feature_dim])
+        self.encoder = ENCODERS[encoder](input_dim, encoder_hidden, feature_dim)
         # Bottom-up heads of all nodes at once: fc(feature, hidden)-BN-ReLU per node is one wide
         # fc + BN over N*hidden features; then per-node fc(hidden, d)-ReLU and the (mean,
         # log-variance) heads fc(d, d) x 2, as grouped layers.
@@ -76,7 +81,7 @@ class GraphVAE(BaseModel):
                                                               top_down_hidden), None
         else:
             self.top_down, self.top_down_q = networks(), None if share_top_down else networks()
-        self.decoder = build_decoder(decoder, n_nodes, node_dim, decoder_hidden, self.likelihood)
+        self.decoder = DECODERS[decoder](n_nodes, node_dim, decoder_hidden, self.likelihood)
         self.gates = EdgeGates(n_nodes, structure, gate_init_prob, hard_gates,
                                schedule=settings(GateSchedule, gate_schedule),
                                prior=settings(StructurePrior, structure_prior))
@@ -115,9 +120,7 @@ class GraphVAE(BaseModel):
 
     def decode(self, z):
         """Decoder outputs (e.g. Bernoulli logits, fp32) for z of shape (..., N, d)."""
-        if isinstance(self.decoder, BlockDecoder):
-            return self.decoder(z).float()
-        return self.decoder(z.flatten(-2)).float()
+        return self.decoder(z).float()
 
     # -- the model (contract: model/base_model.py) ----------------------------------------
     def forward(self, x, n_samples=1, posterior_means=True):
@@ -171,17 +174,6 @@ class GraphLSTMVAE(GraphVAE):
 
     def __init__(self, top_down="lstm", **graph_vae_args):
         super().__init__(top_down=top_down, **graph_vae_args)
-
-
-def build_decoder(kind, n_nodes, node_dim, hidden, likelihood):
-    """The paper's MLP on concat(z_1..z_N), or the block decoder (node i -> output block i),
-    which needs a likelihood with one parameter per output and no layer across outputs."""
-    if kind == "mlp":
-        return mlp([n_nodes * node_dim, *hidden, likelihood.n_params])
-    if likelihood.name != "bernoulli":
-        raise ValueError(f"decoder 'block' needs likelihood 'bernoulli' (one logit per output), "
-                         f"not {likelihood.name!r}")
-    return BlockDecoder(n_nodes, node_dim, hidden, likelihood.n_params)
 
 
 def split_latent_dims(latent_dim, n_nodes, node_dim):

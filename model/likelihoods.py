@@ -1,6 +1,7 @@
 """Observation models p(x | z) as modules: decoder outputs -> log p(x | z) per example.
 
-Every likelihood has `n_params` (how many decoder outputs it reads), is called as
+Every likelihood is registered (model/registry.LIKELIHOODS) under its `name` and has
+`n_params` (how many decoder outputs it reads), is called as
 `likelihood(params, x)` for the log-probability summed over everything but the leading
 dimensions (x may broadcast against params: importance sampling scores (K, B, D) decoder
 outputs against (B, D) data without copying it K times), and has `mean(params)` (what
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import gaussian
+from model.registry import LIKELIHOODS
 
 
 class BernoulliLogProb(torch.autograd.Function):
@@ -53,6 +55,7 @@ class BernoulliLogProb(torch.autograd.Function):
         return grad_logits, grad_x
 
 
+@LIKELIHOODS.register("bernoulli")
 class Bernoulli(nn.Module):
     """Binary data (binarized images, piano rolls): one logit per dimension."""
 
@@ -72,6 +75,7 @@ class Bernoulli(nn.Module):
         return torch.bernoulli(torch.sigmoid(logits))
 
 
+@LIKELIHOODS.register("strokes")
 class StrokeMixture(nn.Module):
     """Pen-stroke steps (pen_lift, dx, dy): a Bernoulli pen state and a diagonal Gaussian
     mixture over the offsets; 1 pen logit + per component (weight, 2 means, 2 log-variances)."""
@@ -134,6 +138,7 @@ class EightBitLikelihood(nn.Module):
         return -(log_p + self.width * self.log_bin_volume) / (self.width * math.log(2))
 
 
+@LIKELIHOODS.register("gaussian")
 class Gaussian(EightBitLikelihood):
     """The paper's likelihood of dequantised pixels: N(x; sigmoid(o), exp(fc(o))) per pixel, for
     the decoder's last output o (one value per pixel) and fc = nn.Linear(D, D), which belongs
@@ -169,6 +174,7 @@ class Gaussian(EightBitLikelihood):
         return gaussian.sample(*self.split(params))
 
 
+@LIKELIHOODS.register("discretized_logistic")
 class DiscretizedLogistic(EightBitLikelihood):
     """P(k) of the pixel value k = floor(256 x) under a logistic with location sigmoid(o_1) and
     log-scale o_2 (the decoder gives both, 2 values per pixel) on the [0, 1) scale: the mass of
@@ -216,15 +222,10 @@ class DiscretizedLogistic(EightBitLikelihood):
         return (torch.floor(value * 256).clamp_(0, 255) + 0.5) / 256
 
 
-LIKELIHOODS = {cls.name: cls for cls in (Bernoulli, StrokeMixture, Gaussian, DiscretizedLogistic)}
-
-
 def build_likelihood(name, width, **options):
-    if name not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {name!r}")
     return LIKELIHOODS[name](width, **options)
 
 
 def likelihoods_for(data):
     """The names of the likelihoods that model `data` ("binary", "8-bit", ...)."""
-    return [name for name, cls in LIKELIHOODS.items() if cls.data == data]
+    return [name for name, cls in LIKELIHOODS.entries.items() if cls.data == data]

@@ -1,8 +1,12 @@
-"""The building blocks of the paper's MLPs (appendix): fc-BN-ReLU stacks and grouped layers."""
+"""The building blocks of the paper's MLPs (appendix): fc-BN-ReLU stacks and grouped layers;
+the MLP encoder and the MLP and block decoders, registered under "mlp" and "block"
+(model/registry.py: ENCODERS, DECODERS; the convolutional ones: model/conv_networks.py)."""
 import math
 
 import torch
 from torch import nn
+
+from model.registry import DECODERS, ENCODERS
 
 
 def mlp(sizes, final_activation=False, batch_norm=True):
@@ -43,6 +47,36 @@ class GroupMajor(nn.Module):
 
     def forward(self, x):
         return x.unflatten(1, (self.groups, -1)).transpose(0, 1).contiguous()
+
+
+@ENCODERS.register("mlp")
+def mlp_encoder(input_dim, hidden, feature_dim):
+    return mlp([input_dim, *hidden, feature_dim])
+
+
+class LatentMLP(nn.Sequential):
+    """An MLP on the latents concatenated: (..., N, d) -> (..., outputs); the layers of
+    mlp(), so its weights are named as theirs."""
+
+    def forward(self, z):
+        leading = z.shape[:-2]
+        return super().forward(z.reshape(-1, z.shape[-2] * z.shape[-1])).view(*leading, -1)
+
+
+@DECODERS.register("mlp")
+def mlp_decoder(n_nodes, node_dim, hidden, likelihood):
+    """The paper's MLP on concat(z_1..z_N)."""
+    return LatentMLP(*mlp([n_nodes * node_dim, *hidden, likelihood.n_params]))
+
+
+@DECODERS.register("block")
+def block_decoder(n_nodes, node_dim, hidden, likelihood):
+    """Node i -> output block i (BlockDecoder); it needs a likelihood with one parameter per
+    output and no layer across outputs."""
+    if likelihood.name != "bernoulli":
+        raise ValueError(f"decoder 'block' needs likelihood 'bernoulli' (one logit per output), "
+                         f"not {likelihood.name!r}")
+    return BlockDecoder(n_nodes, node_dim, hidden, likelihood.n_params)
 
 
 class BlockDecoder(nn.Module):

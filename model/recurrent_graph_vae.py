@@ -19,36 +19,37 @@ step. With N = 1 and cross_structure "none" it is the VRNN.
 A batch is {"x": (B, T, D), "mask": (B, T)} plus, for truncated BPTT, the "state" that the
 previous chunk returned.
 """
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from model import gaussian
 from model.base_model import BaseModel
-from model.edge_gates import STRUCTURES, EdgeGates, GateSchedule
+from model.edge_gates import EdgeGates, GateSchedule
 from model.graph_vae import MAX_NODES
-from model.likelihoods import LIKELIHOODS, build_likelihood
+from model.likelihoods import build_likelihood
 from model.networks import mlp
-from model.registry import MODELS
+from model.registry import LIKELIHOODS, MODELS, STRUCTURES, one_of
 from model.settings import Probability, Size, settings
 from model.structure_prior import StructurePrior
 from model.top_down import split_params
-
-CROSS_STRUCTURES = tuple(s for s in STRUCTURES if s != "chain")  # across steps: no chain
 
 
 @MODELS.register()
 class RecurrentGraphVAE(BaseModel):
     def __init__(self, input_dim: int = 3, n_nodes: Annotated[int, f"[1, {MAX_NODES}]"] = 3,
-                 node_dim: Size = 8, structure: Literal[STRUCTURES] = "learned",
-                 cross_structure: Literal[CROSS_STRUCTURES] = "learned",
+                 node_dim: Size = 8, structure: one_of(STRUCTURES) = "learned",
+                 cross_structure: one_of(STRUCTURES) = "learned",
                  gate_init_prob: Probability = 0.5, hard_gates: bool = False,
                  gate_schedule: GateSchedule | None = None, rnn_hidden: Size = 128,
                  hidden: Size = 128, feature_dim: Size = 64,
-                 likelihood: Literal[tuple(LIKELIHOODS)] = "strokes", n_mixtures: Size = 5,
+                 likelihood: one_of(LIKELIHOODS) = "strokes", n_mixtures: Size = 5,
                  structure_prior: StructurePrior | None = None):
         super().__init__()
+        if cross_structure == "chain":  # a chain orders the nodes of one step, not two steps
+            raise ValueError("cross_structure 'chain' has no meaning across steps; use "
+                             "'identity' (each node from itself) or another structure")
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         self.n_nodes, self.node_dim, self.rnn_hidden = n_nodes, node_dim, rnn_hidden
         options = {"n_mixtures": n_mixtures} if likelihood == "strokes" else {}

@@ -1,7 +1,8 @@
 """Top-down networks: (mu, logvar) of node i from the gated samples of its parents z_{>i}.
 
-Both kinds take the parents multiplied by their gates, shape (B, N-1-i, d), ordered
-i+1, ..., N-1, and return (mu, logvar), each (B, d):
+Each kind is registered (model/registry.TOP_DOWN) as a class of (n_nodes, node_dim,
+hidden); called as network(node, gated_parents), it takes the parents multiplied by their
+gates, shape (B, N-1-i, d), ordered i+1, ..., N-1, and returns (mu, logvar), each (B, d):
 
   MLPTopDown   one MLP per non-root node (GraphVAE, docs/method.md §1): fc(#parent dims, hidden)-
                BN-ReLU, fc(hidden, d)-ReLU, then the (mean, log-variance) heads fc(d, d) x 2.
@@ -21,6 +22,7 @@ from torch import nn
 
 from model import gaussian
 from model.networks import GroupedLinear, GroupMajor, mlp
+from model.registry import TOP_DOWN
 
 
 def split_params(out):
@@ -29,6 +31,7 @@ def split_params(out):
     return mu, gaussian.clamp_logvar(logvar)
 
 
+@TOP_DOWN.register("mlp")
 class MLPTopDown(nn.Module):
     def __init__(self, n_nodes, node_dim, hidden):
         super().__init__()
@@ -95,6 +98,7 @@ MERGES = {"cat": lambda p, q: torch.cat([p, q]), "stack": lambda p, q: torch.sta
           "stack_transposed": lambda p, q: torch.stack([p.T, q.T]), "first": lambda p, q: p}
 
 
+@TOP_DOWN.register("lstm")
 class LSTMTopDown(nn.Module):
     def __init__(self, n_nodes, node_dim, hidden):
         super().__init__()
@@ -110,5 +114,3 @@ class LSTMTopDown(nn.Module):
         _, (h, _) = self.lstm(root_first)  # a fresh zero state for every node
         return split_params(h[-1] @ self.head_weight[node] + self.head_bias[node])
 
-
-TOP_DOWN = {"mlp": MLPTopDown, "lstm": LSTMTopDown}

@@ -17,8 +17,8 @@ from data_loader.image_datasets import (
     IDX_FILES,
     check_idx,
     load_image_cache,
-    load_images,
 )
+from data_loader.image_sets import load_images
 from data_loader.sequence_datasets import load_sequences, load_strokes, write_sequences
 from experiment import build_trainer
 from tests.conftest import REPO, become_rank

@@ -255,7 +255,8 @@ def test_the_vae_baseline_is_one_node_with_a_standard_normal_prior():
 def test_invalid_sizes_are_rejected_by_the_signature():
     """A model's settings are checked against its own signature (type and range)."""
     for bad, message in (({"n_nodes": 0}, "'arch.args.n_nodes' must be in [1, 32], got 0"),
-                         ({"structure": "tree"}, "'arch.args.structure' must be 'learned' or"),
+                         ({"structure": "tree"},
+                          "'arch.args.structure': unknown structure 'tree'; registered"),
                          ({"encoder_hidden": [16, 0]}, "'arch.args.encoder_hidden' must be in")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             check_args(GraphVAE, bad, "arch.args.", ("input_dim",))

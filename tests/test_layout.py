@@ -13,7 +13,7 @@ from tests.conftest import REPO
 LAYERS = {"utils": 0, "model": 1, "data_loader": 2, "base.base_data_loader": 2, "base": 2,
           "trainer": 3, "logger": 3, "base.base_trainer": 3,
           "experiment": 4, "cli": 4, "train": 4, "test": 4, "sample": 4, "reproduce": 4, "bench": 4,
-          "launcher": 4, "search_graph": 4}
+          "launcher": 4, "search_graph": 4, "user_code": 4, "graphvae": 4}
 PROJECT = {name.split(".")[0] for name in LAYERS} | {"base"}
 
 

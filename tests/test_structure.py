@@ -160,7 +160,7 @@ def test_the_block_decoder_ties_each_node_to_its_own_block_of_outputs():
 @pytest.mark.parametrize("arguments, message", [
     (dict(input_dim=20, decoder="block"), "divid"),
     (dict(decoder="block", likelihood="gaussian"), "needs likelihood 'bernoulli'"),
-    (dict(decoder="tree"), "'arch.args.decoder' must be 'mlp' or 'block'"),
+    (dict(decoder="tree"), "'arch.args.decoder': unknown decoder 'tree'; registered decoders: mlp, block, conv"),
     (dict(structure_prior={"edge_penalty": -1}), "'arch.args.structure_prior.edge_penalty' must"),
     (dict(structure_prior={"edge_prior": 1.0}), "'arch.args.structure_prior.edge_prior' must "),
     (dict(structure_prior={"lambda": 0.1}), "unknown key 'arch.args.structure_prior.lambda'"),

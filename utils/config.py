@@ -68,7 +68,8 @@ class TrainerSettings:
             raise ValueError(f"monitor must be 'off' or 'min|max <metric>', got {self.monitor!r}")
 
 
-def run_settings(name: str, arch: Section, data_loader: Section,
+def run_settings(name: str | None = None,  # null: <arch type>_<data set> (ConfigParser.name_after)
+                 *, arch: Section, data_loader: Section,
                  n_gpu: NonNegative | None = None,  # null: a GPU per process if one is visible
                  seed: Annotated[int, SEED] = 0,
                  optimizer: Section = Section("Adam", {"lr": 3e-4}),
@@ -95,7 +96,7 @@ def validate(config):
             filled[key] = {"type": section.type, "args": dict(section.args or {})}
         elif isinstance(section, dict) and set(section) <= {"type", "args"}:
             section["args"] = section.get("args") or {}
-    if not is_folder_name(filled["name"]):
+    if filled["name"] is not None and not is_folder_name(filled["name"]):
         raise ConfigError(f"'name' must be {FOLDER_NAME}, got {shorten(filled['name'])}")
     return copy.deepcopy(filled)
 
@@ -225,12 +226,13 @@ class ConfigParser:
     """The checked config plus where the run writes (models/ and log/ under save_dir)."""
 
     def __init__(self, config, run_dir=None):
-        self.config = validate(config)
+        self.config, self.run_dir = validate(config), run_dir
         save_dir = Path(self.config["trainer"]["save_dir"])
         if run_dir is None:
             run_id = datetime.now().strftime("%m%d_%H%M%S")
-            self.save_dir = save_dir / "models" / self.config["name"] / run_id
-            self.log_dir = save_dir / "log" / self.config["name"] / run_id
+            name = self.config["name"] or self.config["arch"]["type"]  # until name_after
+            self.save_dir = save_dir / "models" / name / run_id
+            self.log_dir = save_dir / "log" / name / run_id
         else:  # an existing run's directory (a resume): its logs lie beside it
             self.save_dir, self.log_dir = Path(run_dir), run_dirs.log_dir_of(run_dir)
         self.exact_run_id = False  # a run id the user chose is never replaced by another
@@ -245,6 +247,19 @@ class ConfigParser:
         for path in (self.save_dir, self.log_dir):
             if path.exists():
                 raise run_dirs.exists_error(path)
+
+    def name_after(self, data_name):
+        """A new run whose config names none is named <arch type>_<data set> (data_name: the
+        data loader's, e.g. fashion_mnist or the stem of the user's file), and filed so."""
+        if self.config["name"] is not None:
+            return
+        name = f"{self.config['arch']['type']}_{data_name}"
+        self.config["name"] = name if is_folder_name(name) else self.config["arch"]["type"]
+        if self.run_dir is None:
+            self.save_dir, self.log_dir = (path.parent.parent / self.config["name"] / path.name
+                                           for path in (self.save_dir, self.log_dir))
+            if self.exact_run_id:
+                self.name_run(self.save_dir.name)
 
     def __getitem__(self, key):
         return self.config[key]

@@ -7,6 +7,7 @@ parameter's annotation is its type and its range, its default is the default:
     n_nodes: Annotated[int, "[1, 128]"] = 5          an integer from 1 to 128
     free_bits: Annotated[float, "[0, inf)"] = 0.0    a number >= 0
     structure: Literal["learned", "full"] = "learned"
+    likelihood: Annotated[str, LIKELIHOODS] = "bernoulli"   a name registered there
     gate_schedule: GateSchedule = None               a nested settings dataclass
 
 Ranges are written as intervals (brackets include the end, parentheses exclude it), so the
@@ -100,16 +101,23 @@ def check_value(value, hint, where):
         raise ConfigError(f"'{where}' is empty; name a folder or file ('.' for the current "
                           f"folder)")
     for constraint in constraints:
-        if value is not None and not in_interval(value, constraint):
+        if value is None:
+            continue
+        if not isinstance(constraint, str):  # a registry of names (model/registry.one_of)
+            if value not in constraint:
+                raise ConfigError(f"'{where}': unknown {constraint.kind} {shorten(value)}; "
+                                  f"{constraint.unknown(value)}")
+        elif not in_interval(value, constraint):
             raise ConfigError(f"'{where}' must be in {constraint}, got {shorten(value)}")
     return value
 
 
 def unpack(hint):
-    """(the type without Annotated, the interval strings it carries)."""
+    """(the type without Annotated, the interval strings and registries it carries)."""
     if typing.get_origin(hint) is typing.Annotated:
         base, *extras = typing.get_args(hint)
-        return base, [e for e in extras if isinstance(e, str) and INTERVAL.match(e)]
+        return base, [e for e in extras if (isinstance(e, str) and INTERVAL.match(e))
+                      or hasattr(e, "unknown")]
     options = typing.get_args(hint) if is_union(hint) else ()
     if options and any(typing.get_origin(o) is typing.Annotated for o in options):
         inner = [unpack(o) for o in options]
