@@ -10,7 +10,7 @@ import train
 from data_loader.synthetic_dag import SyntheticDAG, mechanism
 from tests.conftest import write_config
 from trainer.checkpoint import load_checkpoint
-from utils.errors import run_cli
+from utils.errors import ConfigError, run_cli
 
 COLLIDER = [[3, 0], [1, 0]]
 TRIANGLE = [[3, 2], [3, 1], [2, 1]]  # z1's parents are correlated (z3 -> z2)
@@ -102,6 +102,6 @@ def test_a_configured_dag_trains_with_its_own_image_layout(tmp_path):
     run = next((tmp_path / "saved" / "models").glob("*/*"))
     checkpoint = load_checkpoint(run / "checkpoint-latest.safetensors")
     assert checkpoint["image_shape"] == [1, 10, 8] and checkpoint["input_dim"] == 80
-    with pytest.raises(ValueError, match="dag describes the synthetic_dag data set"):
+    with pytest.raises(ConfigError, match="data set .fashion_mnist. takes no dag"):
         from data_loader.data_loaders import ImageDataLoader
         ImageDataLoader(dataset="fashion_mnist", dag={})
