@@ -17,7 +17,8 @@ from data_loader.data_loaders import DATA_LOADERS
 from trainer.checkpoint import load_checkpoint
 from user_code import import_user_modules
 from utils import distributed
-from utils.config import ConfigParser, apply_overrides, holds, load_json, parse_assignment
+from utils.config import ConfigParser, load_json
+from utils.overrides import apply_overrides, holds, parse_assignment
 from utils.errors import ConfigError
 from utils.help_format import add_overrides, parser as help_parser
 from utils.run_dirs import save_dir_of

@@ -27,7 +27,8 @@ from experiment import build_loader, build_model, build_trainer, load_model
 from model.registry import DECODERS, ENCODERS, LIKELIHOODS, MODELS, STRUCTURES, TOP_DOWN
 from test import evaluate_checkpoint
 from trainer.checkpoint import load_checkpoint
-from utils.config import ConfigParser, load_json, set_by_path
+from utils.config import ConfigParser, load_json
+from utils.overrides import set_by_path
 
 __all__ = ["config", "build", "train", "load", "evaluate", "sample", "MODELS", "ENCODERS",
            "DECODERS", "TOP_DOWN", "LIKELIHOODS", "STRUCTURES", "IMAGE_DATASETS",

@@ -45,7 +45,8 @@ from data_loader.batches import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils import distributed  # noqa: E402
 from utils.bounds import at_most_cpus, integer  # noqa: E402
-from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
+from utils.config import ConfigParser, load_json  # noqa: E402
+from utils.overrides import apply_overrides  # noqa: E402
 from utils.files import write_file  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 from utils.help_format import add_overrides, parser as help_parser  # noqa: E402

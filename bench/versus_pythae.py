@@ -51,7 +51,8 @@ from experiment import build_trainer  # noqa: E402
 from model.graph_vae import GraphVAE  # noqa: E402
 from model.networks import mlp  # noqa: E402
 from utils.bounds import at_most_cpus  # noqa: E402
-from utils.config import ConfigParser, apply_overrides, load_json  # noqa: E402
+from utils.config import ConfigParser, load_json  # noqa: E402
+from utils.overrides import apply_overrides  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.files import write_file  # noqa: E402
 from utils.help_format import add_overrides, parser as help_parser  # noqa: E402

@@ -96,7 +96,8 @@ def as_variant(run):
 
 
 def model_config(run, seed, args):
-    from utils.config import apply_overrides, load_json
+    from utils.config import load_json
+    from utils.overrides import apply_overrides
     variant = as_variant(run)
     name, path = MODELS[variant.model]
     path = {"cifar10": CIFAR10_CONFIGS, "synthetic_dag": SYNTHETIC_CONFIGS}.get(

@@ -5,7 +5,8 @@ import torch
 
 from experiment import build_trainer
 from trainer import compiling
-from utils.config import ConfigParser, apply_overrides
+from utils.config import ConfigParser
+from utils.overrides import apply_overrides
 from utils.errors import ConfigError
 
 

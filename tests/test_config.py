@@ -8,7 +8,8 @@ import pytest
 from data_loader.data_loaders import DATA_LOADERS, PROGRAM_SET
 from model import MODELS
 from tests.conftest import REPO
-from utils.config import ConfigParser, TrainerSettings, apply_overrides, run_settings
+from utils.config import ConfigParser, TrainerSettings, run_settings
+from utils.overrides import apply_overrides
 from utils.errors import ConfigError
 from utils.settings import check_args
 

@@ -29,6 +29,6 @@ def parser(description):
 
 def add_overrides(parser, help):
     """--set KEY=VALUE ..., which may be given several times: every override counts
-    (utils/config.apply_overrides)."""
+    (utils/overrides.apply_overrides)."""
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help=help)

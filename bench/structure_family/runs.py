@@ -33,7 +33,8 @@ ARMS = {
 
 def run_config(arm, name, edges, n_factors, seed, out, dag_settings=None):
     """The run's config (a dict) for one (arm, DAG, seed)."""
-    from utils.config import load_json, set_by_path
+    from utils.config import load_json
+    from utils.overrides import set_by_path
     config = load_json(BASE_CONFIG)
     config["name"] = f"structure_{arm}_{name}"
     config["seed"] = seed
