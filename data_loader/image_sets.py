@@ -33,10 +33,10 @@ def image_set(name, data_dir, train, **options):
     takes = inspect.signature(load).parameters
     given = {key: value for key, value in options.items() if value is not None}
     for key in given.keys() - takes.keys():
-        fix = ("or use dataset 'npz' or 'folder'" if key == "path"
-               else "or use dataset 'synthetic_dag'")
+        takers = [other for other in IMAGE_DATASETS.names()
+                  if key in inspect.signature(IMAGE_DATASETS[other]).parameters]
         raise ConfigError(f"data set {name!r} takes no {key}: leave data_loader.args.{key} "
-                          f"out, {fix}")
+                          f"out, or use a data set that takes it ({', '.join(takers)})")
     images = load(data_directory(data_dir), train, **given)
     return as_pixels(images, f"data set {name!r}")
 
