@@ -14,7 +14,7 @@ from model.registry import MODELS
 from trainer import Trainer
 from trainer.epoch_log import logged_metrics
 from trainer.fits import Misfit, check_model
-from utils import distributed
+from utils import distributed, ranks
 from utils.errors import CheckpointError, ConfigError
 from utils.factories import check_torch_sections, init_torch
 from utils.model_size import check_model_size
@@ -36,7 +36,7 @@ FUSED_BY_DEFAULT = ("Adam", "AdamW")
 def seed_everything(config):
     """The run's seed drives initialisation and every random draw of training (gates,
     reparameterisation); with several processes each rank draws its own noise from it."""
-    rank = distributed.world()[0]
+    rank = ranks.world()[0]
     torch.manual_seed(config["seed"] + 1_000_003 * rank)
     # Either way: the setting is the process's, and a run built after a deterministic one
     # must not inherit it.
@@ -80,7 +80,7 @@ def build(config, section, registry, program_set, **given):
 def build_loader(config, split, sharded=False, **overrides):
     """The data loader of one split; the run's seed orders it; overrides replace config args
     (e.g. batch_size, subset), in this loader only. sharded: this process's shard under DDP."""
-    rank, world_size, _ = distributed.world() if sharded else (0, 1, 0)
+    rank, world_size, _ = ranks.world() if sharded else (0, 1, 0)
     sections = {"data_loader": {"type": config["data_loader"]["type"],
                                 "args": {**config["data_loader"]["args"], **overrides}}}
     loader = build(sections if overrides else config, "data_loader", DATA_LOADERS, PROGRAM_SET,

@@ -23,7 +23,7 @@ from cli import add_flags, load_run_config, parser, use_devices  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
 from logger.console import model_summary, run_header  # noqa: E402
-from utils import distributed, run_dirs  # noqa: E402
+from utils import distributed, ranks, run_dirs  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
 
@@ -47,7 +47,7 @@ def main(argv=None):
     try:
         train(config, checkpoint, args.resume)
     except Exception as e:
-        if not distributed.active() or isinstance(e, UserError):
+        if not ranks.active() or isinstance(e, UserError):
             raise
         raise rank_failed(e, config) from None
     finally:
@@ -66,7 +66,7 @@ def train(config, checkpoint=None, resume_path=None, reuse_dir=False):
 def fit(trainer, config, resuming=False):
     """Train a built trainer in config's run directory (opened here: the run holds its lock
     while it trains, rank 0 writes for all); returns the run directory."""
-    main = distributed.is_main()
+    main = ranks.is_main()
     opened = run_dirs.open_run(config, resuming=resuming)
     with opened if main else nullcontext():
         if main:
@@ -77,7 +77,7 @@ def fit(trainer, config, resuming=False):
         logger.info(f"Architecture:\n{trainer.model}", extra={"file_only": True})
         logger.info(run_header(config, trainer.data_loader, trainer.valid_data_loader,
                                trainer.device))
-        world_size = distributed.world()[1]
+        world_size = ranks.world()[1]
         logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
                     + (f"; {world_size} processes" if world_size > 1 else ""))
         trainer.fit()
@@ -91,7 +91,7 @@ def fit(trainer, config, resuming=False):
 def rank_failed(error, config):
     """A DDP process that failed (the others stop with it): one line naming its rank, where
     its traceback is and how to resume (from the run's last checkpoint)."""
-    rank, world_size, _ = distributed.world()
+    rank, world_size, _ = ranks.world()
     fd, trace = tempfile.mkstemp(prefix=f"graphvae-rank{rank}-", suffix=".txt")  # O_EXCL
     with os.fdopen(fd, "w") as f:
         f.write("".join(traceback.format_exception(error)))

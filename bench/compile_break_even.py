@@ -33,7 +33,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from bench.common import REPO, endless  # noqa: E402
-from data_loader.batches import to_device  # noqa: E402
+from data_loader.base_data_loader import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402

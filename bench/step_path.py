@@ -18,7 +18,7 @@ if __name__ == "__main__" and not __package__:  # run as a file: bench/ is not a
 from pathlib import Path  # noqa: E402
 
 from bench.common import REPO, endless  # noqa: E402
-from data_loader.batches import to_device  # noqa: E402
+from data_loader.base_data_loader import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
 from utils.overrides import apply_overrides  # noqa: E402

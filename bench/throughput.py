@@ -41,9 +41,9 @@ import torch  # noqa: E402
 from bench.common import (REPO, Roofline, bench_device, endless, matmul_flops,  # noqa: E402
                           matmul_gflops, ops_per_step, profile_compiled_kernels,
                           record_matmuls, timed)
-from data_loader.batches import to_device  # noqa: E402
+from data_loader.base_data_loader import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
-from utils import distributed  # noqa: E402
+from utils import distributed, ranks  # noqa: E402
 from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
 from utils.overrides import apply_overrides  # noqa: E402
@@ -83,7 +83,7 @@ def main(argv=None):
     trainer = build_trainer(config, validate=False)
     device = trainer.device
     trainer.begin_epoch(1)
-    world_size = distributed.world()[1]
+    world_size = ranks.world()[1]
     batch_size = config["data_loader"]["args"].get("batch_size", 128) * world_size
     batches = endless(trainer.data_loader)
     step = lambda: trainer.train_step(to_device(next(batches), trainer.device))  # noqa: E731
@@ -95,7 +95,7 @@ def main(argv=None):
         figures = {"processes": world_size, "batch": batch_size, "device": str(device),
                    "samples_per_s": args.steps * batch_size / seconds,
                    **{f"{k}_per_step": v for k, v in ops.items()}}
-        if distributed.is_main():
+        if ranks.is_main():
             print(f"{world_size} processes: {figures['samples_per_s']:,.0f} samples/s "
                   f"(global batch {batch_size})")
             if args.json:

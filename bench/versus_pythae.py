@@ -46,7 +46,7 @@ from torch import nn  # noqa: E402
 
 from bench.common import (REPO, Roofline, endless, matmul_flops, ops_per_step,  # noqa: E402
                           profile_compiled_kernels, record_matmuls)
-from data_loader.batches import to_device  # noqa: E402
+from data_loader.base_data_loader import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from model.graph_vae import GraphVAE  # noqa: E402
 from model.networks import mlp  # noqa: E402

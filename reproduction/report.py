@@ -8,7 +8,7 @@ import numpy as np
 from reproduction.runs import REFERENCES, as_variant, model_config, settings_of
 from reproduction.statistics import (
     fmt,
-    kept_edges,
+    final_graph,
     mean_sd,
     paired_difference,
     structure_cells,
@@ -38,7 +38,7 @@ def test_row(run, runs, reference_runs, reference_name, learned=False, true_dag=
         row[f"Δ log p(x) vs {reference_name} ± SE seeds"] = row["± SE images"] = "—"
         row["Δ per seed"] = "—"
     if learned:
-        row.update(structure_cells([kept_edges(r) for r in runs], true_dag))
+        row.update(structure_cells([final_graph(r) for r in runs], true_dag))
     return row
 
 
@@ -53,7 +53,7 @@ def validation_row(run, runs, learned=False, true_dag=None):
            **bits_per_dim_cells(last, "val_elbo_bits_per_dim"),
            "active units per node": " / ".join(f"{a:g}" for a in np.round(active, 1))}
     if learned:
-        row.update(structure_cells([kept_edges(r) for r in runs], true_dag))
+        row.update(structure_cells([final_graph(r) for r in runs], true_dag))
     return row
 
 
@@ -197,7 +197,7 @@ def write_outputs(results_dir, runs_by_variant, args):
     save_curves(panels, results_dir / "curves.png")
     written = ["results.json", "curves.png"]
     if args.sweep and any(learned.values()):
-        save_tradeoff({v.name: [(len(kept_edges(r)), -r["history"][-1]["val_loss"]) for r in runs]
+        save_tradeoff({v.name: [(len(final_graph(r)[0]), -r["history"][-1]["val_loss"]) for r in runs]
                        for v, runs in runs_by_variant.items() if learned[v]},
                       results_dir / "sparsity.png", xlabel="edges kept (final graph)",
                       ylabel="final validation ELBO (nats)",

@@ -81,7 +81,7 @@ def test_a_seed_gives_the_same_run_compiled_or_not(tiny_config):
     training steps from one seed give the same losses, to float rounding (other draws would
     change them in the third digit), so "auto" choosing to compile does not change what a
     seed gives."""
-    from data_loader.batches import to_device
+    from data_loader.base_data_loader import to_device
     runs = []
     for setting in (False, True):
         trainer = trainer_for(tiny_config, 1, setting)

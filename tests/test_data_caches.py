@@ -23,7 +23,7 @@ from data_loader.sequence_datasets import load_sequences, load_strokes, write_se
 from experiment import build_trainer
 from tests.conftest import REPO, become_rank
 from tests.test_ddp import free_port
-from utils import distributed
+from utils import distributed, ranks
 from utils.config import ConfigParser
 from utils.errors import DataError
 
@@ -151,7 +151,7 @@ def build_loaders_as_rank(rank, config, out_dir, port):
     sequence_datasets.lasa_strokes = noted
     try:
         trainer = build_trainer(ConfigParser(config))
-        assert distributed.world()[1] == 2
+        assert ranks.world()[1] == 2
         Path(out_dir, f"rank{rank}").write_text(str(len(trainer.valid_data_loader.sequences)))
     finally:
         distributed.shutdown()

@@ -289,7 +289,7 @@ def test_a_mid_epoch_checkpoint_stores_cpu_sums_that_resume_on_the_trainers_devi
 def test_rng_states_are_saved_per_rank_and_restored_by_rank(tiny_config, monkeypatch):
     from experiment import build_trainer
     from trainer import resume
-    from utils import distributed
+    from utils import ranks
     from utils.config import ConfigParser
     trainer = build_trainer(ConfigParser(tiny_config), validate=False)
     states = []
@@ -297,36 +297,36 @@ def test_rng_states_are_saved_per_rank_and_restored_by_rank(tiny_config, monkeyp
         torch.manual_seed(seed)
         states.append(resume.rng_state(trainer.device))
     for rank, seed in ((0, 10), (1, 11)):
-        monkeypatch.setattr(distributed, "world", lambda r=rank: (r, 2, r))
+        monkeypatch.setattr(ranks, "world", lambda r=rank: (r, 2, r))
         resume.restore_rng(trainer, states)
         torch.manual_seed(seed)
         reference = torch.rand(3)
         resume.restore_rng(trainer, states)
         assert torch.equal(torch.rand(3), reference), rank
     # Resumed with more processes than saved: allowed, with a warning that it is not exact.
-    monkeypatch.setattr(distributed, "world", lambda: (2, 3, 2))
+    monkeypatch.setattr(ranks, "world", lambda: (2, 3, 2))
     resume.restore_rng(trainer, states)
     assert any("not bit for bit" in note for _, note in trainer.notes)
 
 
 def test_each_rank_draws_its_own_noise(tiny_config, monkeypatch):
     from experiment import seed_everything
-    from utils import distributed
+    from utils import ranks
     from utils.config import ConfigParser
     config = ConfigParser(tiny_config)
     draws = []
     for rank in (0, 1):
-        monkeypatch.setattr(distributed, "world", lambda r=rank: (r, 2, r))
+        monkeypatch.setattr(ranks, "world", lambda r=rank: (r, 2, r))
         seed_everything(config)
         draws.append(torch.rand(4))
     assert not torch.equal(draws[0], draws[1])
-    monkeypatch.setattr(distributed, "world", lambda: (0, 2, 0))
+    monkeypatch.setattr(ranks, "world", lambda: (0, 2, 0))
     seed_everything(config)
     assert torch.equal(torch.rand(4), draws[0])  # and reproducible
 
 
 def test_evaluation_shards_cover_every_example_once():
-    from data_loader.data_loaders import SequenceDataLoader
+    from data_loader.sequence_loaders import SequenceDataLoader
     sequences = [torch.zeros(2, 3).numpy() for _ in range(7)]
     shards = [SequenceDataLoader(sequences, batch_size=2, shuffle=False, seed=0,
                                  num_replicas=2, rank=r).epoch_order() for r in (0, 1)]
@@ -423,12 +423,12 @@ def test_on_resume_every_rank_holds_partial_sums_with_the_same_keys(tiny_config,
     """Rank 0 carries the saved sums on; the others start from zeros of the same keys, so
     every rank enters the same all-reduces at the end of the epoch (no hang)."""
     from experiment import build_trainer
-    from utils import distributed
+    from utils import ranks
     from utils.config import ConfigParser
     trainer = build_trainer(ConfigParser(tiny_config), validate=False)
     sums = {"loss": torch.tensor(5.0), "kl_per_node": torch.ones(3), "n": torch.tensor(2.0)}
     checkpoint = {**trainer.state_dict(), "batches_done": 3, "partial_sums": sums}
-    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    monkeypatch.setattr(ranks, "is_main", lambda: False)
     trainer.load_state_dict(checkpoint)
     assert set(trainer.partial_sums) == set(sums)
     assert all(torch.equal(v, torch.zeros_like(sums[k])) for k, v in trainer.partial_sums.items())

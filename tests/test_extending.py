@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import graphvae
-from data_loader.data_loaders import ImageDataLoader
+from data_loader.image_loader import ImageDataLoader
 from model import GraphVAE
 from tests.conftest import REPO, expect_one_line_error, write_config
 from utils.errors import ConfigError

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data_loader.data_loaders import ImageDataLoader
+from data_loader.image_loader import ImageDataLoader
 from data_loader.image_datasets import IDX_FILES
 from data_loader.image_sets import load_images
 from utils.errors import DataError

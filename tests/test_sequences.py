@@ -10,8 +10,8 @@ from PIL import Image
 import sample
 import test as test_script
 import train
-from data_loader.batches import time_chunks
-from data_loader.data_loaders import SequenceDataLoader, StrokesDataLoader
+from data_loader.base_data_loader import time_chunks
+from data_loader.sequence_loaders import SequenceDataLoader, StrokesDataLoader
 from data_loader.sequence_datasets import (
     load_piano_rolls,
     positions_to_strokes,

@@ -1,7 +1,8 @@
 """The structure benchmark's DAGs and its honest scoring (bench/structure_family)."""
 import itertools
 
-from bench.structure_family import scores, shapes
+from bench.structure_family import shapes
+from reproduction import statistics
 
 
 def test_every_dag_shape_appears_once_in_the_node_order():
@@ -19,11 +20,11 @@ def test_every_dag_shape_appears_once_in_the_node_order():
 
 def test_an_undecided_edge_is_neither_kept_nor_recovered():
     probs = {"z3->z1": 0.97, "z1->z0": 0.52, "z3->z0": 0.46, "z2->z0": 0.1}
-    kept, undecided = scores.joint_graph(probs)
+    kept, undecided = statistics.joint_graph(probs)
     assert kept == {"z3->z1"} and undecided == {"z1->z0", "z3->z0"}
-    score = scores.recovery(kept, ["z3->z1", "z1->z0"], undecided)
+    score = statistics.recovery(kept, ["z3->z1", "z1->z0"], undecided)
     assert score == {"precision": 1.0, "recall": 0.5, "shd": 1, "undecided": 2, "exact": False}
-    clean = scores.recovery({"z3->z1", "z1->z0"}, ["z3->z1", "z1->z0"])
+    clean = statistics.recovery({"z3->z1", "z1->z0"}, ["z3->z1", "z1->z0"])
     assert clean["exact"] and clean["shd"] == 0
-    assert scores.recovery(set(), [])["exact"]
-    assert scores.recovery({"z1->z0"}, [])["precision"] == 0.0
+    assert statistics.recovery(set(), [])["exact"]
+    assert statistics.recovery({"z1->z0"}, [])["precision"] == 0.0

@@ -103,5 +103,5 @@ def test_a_configured_dag_trains_with_its_own_image_layout(tmp_path):
     checkpoint = load_checkpoint(run / "checkpoint-latest.safetensors")
     assert checkpoint["image_shape"] == [1, 10, 8] and checkpoint["input_dim"] == 80
     with pytest.raises(ConfigError, match="data set .fashion_mnist. takes no dag"):
-        from data_loader.data_loaders import ImageDataLoader
+        from data_loader.image_loader import ImageDataLoader
         ImageDataLoader(dataset="fashion_mnist", dag={})

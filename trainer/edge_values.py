@@ -21,10 +21,10 @@ from functools import partial
 import torch
 from torch import nn
 
-from data_loader.batches import first_examples, to_device
+from data_loader.base_data_loader import first_examples, to_device
 from model.metrics import batch_size
 from trainer.evaluation import evaluate
-from utils import distributed
+from utils import distributed, ranks
 
 NOISE_SEED = 0  # the one seed of every graph's evaluation: the same noise for all of them
 
@@ -92,7 +92,7 @@ def reestimate_batch_norm(model, norms, loader, device, limit):
             seen += batch_size(batch)
             if limit is not None and seen >= limit:
                 break
-    if distributed.active():
+    if ranks.active():
         combine_over_ranks(norms)
 
 

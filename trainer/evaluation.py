@@ -3,7 +3,7 @@ sums that the training loop shares with it."""
 import torch
 from tqdm import tqdm
 
-from data_loader.batches import first_examples, to_device
+from data_loader.base_data_loader import first_examples, to_device
 from model.metrics import (
     active_units,
     batch_size,

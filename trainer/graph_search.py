@@ -34,7 +34,7 @@ import math
 import torch
 from torch import nn
 
-from data_loader.batches import to_device
+from data_loader.base_data_loader import to_device
 from model import gaussian
 from model.networks import GroupedLinear
 

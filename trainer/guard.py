@@ -15,7 +15,7 @@ its share of the units makes that the mean over all units (ranks' counts may dif
 """
 import torch
 
-from utils import distributed
+from utils import distributed, ranks
 
 
 class NonFiniteGuard:
@@ -34,9 +34,9 @@ class NonFiniteGuard:
     def weigh(self, loss, count):
         """The loss weighted for DDP; the batch's skip flag set where it is not finite."""
         bad = ~torch.isfinite(loss)
-        if distributed.active():
+        if ranks.active():
             total, bad_ranks = distributed.sum_tensor(torch.stack([count.float(), bad.float()]))
-            loss, bad = loss * (count * distributed.world()[1] / total), bad_ranks > 0
+            loss, bad = loss * (count * ranks.world()[1] / total), bad_ranks > 0
         self.skip = bad if self.skip is None else self.skip | bad
         return loss
 

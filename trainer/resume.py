@@ -8,7 +8,7 @@ import logging
 import torch
 
 from trainer.fits import Misfit, changed_args
-from utils import distributed
+from utils import distributed, ranks
 
 
 def restore_optimizers(trainer, state):
@@ -71,7 +71,7 @@ def partial_sums_of_this_rank(sums, device):
     zeros of the same keys (so that every rank enters the same all-reduces)."""
     if not sums:
         return None
-    keep = distributed.is_main()
+    keep = ranks.is_main()
     return {k: (v if keep else torch.zeros_like(v)).to(device) for k, v in sums.items()}
 
 
@@ -86,7 +86,7 @@ def rng_state(device):
 def restore_rng(trainer, states):
     """Each rank continues its own random stream when the number of processes is the one the
     checkpoint was saved with; with another number the run goes on, not bit for bit."""
-    rank, world_size, _ = distributed.world()
+    rank, world_size, _ = ranks.world()
     if len(states) != world_size:
         trainer.notes.append((logging.WARNING, f"the checkpoint was saved by {len(states)} "
                                                f"process(es) and resumes with {world_size}: "

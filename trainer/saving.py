@@ -8,7 +8,7 @@ of the last state known to be finite are kept, so that a run that diverges can s
 checkpoint-latest back to it instead of leaving a broken state to resume from.
 """
 from trainer.checkpoint import encode, write_encoded
-from utils import distributed
+from utils import ranks
 from utils.errors import UserError
 
 SUFFIX = ".safetensors"
@@ -40,7 +40,7 @@ class RunCheckpoints:
     def save(self, state, epoch=None, best=False, logger=None):
         """checkpoint-latest; at the end of epoch also checkpoint-epochK and model_best as due.
         An end-of-epoch state is remembered as the last good one."""
-        main = distributed.is_main()
+        main = ranks.is_main()
         if epoch is None:  # inside an epoch
             if main:
                 write_encoded(encode(state), self.latest)
@@ -65,7 +65,7 @@ class RunCheckpoints:
         where = "the initial weights" if epoch == batches == 0 else \
             f"epoch {epoch + 1}, batch {batches}, where this run started" if batches else \
             f"the end of epoch {epoch}, where this run started"
-        self.good = (encode(state) if distributed.is_main() else None, where)
+        self.good = (encode(state) if ranks.is_main() else None, where)
 
     def roll_back(self):
         """Set checkpoint-latest back to the last good state; returns where that stands."""

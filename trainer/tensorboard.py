@@ -15,7 +15,7 @@ import json
 import torch
 from torch.utils.tensorboard.summary import hparams
 
-from data_loader.batches import to_device
+from data_loader.base_data_loader import to_device
 
 PER_EPOCH = ("loss", "recon", "kl")
 HPARAM_METRICS = ("loss/valid", "loss/train", "kl/valid", "bits_per_dim/valid")

@@ -14,7 +14,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from data_loader.batches import time_chunks, to_device
+from data_loader.base_data_loader import time_chunks, to_device
 from logger import TensorboardWriter, console, get_logger
 from model.objective import negative_elbo
 from trainer import compiling, fits, resume, tensorboard
@@ -24,7 +24,7 @@ from trainer.evaluation import running_sums
 from trainer.guard import NonFiniteGuard
 from trainer.monitor import Monitor
 from trainer.saving import RunCheckpoints, StopRequested, TrainingDiverged
-from utils import distributed
+from utils import distributed, ranks
 from utils.signals import StopRequests
 
 LOOK_EVERY = 25  # steps between the host's looks: skipped steps, a stop request under DDP
@@ -42,7 +42,7 @@ class Trainer:
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.structure_optimizer = structure_optimizer
         self.optimizers = [o for o in (optimizer, structure_optimizer) if o is not None]
-        self.logger = get_logger("trainer", cfg["verbosity"] if distributed.is_main() else 0)
+        self.logger = get_logger("trainer", cfg["verbosity"] if ranks.is_main() else 0)
         # Progress: the last completed epoch and the position inside the next one.
         self.epoch, self.batches_done, self.partial_sums = 0, 0, None
         self.history, self.nonfinite_steps = [], 0
@@ -59,7 +59,7 @@ class Trainer:
         self.cuda_graphs = device.type == "cuda" and cfg["compile_mode"] in CUDA_GRAPH_MODES
         self.measure_edges = cfg["edge_values"] and valid_data_loader is not None
         self.checkpoints = RunCheckpoints(config.save_dir, cfg["save_period"], cfg["epochs"])
-        self.stops = StopRequests(self.logger.info, distributed.active)
+        self.stops = StopRequests(self.logger.info, ranks.active)
         self.step_scalars = tensorboard.StepScalars(cfg["log_every_steps"])
         self.notes, self.stopped, self.writer = [(logging.INFO, step_note)], False, None
         self.loss_unit = console.loss_unit(model, data_loader)
@@ -79,7 +79,7 @@ class Trainer:
                 torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(self.device.type, torch.bfloat16, enabled=self.settings["amp"]):
                 output, loss, terms, count = self.objective(chunk, self.kl_weight)
-            loss = self.guard.weigh(distributed.touching_state(loss, output), count)
+            loss = self.guard.weigh(ranks.touching_state(loss, output), count)
             loss.backward()
             self.step_scalars.record(self.global_step(), terms["loss"], self.model)
             self.guard.step(self.optimizers)
@@ -101,7 +101,7 @@ class Trainer:
         for level, message in self.notes:
             self.logger.log(level, message)
         self.writer = TensorboardWriter(self.config.log_dir, self.settings["tensorboard"]
-                                        and distributed.is_main())
+                                        and ranks.is_main())
         self.step_scalars.enabled = self.writer.enabled
         self.checkpoints.remember_good(self.state_dict())
         if self.writer.enabled and self.epoch == 0 and not self.batches_done:
@@ -162,7 +162,7 @@ class Trainer:
         progress = tqdm(self.data_loader.iter_from(self.batches_done), desc=f"epoch {epoch}",
                         leave=False, mininterval=1.0, dynamic_ncols=True,
                         initial=self.batches_done, total=len(self.data_loader),
-                        disable=True if not distributed.is_main() else None)  # None: ttys only
+                        disable=True if not ranks.is_main() else None)  # None: ttys only
         for batch in progress:
             for terms, count in self.train_step(to_device(batch, self.device)):
                 self.partial_sums = running_sums(terms, count, self.partial_sums)
@@ -181,7 +181,7 @@ class Trainer:
         (under DDP the ranks agree on one every LOOK_EVERY steps: an all-reduce)."""
         every, done = self.settings["checkpoint_every_steps"], self.batches_done
         periodic = every and done % every == 0 and done < len(self.data_loader)
-        stop = self.stops.requested if not distributed.active() else \
+        stop = self.stops.requested if not ranks.active() else \
             done % LOOK_EVERY == 0 and distributed.any_true(self.stops.requested, self.device)
         if periodic or stop:
             self.count_skipped_steps(epoch)  # the checkpoint holds their count

@@ -30,6 +30,7 @@ FOLDER_NAME = ("one folder name (no '/', '\\', '..', control characters or leadi
                "most 255 bytes)")
 Count = Annotated[int, "[1, inf)"]
 NonNegative = Annotated[int, "[0, inf)"]
+SplitSeed = Annotated[int, SEED]  # a data split's seed
 
 
 @dataclass(frozen=True)

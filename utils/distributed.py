@@ -17,13 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from utils.errors import ConfigError
-
-
-def world():
-    """(rank, world_size, local_rank) of this process; (0, 1, 0) outside torchrun."""
-    if not dist.is_available() or not dist.is_initialized():
-        return 0, 1, 0
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+from utils.ranks import active, world
 
 
 def launched_by_torchrun():
@@ -116,14 +110,6 @@ def init(gpu):
             dist.init_process_group("gloo")
         atexit.register(shutdown)  # however the process ends (shutdown can run twice)
     return world()
-
-
-def is_main():
-    return world()[0] == 0
-
-
-def active():
-    return world()[1] > 1
 
 
 def shutdown():
@@ -234,16 +220,5 @@ def own_statistics(model):
     """Whether model has BatchNorm that is not synchronised (each rank's statistics its own)."""
     return any(isinstance(m, _BatchNorm) and not isinstance(m, torch.nn.SyncBatchNorm)
                for m in model.modules())
-
-
-def touching_state(loss, output):
-    """Under DDP, the loss plus zero times the recurrent state the step hands on (if any).
-    static_graph expects the same parameters to get a gradient in every step, but a TBPTT
-    chunk of one time step computes the state it hands on (a GRU step) and no loss from it.
-    This gives them zero gradients (every other is unchanged) for one GRU step backwards;
-    padding every chunk to tbptt_steps would cost up to a chunk of masked steps a batch. A
-    non-finite state (from a non-finite loss) makes the step skipped."""
-    state = output.get("state") if active() else None
-    return loss if state is None else loss + sum(s.sum() for s in state) * 0
 
 

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 from bench.structure_family import scores
+from reproduction.statistics import joint_graph, recovery
 from bench.structure_family.shapes import kind_of
 from reproduction.report import markdown_table
 
@@ -30,8 +31,8 @@ def scored_runs(results, arm, search, dags, seeds):
             if run is None or (search and found is None):
                 continue
             kept, undecided = (set(found["kept"]), set()) if search else \
-                scores.joint_graph(run["edge_probs"])
-            out.setdefault(name, []).append(scores.recovery(kept, run["true_edges"], undecided))
+                joint_graph(run["edge_probs"])
+            out.setdefault(name, []).append(recovery(kept, run["true_edges"], undecided))
     return out
 
 
