@@ -1,7 +1,8 @@
 """What TensorBoard shows each validation epoch besides scalars: the learned graph
 (logger/graph_figure.py); for images, reconstructions (inputs above) and samples from the prior
 with the current discrete graph (torchvision grids); for sequence models, validation
-sequences beside sequences the model generates (logger/sequences.py, as sample.py draws them).
+sequences, the model's reconstructions of them and sequences the model generates
+(logger/sequences.py, as sample.py draws them).
 """
 from pathlib import Path
 
@@ -46,14 +47,21 @@ def log_images(writer, model, x_valid, image_shape, epoch):
 
 
 def log_sequences(writer, model, batch, epoch):
-    """The first validation sequences (their valid steps) and as many generated ones, as long
-    as the longest of them."""
-    lengths = batch["mask"][:N_SEQUENCES].sum(1).tolist()
-    data = [x[:length].cpu().numpy() for x, length in zip(batch["x"], lengths)]
+    """The first validation sequences (their valid steps), the model's reconstructions of them
+    (the likelihood's means given latents drawn from the posterior) and as many generated
+    sequences, as long as the longest of them."""
+    first = {"x": batch["x"][:N_SEQUENCES], "mask": batch["mask"][:N_SEQUENCES]}
+    lengths = first["mask"].sum(1).tolist()
+    valid_steps = lambda steps: [x[:n].cpu().numpy() for x, n in zip(steps, lengths)]  # noqa: E731
+    data = valid_steps(first["x"])
+    reconstructed = valid_steps(model.likelihood.mean(model(first)["x_params"]))
     kind = sequence_kind(model)
     generated = model.generate(len(data), min(max(lengths), MAX_SEQUENCE_STEPS)).cpu().numpy()
     writer.add_figure("sequences/validation", sequence_figure(data, kind, "validation data"),
                       epoch)
+    writer.add_figure("sequences/reconstructed",
+                      sequence_figure(reconstructed, kind, "reconstructed (validation data "
+                                                           "through the model)"), epoch)
     writer.add_figure("sequences/generated", sequence_figure(generated, kind, "generated"),
                       epoch)
 

@@ -14,6 +14,9 @@ s * B + b):
                              with posterior_means (training leaves it out: for sequences
                              picking the valid steps is a data-dependent shape, i.e. a host
                              sync and a break in a compiled graph)
+  x_params        the decoder's output (the likelihood's parameters) of the sampled z, for
+                             reconstructions: (R, D) for images; (R, T, params) for sequences,
+                             only with posterior_means
   structure_cost  ()         only with a structure prior (model/structure_prior.py): its cost
                              in nats per unit, added to the training objective, not the ELBO
 

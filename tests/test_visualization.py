@@ -324,4 +324,5 @@ def test_tensorboard_shows_a_sequence_models_data_and_generated_sequences(recurr
     (log_dir,) = (recurrent_checkpoint.parents[3] / "log").glob("*/*")
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
-    assert {"graph", "sequences/validation", "sequences/generated"} <= set(events.Tags()["images"])
+    assert {"graph", "sequences/validation", "sequences/reconstructed",
+            "sequences/generated"} <= set(events.Tags()["images"])
