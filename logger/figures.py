@@ -10,6 +10,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from logger.graph_figure import graph_figure
+from logger.plotting import plt
 from logger.sequences import sequence_figure, sequence_kind
 from utils.files import atomic_write
 
@@ -70,3 +71,23 @@ def save_images(images, path, nrow=8):
     """(n, C, H, W) images in [0, 1] as one PNG grid."""
     with atomic_write(path) as f:
         save_image(images, f, format=Path(path).suffix[1:] or "png", nrow=nrow, pad_value=0.5)
+
+
+def traversal_figure(images, node, parents, steps, title):
+    """A traversal (sample.py --traverse): rows x steps images, row-major, as one grid under a
+    title (title: which model; the node traversed is added) and labels that say what its rows
+    and columns are. parents: the node's parents in the discrete graph."""
+    rows = len(images) // steps
+    grid = make_grid(images, nrow=steps, pad_value=0.5).permute(1, 2, 0).cpu().numpy()
+    width = max(6.0, 0.6 * steps)  # inches: room for the labels at 9 pt
+    figure, ax = plt.subplots(figsize=(width, width * grid.shape[0] / grid.shape[1] + 0.8),
+                              layout="constrained")
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    prior = f"p(z{node} | {', '.join(f'z{j}' for j in parents)})" if parents else \
+        f"p(z{node}) (it has no parents)"
+    ax.set_title(f"{title}: what node z{node} controls")
+    ax.set_xlabel(f"columns: {steps} draws of z{node} from {prior}")
+    ax.set_ylabel(f"rows: {rows} draws of the other nodes,\neach kept along its row")
+    return figure
