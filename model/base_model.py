@@ -37,6 +37,12 @@ class BaseModel(nn.Module):
     def forward(self, batch, n_samples=1, posterior_means=True):
         raise NotImplementedError
 
+    def derived_settings(self):
+        """{setting: value} of the constructor's settings that a config may leave to be derived
+        from others (null), as this model uses them: a run's saved config states them
+        (experiment.build_model)."""
+        return {}
+
     def gate_sets(self):
         """{name: EdgeGates} of every set of edge gates in the model."""
         return {name: m for name, m in self.named_modules() if isinstance(m, EdgeGates)}
