@@ -15,8 +15,9 @@ s * B + b):
                              picking the valid steps is a data-dependent shape, i.e. a host
                              sync and a break in a compiled graph)
   x_params        the decoder's output (the likelihood's parameters) of the sampled z, for
-                             reconstructions: (R, D) for images; (R, T, params) for sequences,
-                             only with posterior_means
+                             reconstructions: (R, D) for images; (B, T, params) for sequences,
+                             only with posterior_means and one sample (n_samples rows of every
+                             step would outweigh the rest of an importance-sampled pass)
   structure_cost  ()         only with a structure prior (model/structure_prior.py): its cost
                              in nats per unit, added to the training objective, not the ELBO
 

@@ -148,18 +148,20 @@ class RecurrentGraphVAE(BaseModel):
             m = weight[:, t]
             x_params = self.decode(z, h)
             log_px = log_px + m * self.likelihood(x_params, x[:, t])
-            decoded.append(x_params)
+            if posterior_means and n_samples == 1:  # the reconstructions (few rows: kept)
+                decoded.append(x_params)
             kl = kl + m.unsqueeze(1) * kl_t
             log_ratio = log_ratio + m * ratio_t
             means.append(mean_t)
             h, z_prev = self.next_state(features, z, h), z
         output = {"log_px": log_px, "kl": kl, "log_ratio": log_ratio, "units": weight.sum(1),
                   "state": (h, z_prev)}
-        if posterior_means:  # the valid steps' rows; the reconstructions, (S*B, T, params)
+        if posterior_means:  # the valid steps' rows
             means = torch.stack(means, dim=1)  # (S*B, T, N, d)
             output["posterior_mean"] = means.view(n_samples, -1, *means.shape[1:]).mean(0)[
                 batch["mask"]]
-            output["x_params"] = torch.stack(decoded, dim=1)
+        if decoded:
+            output["x_params"] = torch.stack(decoded, dim=1)  # (B, T, params)
         return self.with_structure_cost(output)
 
     @torch.no_grad()
