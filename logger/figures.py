@@ -2,7 +2,8 @@
 (logger/graph_figure.py); for images, reconstructions (inputs above) and samples from the prior
 with the current discrete graph (torchvision grids); for sequence models, validation
 sequences, the model's reconstructions of them and sequences the model generates
-(logger/sequences.py, as sample.py draws them).
+(logger/sequences.py, as sample.py draws them). Also sample.py's grids: samples, and
+traversals titled and labelled with what their rows and columns are.
 """
 from pathlib import Path
 
