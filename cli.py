@@ -17,7 +17,8 @@ from data_loader.data_loaders import DATA_LOADERS
 from trainer.checkpoint import load_checkpoint
 from user_code import import_user_modules
 from utils import distributed
-from utils.config import ConfigParser, load_json
+from utils.config import (SECTION_DEFAULTS, ConfigParser, TrainerSettings, load_json,
+                          run_settings)
 from utils.overrides import apply_overrides, holds, parse_assignment
 from utils.errors import ConfigError
 from utils.help_format import add_overrides, parser as help_parser
@@ -58,7 +59,8 @@ def add_flags(parser, *flags, helps=None):
     """The common options a script uses: -c, -r, -d, --set, --run-id and CONFIG_FLAGS names.
     helps: {flag: text} for what a flag means in this script (e.g. -r: the checkpoint to
     evaluate), replacing the shared text."""
-    texts = {**HELPS, **{flag: f"sets {key} (default: the config's)"
+    texts = {**HELPS, **{flag: f"sets {key} (default: the config's, else "
+                               f"{declared_default(key)})"
                          for flag, (key, _) in CONFIG_FLAGS.items()}, **(helps or {})}
     for flag in flags:
         if flag == "--set":
@@ -72,6 +74,23 @@ def add_flags(parser, *flags, helps=None):
             names = [flag] + ([LONG_NAMES[flag]] if flag in LONG_NAMES else [])
             parser.add_argument(*names, help=texts[flag])
     return parser
+
+
+def declared_default(key):
+    """What a CONFIG_FLAGS key is in a config that leaves it out, as its declaration says
+    (utils/config.py, the data loaders' signatures), for --help."""
+    section, _, name = key.rpartition(".")
+    top = inspect.signature(run_settings).parameters
+    if section == "trainer":
+        return getattr(TrainerSettings, name)
+    if section == "optimizer.args":
+        return f"{SECTION_DEFAULTS['optimizer'].args[name]} with no optimizer section"
+    if section == "data_loader.args":
+        signatures = [inspect.signature(DATA_LOADERS[type_]).parameters
+                      for type_ in DATA_LOADERS.names()]
+        values = {p[name].default for p in signatures if name in p}
+        return values.pop() if len(values) == 1 else "the data loader's"
+    return "<arch type>_<data set>" if name == "name" else top[name].default
 
 
 @dataclass(frozen=True)

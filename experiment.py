@@ -98,10 +98,13 @@ def build_whole_loader(config, split, **overrides):
 
 def build_model(config, input_dim, device="cpu"):
     """The configured model for data of input_dim values, its size checked before any memory
-    is allocated (utils/model_size.py)."""
+    is allocated (utils/model_size.py); the settings it derived are written into the config
+    (the run's saved config states the values used)."""
     make = lambda: build(config, "arch", MODELS, ("input_dim",), input_dim=input_dim)  # noqa: E731
     check_model_size(make)
-    return make().to(device)
+    model = make()
+    config["arch"]["args"].update(model.derived_settings())
+    return model.to(device)
 
 
 def check_data_fits_model(loader, model):
@@ -198,6 +201,7 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     check_processes(config)
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
+    config.config["n_gpu"] = world_size if gpu else 0  # as used (null: by the GPUs visible)
     seed_everything(config)
     device = distributed.local_device(gpu)
     with distributed.local_main_first():  # one process per machine builds the data caches

@@ -1,11 +1,15 @@
-"""Draw from a trained model: python sample.py --resume checkpoint -n 64 --out samples.png
+"""Draw from a trained model: python sample.py --resume checkpoint -n 64 [--out samples.png]
+
+Without --out the figure goes beside the checkpoint: <checkpoint stem>-samples.png, and
+<checkpoint stem>-traversal-z<k>.png for a traversal of node k.
 
 Images: samples come from the prior with the discrete graph (ancestral sampling, root first)
 and are shown as the likelihood's means. Sequences (RecurrentGraphVAE): --sequence-length
 steps are generated; pen strokes are drawn as lines, piano rolls as key-by-time images.
 --traverse K shows what node K controls: every row (--rows) keeps one draw of all other
 nodes fixed and the --traversal-steps columns resample node K from its prior given its
-(fixed) parents; --traverse all writes one such image per node.
+(fixed) parents; --traverse all writes one such image per node. A traversal's title names
+the model, its checkpoint and the node; its labels say what the rows and columns are.
 """
 import sys
 
@@ -20,7 +24,8 @@ import torch  # noqa: E402
 from cli import add_flags, load_run_config, parser  # noqa: E402
 from data_loader.image_datasets import square_image_shape  # noqa: E402
 from experiment import load_model, prepare_device  # noqa: E402
-from logger.figures import save_images  # noqa: E402
+from logger.figures import save_images, traversal_figure  # noqa: E402
+from logger.plotting import save_figure  # noqa: E402
 from logger.sequences import save_sequence_figure, sequence_kind  # noqa: E402
 from utils.errors import ConfigError, run_cli, writing  # noqa: E402
 
@@ -42,9 +47,10 @@ def parse_args(argv):
         "--seed": "seed of the random draws (default: the checkpoint's run seed)"})
     args.add_argument("-n", "--n-samples", type=int, default=64,
                       help="samples (images or sequences) to draw")
-    args.add_argument("--out", default="samples.png",
+    args.add_argument("--out",
                       help="PNG or JPEG file to write (--traverse all: one per node, "
-                           "<name>_z<k>.png)")
+                           "<name>_z<k>.png; default: beside the checkpoint, "
+                           "<stem>-samples.png or <stem>-traversal-z<k>.png)")
     args.add_argument("--traverse",
                       help="node index, or 'all': vary that node, fix the others (images; "
                            "default: samples from the prior)")
@@ -91,6 +97,18 @@ def as_images(model, x_params, shape):
     return model.likelihood.mean(x_params).view(-1, *shape)
 
 
+def out_path(args, node=None):
+    """Where the figure goes (node: the node of a traversal): --out, or beside the checkpoint
+    with a name that says what it holds."""
+    if args.out is None:
+        checkpoint = Path(args.resume)
+        what = "samples" if node is None else f"traversal-z{node}"
+        return checkpoint.with_name(f"{checkpoint.stem}-{what}.png")
+    out = Path(args.out)
+    return out if node is None or args.traverse != "all" else \
+        out.with_name(f"{out.stem}_z{node}{out.suffix}")
+
+
 @torch.no_grad()
 def traversal(model, node, rows, steps, shape):
     """(rows*steps) images: row r fixes every node but `node` to draw r; columns resample it."""
@@ -128,9 +146,9 @@ def main(argv=None):
     if min(args.n_samples, args.rows, args.traversal_steps, args.sequence_length) <= 0:
         raise ConfigError("-n, --rows, --traversal-steps and --sequence-length must be positive")
     check_counts(args)
-    out = Path(args.out)
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ConfigError(f"--out must name a {' or '.join(IMAGE_SUFFIXES)} file, got {out}")
+    if args.out is not None and Path(args.out).suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"--out must name a {' or '.join(IMAGE_SUFFIXES)} file, got "
+                          f"{args.out}")
     config, checkpoint = load_run_config(args, max_devices=1, script="sample.py")
     torch.manual_seed(config["seed"])
     model = load_model(config, checkpoint, args.resume, prepare_device(config))
@@ -138,6 +156,7 @@ def main(argv=None):
     if hasattr(model, "generate") and args.n_samples > MAX_SEQUENCES:
         raise ConfigError(f"-n asks for {args.n_samples:,} sequences, more than the "
                           f"{MAX_SEQUENCES} one figure holds; draw fewer")
+    out = out_path(args)
     with writing(out, OUT_FIX):
         out.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "generate"):
@@ -154,11 +173,15 @@ def main(argv=None):
             save_images(as_images(model, x_params, shape), out, nrow=int(args.n_samples ** 0.5))
         print(f"{args.n_samples} samples written to {out}")
         return
+    edges = model.describe_graph()["edges"]
+    title = f"{checkpoint['arch']} ({Path(args.resume).name}, epoch {checkpoint['epoch']})"
     for node in parse_nodes(args.traverse, model.n_nodes):
-        path = out if args.traverse != "all" else out.with_name(f"{out.stem}_z{node}{out.suffix}")
+        path = out_path(args, node)
+        parents = [edge["src"] for edge in edges if edge["dst"] == node and edge["kept"]]
+        images = traversal(model, node, args.rows, args.traversal_steps, shape)
         with writing(path, OUT_FIX):
-            save_images(traversal(model, node, args.rows, args.traversal_steps, shape), path,
-                        nrow=args.traversal_steps)
+            save_figure(traversal_figure(images, node, parents, args.traversal_steps, title),
+                        path)
         print(f"node z{node}: {args.rows} rows x {args.traversal_steps} draws written to {path}")
 
 

@@ -48,7 +48,7 @@ from bench.common import (REPO, Roofline, endless, matmul_flops, ops_per_step,  
                           profile_compiled_kernels, record_matmuls)
 from data_loader.base_data_loader import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
-from model.graph_vae import GraphVAE  # noqa: E402
+from model.graph_vae import GraphVAE, split_latent_dims  # noqa: E402
 from model.networks import mlp  # noqa: E402
 from utils.bounds import at_most_cpus  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
@@ -99,7 +99,8 @@ def vae_shapes(config):
     if args["likelihood"] != "bernoulli" or args["decoder"] != "mlp":
         raise FlagError("pythae's VAE is compared with a GraphVAE of likelihood 'bernoulli' "
                         "and decoder 'mlp' (binary images)")
-    latent = args["latent_dim"] or args["n_nodes"] * args["node_dim"]
+    latent = args["n_nodes"] * split_latent_dims(args["latent_dim"], args["n_nodes"],
+                                                 args["node_dim"])
     return args, latent
 
 

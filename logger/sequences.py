@@ -26,7 +26,7 @@ def sequence_figure(sequences, kind, title=None):
             ax.set_aspect("equal")
         else:
             ax.imshow(np.asarray(steps).T, origin="lower", aspect="auto", cmap="Greys",
-                      interpolation="nearest")
+                      interpolation="nearest", vmin=0, vmax=1)  # a key's probability, or 0/1
         ax.axis("off")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")

@@ -14,6 +14,10 @@ s * B + b):
                              with posterior_means (training leaves it out: for sequences
                              picking the valid steps is a data-dependent shape, i.e. a host
                              sync and a break in a compiled graph)
+  x_params        the decoder's output (the likelihood's parameters) of the sampled z, for
+                             reconstructions: (R, D) for images; (B, T, params) for sequences,
+                             only with posterior_means and one sample (n_samples rows of every
+                             step would outweigh the rest of an importance-sampled pass)
   structure_cost  ()         only with a structure prior (model/structure_prior.py): its cost
                              in nats per unit, added to the training objective, not the ELBO
 
@@ -33,6 +37,12 @@ from model.edge_gates import EdgeGates
 class BaseModel(nn.Module):
     def forward(self, batch, n_samples=1, posterior_means=True):
         raise NotImplementedError
+
+    def derived_settings(self):
+        """{setting: value} of the constructor's settings that a config may leave to be derived
+        from others (null), as this model uses them: a run's saved config states them
+        (experiment.build_model)."""
+        return {}
 
     def gate_sets(self):
         """{name: EdgeGates} of every set of edge gates in the model."""

@@ -41,12 +41,13 @@ from model.top_down import PairedMLPTopDown, split_params
 # Nodes are sampled one after another, each with its own networks, and their edges grow as
 # N^2: 32 nodes (496 edges) is six times the paper's 5, and more than any config asks for.
 MAX_NODES = 32
+NODE_DIM = 16  # the paper's node size d, when a config gives neither node_dim nor latent_dim
 
 
 @MODELS.register()
 class GraphVAE(BaseModel):
     def __init__(self, input_dim: int = 784, n_nodes: Annotated[int, f"[1, {MAX_NODES}]"] = 5,
-                 node_dim: Size = 16, latent_dim: Size | None = None,
+                 node_dim: Size | None = None, latent_dim: Size | None = None,
                  structure: one_of(STRUCTURES) = "learned", gate_init_prob: Probability = 0.5,
                  hard_gates: bool = False, gate_schedule: GateSchedule | None = None,
                  share_top_down: bool = False, encoder_hidden: Sizes = (512, 512, 512),
@@ -163,6 +164,9 @@ class GraphVAE(BaseModel):
     def describe_graph(self):
         return self.gates.describe(self.node_dim)
 
+    def derived_settings(self):
+        return {"node_dim": self.node_dim, "latent_dim": self.n_nodes * self.node_dim}
+
 
 @MODELS.register()
 class GraphLSTMVAE(GraphVAE):
@@ -177,11 +181,16 @@ class GraphLSTMVAE(GraphVAE):
 
 
 def split_latent_dims(latent_dim, n_nodes, node_dim):
-    """node_dim, or latent_dim / n_nodes when the total latent size M is given instead."""
+    """The node size d: node_dim, or latent_dim / n_nodes when the total latent size M is given
+    instead (neither: the paper's d). Both given (a run's saved config states both) must
+    agree: an edit of one is never silently overruled by the other."""
     if latent_dim is None:
-        return node_dim
+        return NODE_DIM if node_dim is None else node_dim
     if latent_dim % n_nodes:
         divisors = [k for k in range(1, min(latent_dim, MAX_NODES) + 1) if latent_dim % k == 0]
         raise ValueError(f"latent_dim {latent_dim} is not divisible by n_nodes {n_nodes}; "
                          f"use n_nodes in {divisors}")
+    if node_dim is not None and node_dim * n_nodes != latent_dim:
+        raise ValueError(f"latent_dim {latent_dim} is not n_nodes x node_dim ({n_nodes} x "
+                         f"{node_dim}); set one of latent_dim and node_dim to null")
     return latent_dim // n_nodes

@@ -140,13 +140,16 @@ class RecurrentGraphVAE(BaseModel):
         size, length = x.shape[:2]
         h, z_prev = batch.get("state") or self.initial_state(size, x.device)
         gates, cross_gates = self.gates(size), self.cross_gates(size)
-        log_px, kl, log_ratio, means = 0.0, 0.0, 0.0, []
+        log_px, kl, log_ratio, means, decoded = 0.0, 0.0, 0.0, [], []
         for t in range(length):
             features = self.phi_x(x[:, t])
             z, kl_t, ratio_t, mean_t = self.latent_step(h, z_prev, gates, cross_gates,
                                                         self.bottom_up_estimates(features, h))
             m = weight[:, t]
-            log_px = log_px + m * self.likelihood(self.decode(z, h), x[:, t])
+            x_params = self.decode(z, h)
+            log_px = log_px + m * self.likelihood(x_params, x[:, t])
+            if posterior_means and n_samples == 1:  # the reconstructions (few rows: kept)
+                decoded.append(x_params)
             kl = kl + m.unsqueeze(1) * kl_t
             log_ratio = log_ratio + m * ratio_t
             means.append(mean_t)
@@ -157,6 +160,8 @@ class RecurrentGraphVAE(BaseModel):
             means = torch.stack(means, dim=1)  # (S*B, T, N, d)
             output["posterior_mean"] = means.view(n_samples, -1, *means.shape[1:]).mean(0)[
                 batch["mask"]]
+        if decoded:
+            output["x_params"] = torch.stack(decoded, dim=1)  # (B, T, params)
         return self.with_structure_cost(output)
 
     @torch.no_grad()

@@ -1,13 +1,19 @@
 """Configs: defaults in one place, overrides from the command line, every shipped config valid.
 (Bad configs and command lines, each stopping with one line: test_bad_inputs.py.)"""
+import dataclasses
 import inspect
 import json
 
 import pytest
 
+import train
 from data_loader.data_loaders import DATA_LOADERS, PROGRAM_SET
+from experiment import build_model, build_trainer
 from model import MODELS
 from tests.conftest import REPO
+from trainer.checkpoint import load_checkpoint
+from trainer.tensorboard import flat_settings
+from utils import distributed
 from utils.config import ConfigParser, TrainerSettings, run_settings
 from utils.overrides import apply_overrides
 from utils.errors import ConfigError
@@ -47,3 +53,33 @@ def test_defaults_are_filled_in_and_configs_state_only_what_differs(tiny_config)
         check_args(MODELS[parsed["arch"]["type"]], parsed["arch"]["args"], "", ("input_dim",))
         check_args(DATA_LOADERS[parsed["data_loader"]["type"]], parsed["data_loader"]["args"],
                    "", PROGRAM_SET)
+
+
+def test_a_runs_saved_config_states_the_values_it_used(tiny_config):
+    """config.json (the checkpoint's config too) states what the config left to be derived,
+    as the model and trainer used it; the nulls left mean none or off, or a rule stated by the
+    settings beside them (docs/architecture.md, Settings)."""
+    tiny_config["n_gpu"] = None  # a GPU per process if one is visible
+    tiny_config["trainer"]["epochs"] = 1
+    config = ConfigParser(tiny_config)
+    trainer = build_trainer(config)
+    run_dir = train.fit(trainer, config)
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved == load_checkpoint(run_dir / "checkpoint-latest.safetensors")["config"]
+    args, model = saved["arch"]["args"], trainer.model
+    assert (args["n_nodes"], args["node_dim"], args["latent_dim"]) == \
+        (model.n_nodes, model.node_dim, model.n_nodes * model.node_dim)
+    assert args["gate_schedule"] == dataclasses.asdict(model.gates.schedule)
+    assert args["structure_prior"] == dataclasses.asdict(model.gates.prior)
+    assert saved["n_gpu"] == (distributed.world()[1] if trainer.device.type == "cuda" else 0)
+    nulls = {key for key, value in flat_settings(saved).items() if value == "null"}
+    assert nulls == {"arch.gate_schedule.tau_rate", "arch.gate_schedule.freeze_epoch",
+                     "arch.gate_schedule.lr", "arch.structure_prior.edge_prior",
+                     "data_loader.path", "data_loader.dag", "structure_optimizer",
+                     "lr_scheduler", "trainer.checkpoint_every_steps", "trainer.tbptt_steps",
+                     "trainer.compile_mode"}
+    rebuilt = ConfigParser(saved)  # the saved config builds the same model
+    assert build_model(rebuilt, 784).node_dim == model.node_dim
+    args["node_dim"] *= 2  # an edit of one size is never overruled by the other
+    with pytest.raises(ConfigError, match="set one of latent_dim and node_dim to null"):
+        build_model(ConfigParser(saved), 784)

@@ -6,13 +6,16 @@ import subprocess
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.text import Text
 from PIL import Image
 
 from logger.curves import curves_figure, save_curves
+from logger.figures import log_sequences
 from logger.graph_dot import graph_to_dot
 from logger.graph_figure import graph_figure
 from logger.sequences import save_sequence_figure
+from model.recurrent_graph_vae import RecurrentGraphVAE
 from reproduction import report, statistics
 
 
@@ -260,3 +263,37 @@ def test_markdown_table_lines_up():
     lines = table.splitlines()
     assert lines[0].startswith("| Model ") and set(lines[1]) <= {"|", "-", " "}
     assert len({len(line) for line in lines}) == 1
+
+
+class FigureRecorder:
+    """A TensorBoard writer that keeps the figures it is given, by tag."""
+
+    def __init__(self):
+        self.figures = {}
+
+    def add_figure(self, tag, figure, step):
+        self.figures[tag] = figure
+
+
+@pytest.mark.parametrize("likelihood, width", [("strokes", 3), ("bernoulli", 88)])
+def test_sequence_models_show_their_reconstructions_of_the_validation_sequences(likelihood,
+                                                                               width):
+    """Pen strokes and piano rolls: a reconstruction panel per validation sequence, as long as
+    its valid steps (the padded steps of a shorter one left out)."""
+    torch.manual_seed(0)
+    model = RecurrentGraphVAE(input_dim=width, n_nodes=2, node_dim=2, rnn_hidden=8, hidden=8,
+                              feature_dim=4, likelihood=likelihood).eval()
+    x = torch.rand(3, 12, width).round()
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 7:] = False
+    writer = FigureRecorder()
+    with torch.no_grad():
+        log_sequences(writer, model, {"x": x, "mask": mask}, epoch=1)
+    assert {"sequences/validation", "sequences/reconstructed", "sequences/generated"} <= \
+        set(writer.figures)
+    panels = [ax for ax in writer.figures["sequences/reconstructed"].axes if ax.has_data()]
+    assert len(panels) == 3
+    if likelihood == "bernoulli":  # piano rolls: keys by valid steps, probabilities in [0, 1]
+        rolls = [ax.get_images()[0].get_array() for ax in panels]
+        assert [roll.shape for roll in rolls] == [(88, 12), (88, 7), (88, 12)]
+        assert all(0 <= roll.min() and roll.max() <= 1 for roll in rolls)

@@ -24,6 +24,7 @@ import search_graph
 import test as test_script
 import train
 from tests.conftest import REPO
+from utils.config import TrainerSettings
 
 BENCHES = ("throughput", "ddp_scaling", "eval_speed", "edge_gradients", "step_path",
            "versus_pythae", "compile_break_even", "searched_graph_vae")
@@ -86,6 +87,14 @@ def test_help_exits_0_explains_every_flag_and_shows_defaults(script, monkeypatch
     if script != "data_loader/convert_strokes.py":  # two positional arguments, no default
         assert "(default: " in text, text
     assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_train_flags_show_the_value_a_config_without_the_key_gets(monkeypatch, capsys):
+    _, text, _ = help_of(train.main, monkeypatch, capsys)
+    assert f"--epochs EPOCHS sets trainer.epochs (default: the config's, else " \
+           f"{TrainerSettings.epochs})" in text
+    assert f"(default: the config's, else {TrainerSettings.save_dir})" in text
+    assert "--seed SEED sets seed (default: the config's, else 0)" in text
 
 
 def test_sample_flags_say_which_steps_they_count(monkeypatch, capsys):

@@ -107,7 +107,7 @@ def test_resuming_with_another_architecture_is_a_clear_error(tiny_config, tmp_pa
     checkpoint = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     capsys.readouterr()
     status = run_cli(lambda: train.main(["--resume", str(checkpoint), "--set",
-                                         "arch.args.node_dim=5"]))
+                                         "arch.args.node_dim=5", "arch.args.latent_dim=null"]))
     err = capsys.readouterr().err
     assert status == 2 and "do not fit the configured architecture" in err
     assert err.count("\n") == 1

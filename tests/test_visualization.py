@@ -151,17 +151,54 @@ def test_test_script_exports_the_graph_and_reports_what_it_evaluated(tiny_config
     assert "test split, 30 of 10000 examples evaluated" in capsys.readouterr().out
 
 
-def test_sample_script_writes_samples_and_traversals(tiny_config, tmp_path):
+def test_sample_script_writes_samples_and_captioned_traversals(tiny_config, tmp_path,
+                                                               monkeypatch):
     checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
     out = tmp_path / "samples.png"
     assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "16",
                                         "--out", str(out)])) == 0
     assert Image.open(out).size == (2 + 4 * 30, 2 + 4 * 30)
+    drawn, save_figure = {}, sample.save_figure
+
+    def save_and_read(figure, path):
+        drawn[path.name] = figure_texts(figure)
+        save_figure(figure, path)
+    monkeypatch.setattr(sample, "save_figure", save_and_read)
     assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "--traverse", "all",
                                         "--rows", "3", "--traversal-steps", "5",
                                         "--out", str(out)])) == 0
     for node in range(3):
-        assert Image.open(tmp_path / f"samples_z{node}.png").size == (2 + 5 * 30, 2 + 3 * 30)
+        assert Image.open(tmp_path / f"samples_z{node}.png").size[0] > 500
+        grid, texts = drawn[f"samples_z{node}.png"]
+        assert grid == (2 + 3 * 30, 2 + 5 * 30)  # 3 rows of 5 images
+        title, columns, rows = texts
+        assert f"GraphVAE ({checkpoint.name}, epoch 1): what node z{node} controls" == title
+        assert columns.startswith(f"columns: 5 draws of z{node} from p(z{node}")
+        assert rows.startswith("rows: 3 draws of the other nodes")
+    assert "p(z2) (it has no parents)" in drawn["samples_z2.png"][1][1]  # the root
+
+
+def figure_texts(figure):
+    """(the shape of a figure's one image, [its title, x label, y label]), each text checked
+    to be readable (9 pt or more)."""
+    (ax,) = figure.axes
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label]
+    assert all(text.get_fontsize() >= 9 for text in texts)
+    return ax.get_images()[0].get_array().shape[:2], [text.get_text() for text in texts]
+
+
+def test_sample_script_writes_beside_its_checkpoint_unless_told(tiny_config, tmp_path,
+                                                                 monkeypatch):
+    checkpoint = trained_checkpoint(tiny_config, tmp_path, tensorboard=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "-n", "4"])) == 0
+    assert run_cli(lambda: sample.main(["--resume", str(checkpoint), "--traverse", "1",
+                                        "--rows", "2", "--traversal-steps", "3"])) == 0
+    written = {path.name for path in checkpoint.parent.glob(f"{checkpoint.stem}-*.png")}
+    assert written == {f"{checkpoint.stem}-samples.png", f"{checkpoint.stem}-traversal-z1.png"}
+    assert not any(elsewhere.iterdir())
 
 
 def test_sample_script_rebuilds_the_model_from_the_shape_its_checkpoint_records(tiny_config,
@@ -324,4 +361,5 @@ def test_tensorboard_shows_a_sequence_models_data_and_generated_sequences(recurr
     (log_dir,) = (recurrent_checkpoint.parents[3] / "log").glob("*/*")
     events = EventAccumulator(str(log_dir), size_guidance={"images": 0})
     events.Reload()
-    assert {"graph", "sequences/validation", "sequences/generated"} <= set(events.Tags()["images"])
+    assert {"graph", "sequences/validation", "sequences/reconstructed",
+            "sequences/generated"} <= set(events.Tags()["images"])

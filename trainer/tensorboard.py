@@ -6,8 +6,8 @@ Tags are <quantity>/<split or item>:
   kl_valid/z0.., active_units_valid/z0.. (per node), bits_per_dim/valid (8-bit images),
   edge_prob/z4->z3, edge_value/.., edge_value_at_freeze/.. (learned graphs),
   structure_cost/train, schedule/tau, schedule/kl_weight, schedule/nonfinite_steps;
-and, each epoch, the learned graph, reconstructions and samples, or a sequence model's data and
-generated sequences (logger/figures.py). Every setting of the run goes to the HParams tab once,
+and, each epoch, the learned graph, reconstructions and samples, or a sequence model's data, its
+reconstructions and generated sequences (logger/figures.py). Every setting of the run goes to the HParams tab once,
 when the run starts; its metrics there are the scalar tags themselves (their latest values).
 """
 import json

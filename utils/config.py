@@ -71,7 +71,8 @@ class TrainerSettings:
 
 def run_settings(name: str | None = None,  # null: <arch type>_<data set> (ConfigParser.name_after)
                  *, arch: Section, data_loader: Section,
-                 n_gpu: NonNegative | None = None,  # null: a GPU per process if one is visible
+                 # null: a GPU per process if one is visible (saved: the number used)
+                 n_gpu: NonNegative | None = None,
                  seed: Annotated[int, SEED] = 0,
                  optimizer: Section = Section("Adam", {"lr": 3e-4}),
                  # The structure logits' own optimiser, e.g. {"type": "SGD", "args": {"lr": 1}};
