@@ -1,5 +1,5 @@
-"""What TensorBoard shows each validation epoch besides scalars: the learned graph
-(logger/graph_figure.py); for images, reconstructions (inputs above) and samples from the prior
+"""What TensorBoard (and MLflow) shows each validation epoch besides scalars: the learned graph
+(logger/graph_figure.py; MLflow also as JSON); for images, reconstructions (inputs above) and samples from the prior
 with the current discrete graph (torchvision grids); for sequence models, validation
 sequences beside sequences the model generates (logger/sequences.py, as sample.py draws them).
 """
@@ -24,9 +24,10 @@ def log_epoch_figures(writer, model, x_valid, image_shape, epoch, seed=None):
     seed: the run's, for the graph's title."""
     was_training = model.training
     model.eval()
-    writer.add_figure("graph", graph_figure(model.describe_graph(),
-                                            title=f"{type(model).__name__} graph", epoch=epoch,
-                                            seed=seed), epoch)
+    graph = model.describe_graph()
+    writer.add_json("graph", graph, epoch)  # MLflow keeps it beside the picture
+    writer.add_figure("graph", graph_figure(graph, title=f"{type(model).__name__} graph",
+                                            epoch=epoch, seed=seed), epoch)
     if hasattr(model, "generate"):
         log_sequences(writer, model, x_valid, epoch)
     elif image_shape is not None:
