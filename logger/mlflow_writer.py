@@ -16,6 +16,7 @@ from pathlib import Path
 
 from utils.errors import ConfigError
 from utils.files import open_no_link, write_file
+from utils.run_dirs import save_dir_of
 
 INSTALL = "pip install mlflow-skinny==3.17.2"
 STORE = "mlruns"  # in the save_dir, beside models/ and log/
@@ -31,6 +32,11 @@ def require_mlflow():
     except ImportError:
         raise ConfigError(f"trainer.mlflow is true but MLflow is not installed: {INSTALL} "
                           f"(or set trainer.mlflow=false)") from None
+
+
+def store_of(run_dir):
+    """The store of the run in run_dir: in the save_dir it belongs to (utils/run_dirs.py)."""
+    return save_dir_of(run_dir) / STORE
 
 
 def metric_name(tag):

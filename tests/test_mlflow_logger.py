@@ -7,6 +7,7 @@ import sys
 from contextlib import nullcontext
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
 from logger.mlflow_writer import RUN_ID_FILE, MlflowWriter, metric_name
@@ -33,7 +34,7 @@ def read_back(mlflow, store, monkeypatch):
 
 def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifacts(
         mlflow, tiny_config, tmp_path, monkeypatch):
-    tiny_config["trainer"].update(epochs=1, mlflow=True, tensorboard=False, log_every_steps=2)
+    tiny_config["trainer"].update(epochs=1, mlflow=True, log_every_steps=2)
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
     latest = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     assert run_cli(lambda: train.main(["--resume", str(latest), "--epochs", "2"])) == 0
@@ -53,6 +54,12 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifac
     # Every 2nd step of the run (8 a epoch), counted across the resume.
     assert [step for step, _ in history("loss/train_step")] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert [step for step, _ in history("grad_norm/train_step")] == [2, 4, 6, 8, 10, 12, 14, 16]
+    (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
+    board = EventAccumulator(str(log_dir))
+    board.Reload()  # TensorBoard got the same calls
+    steps, values = zip(*history("loss/train_step"))
+    assert [e.step for e in board.Scalars("loss/train_step")] == list(steps)
+    assert [e.value for e in board.Scalars("loss/train_step")] == pytest.approx(values)
     checkpoint_log = load_checkpoint(latest)["history"]
     steps, values = zip(*history("loss/valid"))
     assert steps == (1, 2)

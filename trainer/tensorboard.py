@@ -20,10 +20,9 @@ from torch.utils.tensorboard.summary import hparams
 
 from data_loader.batches import to_device
 from logger import TensorboardWriter
-from logger.mlflow_writer import STORE, MlflowWriter
+from logger.mlflow_writer import MlflowWriter, store_of
 from logger.run_writers import RunWriters
 from utils import distributed
-from utils.run_dirs import save_dir_of
 
 PER_EPOCH = ("loss", "recon", "kl")
 HPARAM_METRICS = ("loss/valid", "loss/train", "kl/valid", "bits_per_dim/valid")
@@ -101,7 +100,7 @@ def open_writers(trainer):
     resolved config) to TensorBoard's HParams tab, a new MLflow run as its params."""
     config, main = trainer.config, distributed.is_main()
     settings = flat_settings(config.config)
-    mlflow = MlflowWriter(save_dir_of(config.save_dir) / STORE, config["name"], config.save_dir,
+    mlflow = MlflowWriter(store_of(config.save_dir), config["name"], config.save_dir,
                           settings, trainer.logger.warning) \
         if main and config["trainer"]["mlflow"] else None
     board = TensorboardWriter(config.log_dir, main and config["trainer"]["tensorboard"])
