@@ -7,7 +7,8 @@ MLflow run per training run. It takes the calls the TensorBoard writer takes
 step, the per-epoch ones by epoch; tags as metric names, edge_prob/z4->z3 as
 'edge_prob/z4 to z3'), each figure and image as a PNG artifact figures/<tag>/epoch_<n>.png,
 the learned graph as JSON graph/epoch_<n>.json; the run's settings are its params. A resumed
-run continues its MLflow run, whose id its directory keeps (RUN_ID_FILE).
+run continues its MLflow run, whose id its directory keeps (RUN_ID_FILE), and test.py adds its
+results to it (add_evaluation).
 """
 import os
 import re
@@ -44,6 +45,27 @@ def metric_name(tag):
     return " ".join(re.sub(r"[^/\w.\- ]+", " ", tag.replace("->", " to ")).split())
 
 
+def client_of(store_dir):
+    """MLflow's client of the file store at store_dir."""
+    # MLflow 3 keeps its file store for those who ask for it: an offline store is one.
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(tracking_uri=Path(store_dir).resolve().as_uri())
+
+
+def kept_run(client, id_file):
+    """The id that id_file keeps, if it names a run of client's store; None otherwise."""
+    from mlflow.exceptions import MlflowException
+    try:
+        with os.fdopen(open_no_link(id_file, os.O_RDONLY), encoding="utf-8",
+                       errors="replace") as f:
+            kept = f.read(64).strip()
+        return kept if RUN_ID.fullmatch(kept) and \
+            client.get_run(kept).info.lifecycle_stage == "active" else None
+    except (FileNotFoundError, MlflowException):
+        return None
+
+
 class MlflowWriter:
     """The MLflow run of the training run in run_dir, in the store at store_dir: its own,
     continued, or a new one (then with settings, {flat key: value}, as its params); say: where
@@ -51,36 +73,15 @@ class MlflowWriter:
     enabled = True
 
     def __init__(self, store_dir, experiment, run_dir, settings, say):
-        # MLflow 3 keeps its file store for those who ask for it: an offline store is one.
-        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-        from mlflow.tracking import MlflowClient
-        self.store = Path(store_dir).resolve()
-        self.client = MlflowClient(tracking_uri=self.store.as_uri())
-        self.run_id = self.kept_run(Path(run_dir) / RUN_ID_FILE, say)
-        if self.run_id is None:
+        self.client, id_file = client_of(store_dir), Path(run_dir) / RUN_ID_FILE
+        self.run_id = kept_run(self.client, id_file)
+        if self.run_id is not None:
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            if os.path.lexists(id_file):
+                say(f"MLflow: {id_file} names no run in {store_dir}; this run goes on in a new "
+                    f"MLflow run")
             self.run_id = self.new_run(experiment, Path(run_dir), settings)
-
-    def kept_run(self, id_file, say):
-        """The id in id_file of a run in the store, set running again; None without one."""
-        try:
-            with os.fdopen(open_no_link(id_file, os.O_RDONLY), encoding="utf-8",
-                           errors="replace") as f:
-                kept = f.read(64).strip()
-        except FileNotFoundError:
-            return None
-        if RUN_ID.fullmatch(kept) and self.has_run(kept):
-            self.client.update_run(kept, status="RUNNING")
-            return kept
-        say(f"MLflow: {id_file} names no run in {self.store}; this run goes on in a new "
-            f"MLflow run")
-        return None
-
-    def has_run(self, run_id):
-        from mlflow.exceptions import MlflowException
-        try:
-            return self.client.get_run(run_id).info.lifecycle_stage == "active"
-        except MlflowException:
-            return False
 
     def new_run(self, experiment, run_dir, settings):
         """A new MLflow run named after run_dir, its id kept there, settings its params."""
@@ -120,3 +121,20 @@ class MlflowWriter:
     def run_ended(self, outcome):
         """outcome: FINISHED, KILLED (stopped on request) or FAILED."""
         self.client.set_terminated(self.run_id, outcome)
+
+
+def add_evaluation(run_dir, metrics, step, files, say):
+    """test.py's results of a checkpoint in run_dir, in its training run's MLflow run: metrics,
+    {name: value}, as test/<name> at step (the checkpoint's epoch), files as artifacts under
+    test/. A run directory that names no MLflow run (a copy elsewhere) gets a note, and no store
+    is created."""
+    store = store_of(run_dir)
+    client = client_of(store) if store.is_dir() else None
+    run_id = client and kept_run(client, Path(run_dir) / RUN_ID_FILE)
+    if not run_id:
+        say(f"MLflow: {run_dir} names no run in {store}; the results are not logged there")
+        return
+    for name, value in metrics.items():
+        client.log_metric(run_id, f"test/{name}", float(value), step=int(step))
+    for path in files:
+        client.log_artifact(run_id, str(path), "test")

@@ -1,5 +1,6 @@
 """The optional MLflow logger: a run with trainer.mlflow on is read back by MLflow's own client
-(params, per-step and per-epoch metrics, the graph and figures as artifacts); off, nothing of
+(params, per-step and per-epoch metrics, the graph and figures as artifacts, test.py's
+results); off, nothing of
 MLflow is written; on without the package, one line before anything is built."""
 import json
 import subprocess
@@ -9,8 +10,9 @@ from contextlib import nullcontext
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import test as test_script
 import train
-from logger.mlflow_writer import RUN_ID_FILE, MlflowWriter, metric_name
+from logger.mlflow_writer import RUN_ID_FILE, MlflowWriter, add_evaluation, metric_name
 from tests.conftest import REPO, write_config
 from tests.test_training import run_dir
 from trainer.checkpoint import load_checkpoint
@@ -38,6 +40,8 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifac
     assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
     latest = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     assert run_cli(lambda: train.main(["--resume", str(latest), "--epochs", "2"])) == 0
+    assert run_cli(lambda: test_script.main(["--resume", str(latest), "-k", "2", "--limit",
+                                             "100", "--no-edge-values"])) == 0
 
     (run,) = read_back(mlflow, tmp_path / "saved" / "mlruns", monkeypatch)
     assert run.info.status == "FINISHED" and run.info.run_name == latest.parent.name
@@ -72,6 +76,13 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifac
               for a in client.list_artifacts(run.info.run_id, folder)}
     assert {"graph/epoch_0001.json", "graph/epoch_0002.json", "figures/graph/epoch_0002.png",
             "figures/samples/epoch_0002.png"} <= listed
+    # test.py's numbers and files, in the same run
+    tested = json.loads(latest.with_name("checkpoint-latest-test.json").read_text())
+    assert history("test/elbo") == [(2, pytest.approx(tested["elbo"]))]
+    assert history("test/log_likelihood") == [(2, pytest.approx(tested["log_likelihood"]))]
+    assert {f"test/checkpoint-latest{end}" for end in ("-test.json", "-graph.json", "-graph.png",
+                                                       "-graph.dot")} \
+        == {a.path for a in client.list_artifacts(run.info.run_id, "test")}
     graph = json.loads((artifacts / "graph" / "epoch_0002.json").read_text())
     assert [e["name"] for e in graph["edges"]] == ["z1->z0", "z2->z0", "z2->z1"]
     assert (artifacts / "figures" / "reconstructions" / "epoch_0001.png").read_bytes()[:4] \
@@ -113,6 +124,9 @@ def test_a_run_directory_naming_no_run_of_the_store_goes_on_in_a_new_one(mlflow,
     assert other.run_id != first.run_id and "names no run" in said[0]
     runs = read_back(mlflow, store, monkeypatch)
     assert sorted(r.data.params["trainer.epochs"] for r in runs) == ["3", "5"]
+    copy = tmp_path / "elsewhere" / "copy"  # test.py on a copy of a run: a note, no store
+    add_evaluation(copy, {"elbo": -1.0}, 1, [], said.append)
+    assert "not logged" in said[-1] and not (copy / "mlruns").exists()
 
 
 def test_tags_become_mlflow_metric_names():
