@@ -3,6 +3,7 @@
 results); off, nothing of
 MLflow is written; on without the package, one line before anything is built."""
 import json
+import signal
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -15,6 +16,7 @@ import train
 from logger.mlflow_writer import RUN_ID_FILE, MlflowWriter, add_evaluation, metric_name
 from tests.conftest import REPO, write_config
 from tests.test_training import run_dir
+from trainer import Trainer
 from trainer.checkpoint import load_checkpoint
 from utils.errors import run_cli
 
@@ -37,7 +39,11 @@ def read_back(mlflow, store, monkeypatch):
 def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifacts(
         mlflow, tiny_config, tmp_path, monkeypatch):
     tiny_config["trainer"].update(epochs=1, mlflow=True, log_every_steps=2)
-    assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    with monkeypatch.context() as patch:  # stopped (SIGTERM) in the 3rd step of the 1st epoch
+        patch.setattr(Trainer, "train_step", stop_in_step(3, Trainer.train_step))
+        assert run_cli(lambda: train.main(["-c", str(write_config(tmp_path, tiny_config))])) == 0
+    (stopped,) = read_back(mlflow, tmp_path / "saved" / "mlruns", monkeypatch)
+    assert stopped.info.status == "KILLED"
     latest = run_dir(tmp_path / "saved") / "checkpoint-latest.safetensors"
     assert run_cli(lambda: train.main(["--resume", str(latest), "--epochs", "2"])) == 0
     assert run_cli(lambda: test_script.main(["--resume", str(latest), "-k", "2", "--limit",
@@ -55,7 +61,7 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifac
     client = mlflow.MlflowClient()
     history = lambda key: [(m.step, m.value)  # noqa: E731
                            for m in client.get_metric_history(run.info.run_id, key)]
-    # Every 2nd step of the run (8 a epoch), counted across the resume.
+    # Every 2nd step of the run (8 an epoch), counted across the stop and the resume.
     assert [step for step, _ in history("loss/train_step")] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert [step for step, _ in history("grad_norm/train_step")] == [2, 4, 6, 8, 10, 12, 14, 16]
     (log_dir,) = (tmp_path / "saved" / "log").glob("*/*")
@@ -87,6 +93,18 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifac
     assert [e["name"] for e in graph["edges"]] == ["z1->z0", "z2->z0", "z2->z1"]
     assert (artifacts / "figures" / "reconstructions" / "epoch_0001.png").read_bytes()[:4] \
         == b"\x89PNG"
+
+
+def stop_in_step(n, train_step):
+    """train_step, with a SIGTERM to this process in its n-th call."""
+    calls = []
+
+    def stopping(self, batch):
+        calls.append(1)
+        if len(calls) == n:
+            signal.raise_signal(signal.SIGTERM)
+        return train_step(self, batch)
+    return stopping
 
 
 def test_with_the_switch_off_nothing_of_mlflow_is_written(tiny_config, tmp_path):
