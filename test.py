@@ -11,8 +11,9 @@ split as training used it (its subset included, so that the value now and the va
 freeze are measured on the same examples), and writes beside the checkpoint, named after it:
 <stem>-test.json (everything, with the per-example values for paired comparisons; bits/dim as
 elbo_bits_per_dim and log_likelihood_bits_per_dim), <stem>-graph.json, <stem>-graph.png (its
-picture: every edge, cross-step ones included) and <stem>-graph.dot (the same for Graphviz). With trainer.mlflow on, the training run's MLflow
-run gets the numbers (test/elbo, ... at the checkpoint's epoch) and these files (under test/).
+picture: every edge, cross-step ones included) and <stem>-graph.dot (the same for Graphviz).
+With trainer.mlflow on, the training run's MLflow run gets the numbers (test/elbo, ... at the
+checkpoint's epoch) and these files (under test/).
 """
 import sys
 

@@ -1,7 +1,8 @@
 """What TensorBoard (and MLflow) shows each validation epoch besides scalars: the learned graph
-(logger/graph_figure.py; MLflow also as JSON); for images, reconstructions (inputs above) and samples from the prior
-with the current discrete graph (torchvision grids); for sequence models, validation
-sequences beside sequences the model generates (logger/sequences.py, as sample.py draws them).
+(logger/graph_figure.py; MLflow keeps it as JSON too); for images, reconstructions (inputs
+above) and samples from the prior with the current discrete graph (torchvision grids); for
+sequence models, validation sequences beside sequences the model generates
+(logger/sequences.py, as sample.py draws them).
 """
 from pathlib import Path
 
