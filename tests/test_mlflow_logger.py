@@ -179,3 +179,16 @@ def test_the_writers_pass_each_call_to_the_sinks_that_take_it_and_say_how_the_ru
                 if stop:
                     writers.outcome = stop
         assert sink.calls == [("add_scalar", "loss/train", 1.0, 3), ("run_ended", outcome)]
+
+
+def test_under_ddp_only_the_main_process_writes_one_mlflow_run(mlflow, tiny_config, tmp_path,
+                                                               monkeypatch):
+    from tests.test_ddp import ddp_config, run_ddp
+    config = ddp_config(tiny_config, tmp_path / "saved", batch_size=32, epochs=1)
+    config["data_loader"]["args"]["subset"] = 256  # 4 steps of 2 × 32 examples
+    config["trainer"].update(mlflow=True, log_every_steps=1)
+    run_ddp(["-c", str(write_config(tmp_path, config))], tmp_path)
+    (run,) = read_back(mlflow, tmp_path / "saved" / "mlruns", monkeypatch)
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id,
+                                                                      "loss/train_step")]
+    assert run.info.status == "FINISHED" and steps == [1, 2, 3, 4]  # each step once
