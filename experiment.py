@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import torch
 
 from data_loader.data_loaders import DATA_LOADERS, PROGRAM_SET
+from logger.mlflow_writer import require_mlflow
 from model.likelihoods import likelihoods_for
 from model.registry import MODELS
 from trainer import Trainer
@@ -199,6 +200,8 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
     trainer for timing steps (bench/), with no validation loader and no monitor check."""
     check_torch_sections(config)
     check_processes(config)
+    if config["trainer"]["mlflow"]:
+        require_mlflow()  # before anything is built: one line naming the install
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
     config.config["n_gpu"] = world_size if gpu else 0  # as used (null: by the GPUs visible)

@@ -12,6 +12,8 @@ freeze are measured on the same examples), and writes beside the checkpoint, nam
 <stem>-test.json (everything, with the per-example values for paired comparisons; bits/dim as
 elbo_bits_per_dim and log_likelihood_bits_per_dim), <stem>-graph.json, <stem>-graph.png (its
 picture: every edge, cross-step ones included) and <stem>-graph.dot (the same for Graphviz).
+With trainer.mlflow on, the training run's MLflow run gets the numbers (test/elbo, ... at the
+checkpoint's epoch) and these files (under test/).
 """
 import sys
 
@@ -33,12 +35,16 @@ from logger.console import data_description  # noqa: E402
 from logger.graph_dot import graph_to_dot  # noqa: E402
 from logger.graph_figure import graph_figure  # noqa: E402
 from logger.graph_style import all_edges, edge_status  # noqa: E402
+from logger.mlflow_writer import add_evaluation, require_mlflow  # noqa: E402
 from logger.plotting import save_figure  # noqa: E402
 from trainer.edge_values import edge_values  # noqa: E402
 from trainer.evaluation import evaluate  # noqa: E402
 from utils.bounds import integer, samples  # noqa: E402
 from utils.errors import CheckpointError, ConfigError, run_cli, writing  # noqa: E402
 from utils.files import refuse_link, write_file  # noqa: E402
+
+MLFLOW_METRICS = ("elbo", "kl", "log_likelihood", "elbo_bits_per_dim",
+                  "log_likelihood_bits_per_dim", "structure_cost")
 
 
 def parse_args(argv):
@@ -184,6 +190,8 @@ def main(argv=None):
     out = Path(args.resume).with_name(f"{stem}-test.json")
     refuse_to_replace_fuller(out, args.limit, args.samples)
     config, checkpoint = load_run_config(args, max_devices=1, script="test.py")
+    if config["trainer"]["mlflow"]:
+        require_mlflow()
     results = evaluate_checkpoint(config, checkpoint, args.resume, args.samples, args.bs,
                                   args.limit, measure_edges=not args.no_edge_values)
     print_report(results)
@@ -204,6 +212,10 @@ def main(argv=None):
         save_figure(graph_picture(results, config), graph_png)
     print(f"\nResults written to {out}; the graph beside it: {graph_png.name} (picture), "
           f"{graph_json.name}, {graph_dot.name} (Graphviz DOT)")
+    if config["trainer"]["mlflow"]:  # the training run's MLflow run gets them too
+        add_evaluation(Path(args.resume).parent, {key: results[key] for key in MLFLOW_METRICS
+                                                  if results.get(key) is not None},
+                       results["epoch"], [*outputs, graph_png], print)
 
 
 def graph_picture(results, config):

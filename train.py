@@ -23,6 +23,7 @@ from cli import add_flags, load_run_config, parser, use_devices  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from logger import get_logger, setup_logging  # noqa: E402
 from logger.console import model_summary, run_header  # noqa: E402
+from logger.mlflow_writer import store_of  # noqa: E402
 from utils import distributed, ranks, run_dirs  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.signals import STOP_SIGNALS  # noqa: E402
@@ -78,7 +79,8 @@ def fit(trainer, config, resuming=False):
         logger.info(run_header(config, trainer.data_loader, trainer.valid_data_loader,
                                trainer.device))
         world_size = ranks.world()[1]
-        logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir})"
+        mlflow = f"; MLflow: {store_of(config.save_dir)}" if config["trainer"]["mlflow"] else ""
+        logger.info(f"Run directory: {config.save_dir}  (TensorBoard: {config.log_dir}{mlflow})"
                     + (f"; {world_size} processes" if world_size > 1 else ""))
         trainer.fit()
     if not trainer.stopped:

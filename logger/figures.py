@@ -1,9 +1,9 @@
-"""What TensorBoard shows each validation epoch besides scalars: the learned graph
-(logger/graph_figure.py); for images, reconstructions (inputs above) and samples from the prior
-with the current discrete graph (torchvision grids); for sequence models, validation
-sequences, the model's reconstructions of them and sequences the model generates
-(logger/sequences.py, as sample.py draws them). Also sample.py's grids: samples, and
-traversals titled and labelled with what their rows and columns are.
+"""What TensorBoard (and MLflow) shows each validation epoch besides scalars: the learned graph
+(logger/graph_figure.py; MLflow keeps it as JSON too); for images, reconstructions (inputs
+above) and samples from the prior with the current discrete graph (torchvision grids); for
+sequence models, validation sequences, the model's reconstructions of them and sequences the
+model generates (logger/sequences.py, as sample.py draws them). Also sample.py's grids:
+samples, and traversals titled and labelled with what their rows and columns are.
 """
 from pathlib import Path
 
@@ -27,9 +27,10 @@ def log_epoch_figures(writer, model, x_valid, image_shape, epoch, seed=None):
     seed: the run's, for the graph's title."""
     was_training = model.training
     model.eval()
-    writer.add_figure("graph", graph_figure(model.describe_graph(),
-                                            title=f"{type(model).__name__} graph", epoch=epoch,
-                                            seed=seed), epoch)
+    graph = model.describe_graph()
+    writer.add_json("graph", graph, epoch)  # MLflow keeps it beside the picture
+    writer.add_figure("graph", graph_figure(graph, title=f"{type(model).__name__} graph",
+                                            epoch=epoch, seed=seed), epoch)
     if hasattr(model, "generate"):
         log_sequences(writer, model, x_valid, epoch)
     elif image_shape is not None:

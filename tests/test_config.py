@@ -13,7 +13,7 @@ from model import MODELS
 from tests.conftest import REPO
 from trainer.checkpoint import load_checkpoint
 from trainer.tensorboard import flat_settings
-from utils import distributed
+from utils import ranks
 from utils.config import ConfigParser, TrainerSettings, run_settings
 from utils.overrides import apply_overrides
 from utils.errors import ConfigError
@@ -71,7 +71,7 @@ def test_a_runs_saved_config_states_the_values_it_used(tiny_config):
         (model.n_nodes, model.node_dim, model.n_nodes * model.node_dim)
     assert args["gate_schedule"] == dataclasses.asdict(model.gates.schedule)
     assert args["structure_prior"] == dataclasses.asdict(model.gates.prior)
-    assert saved["n_gpu"] == (distributed.world()[1] if trainer.device.type == "cuda" else 0)
+    assert saved["n_gpu"] == (ranks.world()[1] if trainer.device.type == "cuda" else 0)
     nulls = {key for key, value in flat_settings(saved).items() if value == "null"}
     assert nulls == {"arch.gate_schedule.tau_rate", "arch.gate_schedule.freeze_epoch",
                      "arch.gate_schedule.lr", "arch.structure_prior.edge_prior",

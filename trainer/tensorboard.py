@@ -1,4 +1,6 @@
-"""What a training run shows in TensorBoard, one TensorBoard run per training run.
+"""What a training run shows in TensorBoard, one TensorBoard run per training run, and in
+MLflow when trainer.mlflow is on (the same calls, logger/run_writers.py; the store is
+<save_dir>/mlruns, logger/mlflow_writer.py).
 
 Tags are <quantity>/<split or item>:
   loss/train, loss/valid, recon/..., kl/... (per epoch, nats per unit), loss/train_step and
@@ -9,6 +11,7 @@ Tags are <quantity>/<split or item>:
 and, each epoch, the learned graph, reconstructions and samples, or a sequence model's data, its
 reconstructions and generated sequences (logger/figures.py). Every setting of the run goes to the HParams tab once,
 when the run starts; its metrics there are the scalar tags themselves (their latest values).
+MLflow takes the settings as the params of its run, and the learned graph as JSON as well.
 """
 import json
 
@@ -16,6 +19,10 @@ import torch
 from torch.utils.tensorboard.summary import hparams
 
 from data_loader.base_data_loader import to_device
+from logger import TensorboardWriter
+from logger.mlflow_writer import MlflowWriter, store_of
+from logger.run_writers import RunWriters
+from utils import ranks
 
 PER_EPOCH = ("loss", "recon", "kl")
 HPARAM_METRICS = ("loss/valid", "loss/train", "kl/valid", "bits_per_dim/valid")
@@ -87,12 +94,27 @@ def write_figures(writer, model, loader, device, epoch, seed=None):
         log_epoch_figures(writer, model, x, getattr(loader, "image_shape", None), epoch, seed)
 
 
-def write_hparams(writer, config):
-    """Every setting of the run (flat_settings of its resolved config) for the HParams tab,
-    written once when a run starts; the metrics it lists are scalar tags of the run, shown at
-    their latest values."""
-    experiment, start, end = hparams(flat_settings(config.config),
-                                     {tag: 0.0 for tag in HPARAM_METRICS})
+def open_writers(trainer):
+    """The run's writers, on the main process only: TensorBoard and MLflow as trainer.tensorboard
+    and trainer.mlflow switch them on. A new run states its settings (flat_settings of the
+    resolved config) to TensorBoard's HParams tab, a new MLflow run as its params."""
+    config, main = trainer.config, ranks.is_main()
+    settings = flat_settings(config.config)
+    mlflow = MlflowWriter(store_of(config.save_dir), config["name"], config.save_dir,
+                          settings, trainer.logger.warning) \
+        if main and config["trainer"]["mlflow"] else None
+    board = TensorboardWriter(config.log_dir, main and config["trainer"]["tensorboard"])
+    if board.enabled and trainer.epoch == 0 and not trainer.batches_done:
+        write_hparams(board, settings)
+    writers = RunWriters(*filter(None, (mlflow, board)))
+    trainer.step_scalars.enabled = writers.enabled
+    return writers
+
+
+def write_hparams(writer, settings):
+    """settings, {flat key: value}, for the HParams tab, written once when a run starts; the
+    metrics it lists are scalar tags of the run, shown at their latest values."""
+    experiment, start, end = hparams(settings, {tag: 0.0 for tag in HPARAM_METRICS})
     for summary in (experiment, start, end):
         writer.file_writer.add_summary(summary)
 

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from data_loader.base_data_loader import time_chunks, to_device
-from logger import TensorboardWriter, console, get_logger
+from logger import console, get_logger
 from model.objective import negative_elbo
 from trainer import compiling, fits, resume, tensorboard
 from trainer.edge_values import edge_values
@@ -100,22 +100,16 @@ class Trainer:
         signal saves and returns (self.stopped), a diverged run rolls back and raises."""
         for level, message in self.notes:
             self.logger.log(level, message)
-        self.writer = TensorboardWriter(self.config.log_dir, self.settings["tensorboard"]
-                                        and ranks.is_main())
-        self.step_scalars.enabled = self.writer.enabled
+        self.writer = tensorboard.open_writers(self)
         self.checkpoints.remember_good(self.state_dict())
-        if self.writer.enabled and self.epoch == 0 and not self.batches_done:
-            tensorboard.write_hparams(self.writer, self.config)
-        with self.stops.installed():
+        with self.stops.installed(), self.writer:  # closed at the end, MLflow told how it ended
             try:
                 self.run_epochs()
             except StopRequested:
                 distributed.barrier()  # no rank leaves before rank 0 has written
-                self.stopped = True
+                self.stopped, self.writer.outcome = True, "KILLED"
                 self.logger.info(f"Stopped on request; checkpoint saved. Resume with:\n    "
                                  f"python train.py --resume {self.checkpoints.latest}")
-            finally:
-                self.writer.close()
 
     def run_epochs(self):
         for epoch in range(self.epoch + 1, self.settings["epochs"] + 1):

@@ -50,6 +50,7 @@ class TrainerSettings:
     monitor: str = "min val_loss"  # "min <metric>", "max <metric>" or "off"
     early_stop: NonNegative = 0
     tensorboard: bool = True
+    mlflow: bool = False  # also log to MLflow, <save_dir>/mlruns (the package is optional)
     deterministic: bool = False
     checkpoint_every_steps: Count | None = None
     max_nonfinite_steps: Count = 10
