@@ -12,6 +12,7 @@ from PIL import Image
 
 from logger.curves import curves_figure, save_curves
 from logger.figures import log_sequences
+from logger.plotting import plt
 from logger.graph_dot import graph_to_dot
 from logger.graph_figure import graph_figure
 from logger.sequences import save_sequence_figure
@@ -297,3 +298,5 @@ def test_sequence_models_show_their_reconstructions_of_the_validation_sequences(
         rolls = [ax.get_images()[0].get_array() for ax in panels]
         assert [roll.shape for roll in rolls] == [(88, 12), (88, 7), (88, 12)]
         assert all(0 <= roll.min() and roll.max() <= 1 for roll in rolls)
+    for figure in writer.figures.values():  # TensorBoard's add_figure closes what it is given
+        plt.close(figure)
