@@ -28,12 +28,15 @@ GRADIENT_EPOCHS = (1, 3, 6, 10)
 SHOWN_EPOCHS = (*GRADIENT_EPOCHS, runs.FREEZE_EPOCH)  # σ(α) and KL after these
 BATCHES = 50
 LEGEND = """Columns: *true (nats)*, a true edge's information (blank: not in the true DAG);
-σ(α) after epochs {epochs} (the last: the freeze); *grad recon / KL, ep. e*, the gradients of the
-negative ELBO's reconstruction and KL parts (nats per image) on the edge's logit, from the
-checkpoint after epoch e at the next epoch's temperature, mean over {batches} training batches
-(negative: gradient descent raises σ(α)); *toggled*, ELBO with − without the edge at the freeze,
-the networks as trained; *refitted*, L_16 with − without the edge, the prior networks refitted
-(trainer/graph_search.py), ± its standard error over validation images. One seed per run."""
+*σ(α)* after epochs {epochs} (the last: the freeze); *grad recon / KL, ep. e*, the gradients
+of the negative ELBO's reconstruction and KL parts (nats per image) on the edge's logit, from
+the checkpoint after epoch e at the next epoch's temperature, mean over {batches} training
+batches (negative: gradient descent raises σ(α)); *training's grad*, at the same epochs, the
+gradient training follows: recon + w (KL + the structure cost), w the next epoch's KL warm-up
+weight (with Adam, its sign more than its size sets how σ(α) moves); *toggled*, ELBO with −
+without the edge at the freeze, the networks as trained; *refitted*, L_16 with − without the
+edge, the prior networks refitted (trainer/graph_search.py), ± its standard error over
+validation images. One seed per run."""
 
 
 def epoch_checkpoint(directory, epoch):
@@ -62,8 +65,10 @@ def train_diagnosed(arm, name, seed, out, results):
 
 
 def gradients_at(directory, epoch):
-    """{edge: (d recon / d alpha, d KL / d alpha)} of the run's checkpoint after epoch, at
-    the next epoch's temperature, on BATCHES training batches (bench/edge_gradients.py)."""
+    """{edge: (d recon / d alpha, d KL / d alpha, d objective / d alpha)} of the run's
+    checkpoint after epoch, at the next epoch's temperature, on BATCHES training batches
+    (bench/edge_gradients.py); the objective's gradient is training's: recon + w (KL + the
+    structure cost), w the next epoch's KL warm-up weight (Trainer.start_epoch)."""
     from bench.edge_gradients import edge_gradients
     from experiment import build_loader, load_model
     from trainer.checkpoint import load_checkpoint
@@ -75,7 +80,19 @@ def gradients_at(directory, epoch):
     model.start_epoch(epoch + 1)
     loader = build_loader(config, "train")
     loader.set_epoch(epoch + 1)
-    return edge_gradients(model, loader, BATCHES)
+    warmup = config["trainer"]["kl_warmup_epochs"]
+    weight = min(1.0, (epoch + 1) / warmup) if warmup else 1.0
+    cost = cost_gradients(model)
+    return {edge: (recon, kl, recon + weight * (kl + cost[edge]))
+            for edge, (recon, kl) in edge_gradients(model, loader, BATCHES).items()}
+
+
+def cost_gradients(model):
+    """{edge: d structure cost / d alpha} (0 without a structure prior)."""
+    gate_sets = [g for g in model.gate_sets().values() if g.learned]
+    grads = torch.autograd.grad(model.structure_cost(), [g.logits for g in gate_sets]) \
+        if model.has_structure_cost else [torch.zeros(len(g.names)) for g in gate_sets]
+    return {name: float(v) for g, grad in zip(gate_sets, grads) for name, v in zip(g.names, grad)}
 
 
 def diagnose(arm, name, seed, out, results):
@@ -94,7 +111,7 @@ def diagnose(arm, name, seed, out, results):
 
 
 def table_rows(diagnoses):
-    rows = []
+    rows, epochs = [], " / ".join(map(str, GRADIENT_EPOCHS))
     for d in diagnoses:
         for edge in d["edge_probs"][-1]:
             row = {"run": f"{d['dag']} {d['arm']}", "edge": edge,
@@ -102,8 +119,10 @@ def table_rows(diagnoses):
                    "σ(α)": " / ".join(f"{d['edge_probs'][e - 1][edge]:.2f}"
                                       for e in SHOWN_EPOCHS)}
             for epoch, grads in d["gradients"].items():
-                recon, kl = grads[edge]
+                recon, kl, _ = grads[edge]
                 row[f"grad recon / KL, ep. {epoch}"] = f"{recon:+.3f} / {kl:+.3f}"
+            row[f"training's grad, ep. {epochs}"] = " / ".join(f"{grads[edge][2]:+.3f}"
+                                                for grads in d["gradients"].values())
             row["toggled"] = fmt(d["toggled"].get(edge), 3)
             row["refitted"] = f"{d['refitted'][edge]:+.3f} ± {d['refitted_se'][edge]:.3f}"
             rows.append(row)
