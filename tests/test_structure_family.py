@@ -1,8 +1,11 @@
-"""The structure benchmark's DAGs and its honest scoring (bench/structure_family)."""
+"""The structure benchmark's DAGs, its honest scoring and its diagnosis' runs
+(bench/structure_family)."""
 import itertools
+import json
 
-from bench.structure_family import shapes
+from bench.structure_family import diagnosis, runs, shapes
 from reproduction import statistics
+from trainer import graph_search
 
 
 def test_every_dag_shape_appears_once_in_the_node_order():
@@ -28,3 +31,32 @@ def test_an_undecided_edge_is_neither_kept_nor_recovered():
     assert clean["exact"] and clean["shd"] == 0
     assert statistics.recovery(set(), [])["exact"]
     assert statistics.recovery({"z1->z0"}, [])["precision"] == 0.0
+
+
+def test_the_diagnosis_trains_its_runs_with_the_checkpoints_it_reads(tmp_path, monkeypatch):
+    config = json.loads(runs.BASE_CONFIG.read_text())
+    config["arch"]["args"].update(encoder_hidden=[16], feature_dim=8, bottom_up_hidden=8,
+                                  top_down_hidden=8, decoder_hidden=[8],
+                                  gate_schedule={"anneal_epochs": 3, "freeze_epoch": 3})
+    config["data_loader"]["args"].update(subset=200, validation_size=100, batch_size=100)
+    (tmp_path / "base.json").write_text(json.dumps(config))
+    monkeypatch.setattr(runs, "BASE_CONFIG", tmp_path / "base.json")
+    monkeypatch.setattr(runs, "FREEZE_EPOCH", 3)
+    monkeypatch.setattr(diagnosis, "GRADIENT_EPOCHS", (1, 2))
+    monkeypatch.setattr(graph_search, "FIT_IMAGES", 100)
+    monkeypatch.setattr(graph_search, "EPOCHS", 2)
+    out, results = tmp_path / "out", tmp_path / "results"
+    directory = runs.run_dir(out, "paper", "n3_21-10", 0)
+    read = {diagnosis.epoch_checkpoint(directory, e) for e in (1, 2, 3)}
+    search = diagnosis.train_diagnosed("paper", "n3_21-10", 0, out, results)
+    assert all(path.is_file() for path in read)
+    assert json.loads(search.read_text())["dag"] == "n3_21-10"
+    # A run trained without them (as the benchmark trains) is trained again, its search redone.
+    for path in read:
+        path.unlink()
+    search.write_text("stale")
+    assert diagnosis.train_diagnosed("paper", "n3_21-10", 0, out, results) == search
+    assert all(path.is_file() for path in read) and search.read_text() != "stale"
+    done = runs.results_path(results, "paper", "n3_21-10", 0).read_bytes()
+    diagnosis.train_diagnosed("paper", "n3_21-10", 0, out, results)  # complete: nothing redone
+    assert runs.results_path(results, "paper", "n3_21-10", 0).read_bytes() == done

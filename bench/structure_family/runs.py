@@ -31,8 +31,9 @@ ARMS = {
 }
 
 
-def run_config(arm, name, edges, n_factors, seed, out, dag_settings=None):
-    """The run's config (a dict) for one (arm, DAG, seed)."""
+def run_config(arm, name, edges, n_factors, seed, out, dag_settings=None, save_period=10 ** 6):
+    """The run's config (a dict) for one (arm, DAG, seed); save_period: keep
+    checkpoint-epochK every save_period epochs (by default only the last)."""
     from utils.config import load_json
     from utils.overrides import set_by_path
     config = load_json(BASE_CONFIG)
@@ -44,7 +45,7 @@ def run_config(arm, name, edges, n_factors, seed, out, dag_settings=None):
     config["arch"]["args"]["node_dim"] = dag.get("factor_dim", 2)
     config["data_loader"]["args"]["dag"] = dag
     config["trainer"].update(epochs=FREEZE_EPOCH, save_dir=str(out), tensorboard=False,
-                             early_stop=0, save_period=10 ** 6, verbosity=1, monitor="off")
+                             early_stop=0, save_period=save_period, verbosity=1, monitor="off")
     for key, value in ARMS[arm].items():
         set_by_path(config, key, value)
     return config
@@ -106,7 +107,7 @@ def record_of(config, checkpoint, arm, name, edges, seed):
 
 
 def run_one(arm, name, edges, n_factors, seed, out, results, retrain=False,
-            dag_settings=None):
+            dag_settings=None, save_period=10 ** 6):
     """Train and record one (arm, DAG, seed) unless its results file exists (retrain: train
     it again from the start). Returns the results file's path."""
     path = results_path(results, arm, name, seed)
@@ -118,7 +119,7 @@ def run_one(arm, name, edges, n_factors, seed, out, results, retrain=False,
     if path.is_file():
         return path
     torch.set_num_threads(1)
-    config = run_config(arm, name, edges, n_factors, seed, out, dag_settings)
+    config = run_config(arm, name, edges, n_factors, seed, out, dag_settings, save_period)
     checkpoint = train_run(config, directory)
     record = record_of(config, checkpoint, arm, name, edges, seed)
     path.parent.mkdir(parents=True, exist_ok=True)

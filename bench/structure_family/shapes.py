@@ -56,6 +56,24 @@ def dag_name(edges, n):
     return f"n{n}_{body or 'empty'}"
 
 
+def dag_edges(name):
+    """(edges, n) of the DAG that dag_name calls name; a name it does not make is one line."""
+    from utils.errors import ConfigError
+    head, _, body = name.partition("_")
+    try:
+        n = int(head[1:]) if head.startswith("n") else 0
+        pairs = [] if body == "empty" else [p.split(".") if n > 10 else list(p)
+                                            for p in body.split("-")]
+        edges = [(int(j), int(i)) for j, i in pairs]
+    except ValueError:
+        edges = None
+    if edges is None or n < 2 or dag_name(edges, n) != name or len(set(edges)) < len(edges) \
+            or not all(n > j > i >= 0 for j, i in edges):
+        raise ConfigError(f"{name} is not a DAG's name (n<nodes>_<parent><child>-..., parents "
+                          f"above their children, e.g. n4_31-10 or n4_empty)")
+    return edges, n
+
+
 def kind_of(edges):
     """What the DAG contains, for reading the table: 'empty', 'one edge', or of chain / fork /
     collider the patterns it has (a chain: a path of two edges; a fork: a node with two
