@@ -204,7 +204,6 @@ def build_trainer(config, checkpoint=None, resume_path=None, validate=True):
         require_mlflow()  # before anything is built: one line naming the install
     gpu = distributed.uses_gpu(config["n_gpu"])
     world_size = distributed.init(gpu)[1]
-    config.config["n_gpu"] = world_size if gpu else 0  # as used (null: by the GPUs visible)
     seed_everything(config)
     device = distributed.local_device(gpu)
     with distributed.local_main_first():  # one process per machine builds the data caches

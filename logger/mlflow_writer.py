@@ -86,8 +86,7 @@ class MlflowWriter:
     def new_run(self, experiment, run_dir, settings):
         """A new MLflow run named after run_dir, its id kept there, settings its params."""
         from mlflow.entities import Param
-        found = self.client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        experiment_id = experiment_of(self.client, experiment)
         run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
                                         tags={"run_dir": str(run_dir)}).info.run_id
         write_file(run_dir / RUN_ID_FILE, run_id)
@@ -123,18 +122,41 @@ class MlflowWriter:
         self.client.set_terminated(self.run_id, outcome)
 
 
+def experiment_of(client, name):
+    """The id of the store's experiment called name, made if there is none. Two runs starting
+    together may both make it: the loser finds the winner's. A deleted one is refused (MLflow
+    would not take runs in it) with the two ways out."""
+    from mlflow.exceptions import MlflowException
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(name)
+        except MlflowException:
+            found = client.get_experiment_by_name(name)
+    if found.lifecycle_stage == "deleted":
+        raise ConfigError(f"the MLflow experiment {name!r} in {client.tracking_uri} is deleted; "
+                          f"restore it (MlflowClient.restore_experiment) or give the run another "
+                          f"name")
+    return found.experiment_id
+
+
 def add_evaluation(run_dir, metrics, step, files, say):
     """test.py's results of a checkpoint in run_dir, in its training run's MLflow run: metrics,
     {name: value}, as test/<name> at step (the checkpoint's epoch), files as artifacts under
     test/. A run directory that names no MLflow run (a copy elsewhere) gets a note, and no store
     is created."""
+    from mlflow.exceptions import MlflowException
     store = store_of(run_dir)
     client = client_of(store) if store.is_dir() else None
     run_id = client and kept_run(client, Path(run_dir) / RUN_ID_FILE)
     if not run_id:
         say(f"MLflow: {run_dir} names no run in {store}; the results are not logged there")
         return
-    for name, value in metrics.items():
-        client.log_metric(run_id, f"test/{name}", float(value), step=int(step))
-    for path in files:
-        client.log_artifact(run_id, str(path), "test")
+    try:
+        for name, value in metrics.items():
+            client.log_metric(run_id, f"test/{name}", float(value), step=int(step))
+        for path in files:
+            client.log_artifact(run_id, str(path), "test")
+    except (MlflowException, OSError) as error:  # the results are on disk already
+        say(f"MLflow: the results could not be logged in {store} ({error}); they are in the "
+            f"files above")

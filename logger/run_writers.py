@@ -17,6 +17,8 @@ class RunWriters:
         return bool(self.sinks)
 
     def __getattr__(self, name):
+        if not (name.startswith("add_") or name in ("run_ended", "flush", "close")):
+            raise AttributeError(name)  # a writer's calls only: no typo or protocol answered
         methods = [m for m in (getattr(sink, name, None) for sink in self.sinks) if m]
 
         def each(*args, **kwargs):
@@ -28,5 +30,7 @@ class RunWriters:
         return self
 
     def __exit__(self, error, *_):
-        self.run_ended("FAILED" if error else self.outcome)
-        self.close()
+        try:
+            self.run_ended("FAILED" if error else self.outcome)
+        finally:
+            self.close()

@@ -59,6 +59,9 @@ class GraphVAE(BaseModel):
                  encoder: one_of(ENCODERS) = "mlp"):
         super().__init__()
         node_dim = split_latent_dims(latent_dim, n_nodes, node_dim)
+        # The size a config leaves null is stated in the saved config, the one it gave is not
+        # doubled: with both there, an edit of n_nodes or of one size would contradict the other.
+        self.derived = {} if latent_dim is not None else {"node_dim": node_dim}
         self.input_dim = input_dim  # recorded in checkpoints: sample.py rebuilds from it
         self.n_nodes, self.node_dim = n_nodes, node_dim
         self.likelihood = build_likelihood(likelihood, input_dim)
@@ -165,7 +168,7 @@ class GraphVAE(BaseModel):
         return self.gates.describe(self.node_dim)
 
     def derived_settings(self):
-        return {"node_dim": self.node_dim, "latent_dim": self.n_nodes * self.node_dim}
+        return self.derived
 
 
 @MODELS.register()
@@ -181,16 +184,12 @@ class GraphLSTMVAE(GraphVAE):
 
 
 def split_latent_dims(latent_dim, n_nodes, node_dim):
-    """The node size d: node_dim, or latent_dim / n_nodes when the total latent size M is given
-    instead (neither: the paper's d). Both given (a run's saved config states both) must
-    agree: an edit of one is never silently overruled by the other."""
+    """The node size d: latent_dim / n_nodes when the total latent size M is given (it decides;
+    node_dim is then not read), else node_dim (neither: the paper's d)."""
     if latent_dim is None:
         return NODE_DIM if node_dim is None else node_dim
     if latent_dim % n_nodes:
         divisors = [k for k in range(1, min(latent_dim, MAX_NODES) + 1) if latent_dim % k == 0]
         raise ValueError(f"latent_dim {latent_dim} is not divisible by n_nodes {n_nodes}; "
                          f"use n_nodes in {divisors}")
-    if node_dim is not None and node_dim * n_nodes != latent_dim:
-        raise ValueError(f"latent_dim {latent_dim} is not n_nodes x node_dim ({n_nodes} x "
-                         f"{node_dim}); set one of latent_dim and node_dim to null")
     return latent_dim // n_nodes

@@ -34,3 +34,9 @@ def negative_elbo(output, kl_weight=1.0, free_bits=0.0):
         objective = objective + kl_weight * output["structure_cost"]
         terms["structure_cost"] = output["structure_cost"].detach()
     return objective, terms, count.detach()
+
+
+def warmup_weight(epoch, warmup_epochs):
+    """The KL's weight in epoch (counted from 1) of a linear warm-up over warmup_epochs (0:
+    none), docs/method.md §5."""
+    return min(1.0, epoch / warmup_epochs) if warmup_epochs else 1.0

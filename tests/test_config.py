@@ -13,7 +13,6 @@ from model import MODELS
 from tests.conftest import REPO
 from trainer.checkpoint import load_checkpoint
 from trainer.tensorboard import flat_settings
-from utils import ranks
 from utils.config import ConfigParser, TrainerSettings, run_settings
 from utils.overrides import apply_overrides
 from utils.errors import ConfigError
@@ -68,18 +67,27 @@ def test_a_runs_saved_config_states_the_values_it_used(tiny_config):
     assert saved == load_checkpoint(run_dir / "checkpoint-latest.safetensors")["config"]
     args, model = saved["arch"]["args"], trainer.model
     assert (args["n_nodes"], args["node_dim"], args["latent_dim"]) == \
-        (model.n_nodes, model.node_dim, model.n_nodes * model.node_dim)
+        (model.n_nodes, model.node_dim, None)  # one size: an edit of n_nodes keeps d
     assert args["gate_schedule"] == dataclasses.asdict(model.gates.schedule)
     assert args["structure_prior"] == dataclasses.asdict(model.gates.prior)
-    assert saved["n_gpu"] == (ranks.world()[1] if trainer.device.type == "cuda" else 0)
     nulls = {key for key, value in flat_settings(saved).items() if value == "null"}
     assert nulls == {"arch.gate_schedule.tau_rate", "arch.gate_schedule.freeze_epoch",
                      "arch.gate_schedule.lr", "arch.structure_prior.edge_prior",
                      "data_loader.path", "data_loader.dag", "structure_optimizer",
                      "lr_scheduler", "trainer.checkpoint_every_steps", "trainer.tbptt_steps",
-                     "trainer.compile_mode"}
+                     "trainer.compile_mode", "arch.latent_dim", "n_gpu"}
     rebuilt = ConfigParser(saved)  # the saved config builds the same model
     assert build_model(rebuilt, 784).node_dim == model.node_dim
-    args["node_dim"] *= 2  # an edit of one size is never overruled by the other
-    with pytest.raises(ConfigError, match="set one of latent_dim and node_dim to null"):
-        build_model(ConfigParser(saved), 784)
+    args["n_nodes"] = 3  # the saved config edited as a sweep would: d kept, M follows
+    edited = build_model(ConfigParser(saved), 784)
+    assert (edited.n_nodes, edited.node_dim) == (3, model.node_dim)
+
+
+def test_latent_dim_decides_the_node_size_when_given():
+    """A config giving the total size M (and a saved config of either kind) builds N nodes of
+    M / N dims; a node_dim beside it is not read."""
+    from model.graph_vae import split_latent_dims
+    assert split_latent_dims(None, 5, None) == 16 and split_latent_dims(None, 5, 8) == 8
+    assert split_latent_dims(40, 5, 16) == 8 and split_latent_dims(40, 4, None) == 10
+    with pytest.raises(ValueError, match="not divisible by n_nodes 3"):
+        split_latent_dims(40, 3, None)

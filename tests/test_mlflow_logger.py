@@ -179,6 +179,32 @@ def test_the_writers_pass_each_call_to_the_sinks_that_take_it_and_say_how_the_ru
                 if stop:
                     writers.outcome = stop
         assert sink.calls == [("add_scalar", "loss/train", 1.0, 3), ("run_ended", outcome)]
+    with pytest.raises(AttributeError):  # not a writer's call: not a call that does nothing
+        RunWriters(Sink()).log_scalar  # noqa: B018
+    with pytest.raises(AttributeError):
+        RunWriters(Sink()).__deepcopy__  # noqa: B018
+
+
+def test_an_experiment_made_by_another_run_meanwhile_is_used_and_a_deleted_one_refused(
+        mlflow, tmp_path):
+    from logger.mlflow_writer import client_of, experiment_of
+    from utils.errors import ConfigError
+    client = client_of(tmp_path / "mlruns")
+    made = client.create_experiment("GraphVAE_tiny")
+    looked_up = []
+
+    class Late:  # the other run makes it between this run's lookup and its create
+        def get_experiment_by_name(self, name):
+            looked_up.append(name)
+            return None if len(looked_up) == 1 else client.get_experiment_by_name(name)
+
+        def create_experiment(self, name):
+            return client.create_experiment(name)  # MLflow refuses: it exists
+
+    assert experiment_of(Late(), "GraphVAE_tiny") == made
+    client.delete_experiment(made)
+    with pytest.raises(ConfigError, match="is deleted; restore it"):
+        experiment_of(client, "GraphVAE_tiny")
 
 
 def test_under_ddp_only_the_main_process_writes_one_mlflow_run(mlflow, tiny_config, tmp_path,

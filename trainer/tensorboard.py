@@ -9,8 +9,9 @@ Tags are <quantity>/<split or item>:
   edge_prob/z4->z3, edge_value/.., edge_value_at_freeze/.. (learned graphs),
   structure_cost/train, schedule/tau, schedule/kl_weight, schedule/nonfinite_steps;
 and, each epoch, the learned graph, reconstructions and samples, or a sequence model's data, its
-reconstructions and generated sequences (logger/figures.py). Every setting of the run goes to the HParams tab once,
-when the run starts; its metrics there are the scalar tags themselves (their latest values).
+reconstructions and generated sequences (logger/figures.py). Every setting of the run goes to
+the HParams tab once, when the run starts; its metrics there are the scalar tags themselves
+(their latest values).
 MLflow takes the settings as the params of its run, and the learned graph as JSON as well.
 """
 import json

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from data_loader.base_data_loader import time_chunks, to_device
 from logger import console, get_logger
-from model.objective import negative_elbo
+from model.objective import negative_elbo, warmup_weight
 from trainer import compiling, fits, resume, tensorboard
 from trainer.edge_values import edge_values
 from trainer.epoch_log import epoch_log, stop_unless_finite
@@ -146,8 +146,7 @@ class Trainer:
             values = edge_values(self.model, self.valid_data_loader, self.device)
             for gates in froze:
                 gates.record_values_at_freeze(values)
-        warmup = self.settings["kl_warmup_epochs"]
-        self.kl_weight.fill_(min(1.0, epoch / warmup) if warmup else 1.0)
+        self.kl_weight.fill_(warmup_weight(epoch, self.settings["kl_warmup_epochs"]))
         self.model.train()
 
     def train_epoch(self, epoch):

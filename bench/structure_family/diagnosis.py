@@ -20,6 +20,7 @@ import torch
 
 from bench.structure_family import runs, searched, shapes
 from bench.structure_family.scores import fmt
+from model.objective import warmup_weight
 from reproduction.report import markdown_table
 from utils.files import write_file
 from utils.help_format import parser as help_parser
@@ -80,8 +81,7 @@ def gradients_at(directory, epoch):
     model.start_epoch(epoch + 1)
     loader = build_loader(config, "train")
     loader.set_epoch(epoch + 1)
-    warmup = config["trainer"]["kl_warmup_epochs"]
-    weight = min(1.0, (epoch + 1) / warmup) if warmup else 1.0
+    weight = warmup_weight(epoch + 1, config["trainer"]["kl_warmup_epochs"])
     cost = cost_gradients(model)
     return {edge: (recon, kl, recon + weight * (kl + cost[edge]))
             for edge, (recon, kl) in edge_gradients(model, loader, BATCHES).items()}
