@@ -5,7 +5,7 @@ import statistics
 
 import numpy as np
 
-from model.edge_gates import UNDECIDED_BAND
+from model.edge_gates import edge_status
 
 
 def mean_sd(values):
@@ -41,11 +41,12 @@ def fmt(mean, sd=None, digits=2):
 
 
 def joint_graph(edge_probs):
-    """(kept, undecided) edge names of a learned graph from its sigma(alpha): an edge within
-    UNDECIDED_BAND of 0.5 is undecided (the graph figure draws it so), neither kept nor
-    recovered; the others are kept when sigma(alpha) > 0.5."""
-    undecided = {name for name, p in edge_probs.items() if abs(p - 0.5) < UNDECIDED_BAND}
-    return {name for name, p in edge_probs.items() if p > 0.5} - undecided, undecided
+    """(kept, undecided) edge names of a learned graph from its sigma(alpha), by the model's
+    own rule (model/edge_gates.edge_status, which the graph figures draw): an undecided edge is
+    neither kept nor recovered."""
+    status = {name: edge_status(p, p > 0.5, learned=True) for name, p in edge_probs.items()}
+    return ({name for name, s in status.items() if s == "kept"},
+            {name for name, s in status.items() if s == "undecided"})
 
 
 def final_graph(record):

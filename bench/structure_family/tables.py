@@ -7,9 +7,9 @@ import statistics
 from pathlib import Path
 
 from bench.structure_family import scores
-from reproduction.statistics import joint_graph, recovery
 from bench.structure_family.shapes import kind_of
 from reproduction.report import markdown_table
+from reproduction.statistics import joint_graph, recovery
 
 # The methods of the table: (label, arm whose runs it reads, graph from the search or not).
 METHODS = [("joint, λ = 0 (paper)", "paper", False),
