@@ -28,6 +28,8 @@ def cached(path, load, write):
         except BrokenCache as e:
             print(f"warning: {path} is not a whole cache ({e}); building it again",
                   file=sys.stderr)
+    # Said, so that a mistyped data_dir is seen filling a new folder rather than found later.
+    print(f"Building {path} (once per data_dir)", flush=True)
     with writing_data(path):  # an unwritable data_dir is one line
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(path)  # of a build killed mid-way: tens of MB each

@@ -57,8 +57,11 @@ def damage(path, how, wrong):
 def test_a_broken_cache_is_named_and_built_again(kind, how, tmp_path, capsys):
     load, write, wrong = CACHES[kind]
     path = tmp_path / "sub" / f"cache.{kind}"
-    cached(path, load, write)  # missing: built without a word
-    assert capsys.readouterr().err == ""
+    cached(path, load, write)  # missing: built, and said on stdout (a mistyped data_dir shows)
+    first = capsys.readouterr()
+    assert first.err == "" and first.out == f"Building {path} (once per data_dir)\n"
+    cached(path, load, write)  # whole: loaded without a word
+    assert capsys.readouterr() == ("", "")
     damage(path, how, wrong)
     with pytest.raises(BrokenCache):
         load(path)
