@@ -26,7 +26,7 @@ from logger.console import model_summary, run_header  # noqa: E402
 from logger.mlflow_writer import store_of  # noqa: E402
 from utils import distributed, ranks, run_dirs  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.signals import STOP_SIGNALS  # noqa: E402
+from utils.signals import STOP_SIGNALS, handling  # noqa: E402
 
 FLAGS = ("-c", "-r", "-d", "--set", "--epochs", "--lr", "--bs", "--seed", "--name", "--run-id",
          "--save-dir", "--data-dir", "--import")
@@ -122,12 +122,8 @@ def launch_workers(n_workers, argv):
     launcher = subprocess.Popen(command, start_new_session=True)  # signals come from here only
     forward = lambda signum, frame: launcher.send_signal(  # noqa: E731
         signal.SIGTERM if signum == signal.SIGUSR1 else signum)
-    previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
-    try:
+    with handling(STOP_SIGNALS, forward):
         return launcher.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,6 @@ import torch
 from torch.utils.data import DistributedSampler
 
 
-class _IndexOnlyDataset:
-    """DistributedSampler only needs len(); it never reads the data."""
-
-    def __init__(self, n_items):
-        self.n_items = n_items
-
-    def __len__(self):
-        return self.n_items
-
-
 class BaseDataLoader:
     """Yields `make_batch(indices, generator)` for consecutive slices of the epoch's order.
 
@@ -41,8 +31,9 @@ class BaseDataLoader:
         self.min_batch_size = 1
         self.epoch = 0
         self.device = torch.device("cpu")  # where batches are made (see to())
+        # DistributedSampler only takes the data's len(): a range stands for the examples.
         self.sampler = DistributedSampler(
-            _IndexOnlyDataset(n_items), num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+            range(n_items), num_replicas=num_replicas, rank=rank, shuffle=shuffle,
             seed=seed, drop_last=drop_last) if shuffle else None
 
     def to(self, device):
@@ -67,7 +58,7 @@ class BaseDataLoader:
         orders = []
         for rank in range(self.num_replicas):
             sampler = DistributedSampler(
-                _IndexOnlyDataset(self.n_items), num_replicas=self.num_replicas, rank=rank,
+                range(self.n_items), num_replicas=self.num_replicas, rank=rank,
                 shuffle=True, seed=self.seed, drop_last=self.drop_last)
             sampler.set_epoch(self.epoch)
             orders.append(list(iter(sampler)))

@@ -9,7 +9,7 @@ leaves the jobs running.
 import os
 import signal
 import time
-from contextlib import contextmanager, redirect_stderr
+from contextlib import redirect_stderr
 from io import StringIO
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from submitit.core.utils import FailedJobError
 from launcher.job import Job, read_record, slurm_queue, write_record
 from launcher.settings import executor
 from utils.errors import UserError
+from utils.signals import handling
 
 POLL_S = 0.5  # how often the jobs' result files are looked at
 QUEUE_POLL_S = 15  # how often Slurm's queue is asked (a scheduler is not to be flooded)
@@ -110,29 +111,18 @@ class Stop(BaseException):
     """A SIGTERM or SIGHUP to the launcher (a Ctrl-C is Python's KeyboardInterrupt)."""
 
 
-@contextmanager
 def stops_raise():
     def stop(signum, frame):
         raise Stop(signal.Signals(signum).name)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return handling((signal.SIGTERM, signal.SIGHUP), stop)
 
 
-@contextmanager
 def ctrl_c_not_inherited():
     """Start a local job with SIGINT ignored: a Ctrl-C in the terminal reaches every process of
     its group, and submitit's local controller would kill its job on it (before the trainer
     saved). The job still stops on a Ctrl-C: the trainer and Run handle SIGINT themselves."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return handling((signal.SIGINT,), signal.SIG_IGN)
 
 
 def stopped(stop, live, launcher):

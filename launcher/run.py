@@ -13,7 +13,6 @@ Outside training there is nothing to save: such a signal ends the job at once.
 """
 import signal
 import sys
-from contextlib import contextmanager
 
 import submitit
 
@@ -49,16 +48,10 @@ class Run(submitit.helpers.Checkpointable):
                  f"it resumes from there when launched again")
 
 
-@contextmanager
 def ending_at_once():
     """While the block runs, ENDS end the job at once (the trainer's own handlers replace
     these while it trains, and put them back afterwards)."""
     def end(signum, frame):
         sys.exit(f"{signal.Signals(signum).name} received: job ended")
 
-    previous = {s: signal.signal(s, end) for s in ENDS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return signals.handling(ENDS, end)

@@ -60,11 +60,18 @@ class StopRequests:
     @contextmanager
     def installed(self):
         """The handlers while the block runs; the previous ones back afterwards."""
-        previous = {s: signal.signal(s, self.handle) for s in (*STOP_SIGNALS, signal.SIGPIPE)}
-        if stdout_closed:  # before training began: a SIGPIPE was ignored then
-            self.handle(signal.SIGPIPE, None)
-        try:
+        with handling((*STOP_SIGNALS, signal.SIGPIPE), self.handle):
+            if stdout_closed:  # before training began: a SIGPIPE was ignored then
+                self.handle(signal.SIGPIPE, None)
             yield self
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+
+
+@contextmanager
+def handling(signals, handler):
+    """handler for each of signals while the block runs; the previous handlers back after."""
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from bench.structure_family import runs, searched, shapes
-from bench.structure_family.scores import fmt
 from model.objective import warmup_weight
 from reproduction.report import markdown_table
+from reproduction.statistics import fmt
 from utils.files import write_file
 from utils.help_format import parser as help_parser
 
@@ -123,7 +123,7 @@ def table_rows(diagnoses):
                 row[f"grad recon / KL, ep. {epoch}"] = f"{recon:+.3f} / {kl:+.3f}"
             row[f"training's grad, ep. {epochs}"] = " / ".join(f"{grads[edge][2]:+.3f}"
                                                 for grads in d["gradients"].values())
-            row["toggled"] = fmt(d["toggled"].get(edge), 3)
+            row["toggled"] = fmt(d["toggled"].get(edge), digits=3)
             row["refitted"] = f"{d['refitted'][edge]:+.3f} ± {d['refitted_se'][edge]:.3f}"
             rows.append(row)
     return rows

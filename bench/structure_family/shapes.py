@@ -12,13 +12,9 @@ each shape keeps the first of its labellings met. On 4 factors there are 31 shap
 import itertools
 import random
 
+from model.edge_gates import candidate_edges  # the gates' order: grouped by child
+
 SHAPE_SEED = 0
-
-
-def candidate_edges(n):
-    """Every edge the node order allows, (parent j, child i) with j > i, grouped by child
-    (GraphVAE's gate order)."""
-    return [(j, i) for i in range(n) for j in range(i + 1, n)]
 
 
 def canonical_form(edges, n):

@@ -134,7 +134,7 @@ def edge_value_text(results, dags, seeds, coverage_text=""):
                              "true": "yes" if true else "",
                              "information (nats)": scores.fmt(run["information"].get(edge)),
                              "σ(α)": f"{run['edge_probs'][edge]:.2f}",
-                             "toggled value": scores.fmt(toggled, 3),
+                             "toggled value": scores.fmt(toggled, digits=3),
                              "refitted value": f"{value:.3f} ± {found['refitted_se'][edge]:.3f}",
                              "kept by the search": "yes" if edge in found["kept"] else ""})
     spread = lambda v: (f"min {min(v):.3f}, median {statistics.median(v):.3f}, max {max(v):.3f}"  # noqa: E731
