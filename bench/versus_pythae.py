@@ -50,16 +50,12 @@ from data_loader.base_data_loader import to_device  # noqa: E402
 from experiment import build_trainer  # noqa: E402
 from model.graph_vae import GraphVAE, split_latent_dims  # noqa: E402
 from model.networks import mlp  # noqa: E402
-from utils.bounds import at_most_cpus  # noqa: E402
+from utils.bounds import at_most_cpus, integer  # noqa: E402
 from utils.config import ConfigParser, load_json  # noqa: E402
 from utils.overrides import apply_overrides  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from utils.errors import ConfigError, run_cli  # noqa: E402
 from utils.files import write_file  # noqa: E402
 from utils.help_format import add_overrides, parser as help_parser  # noqa: E402
-
-
-class FlagError(UserError):
-    """A bad command-line flag (argparse's own message, as one line)."""
 
 
 def parse_args(argv=None):
@@ -67,37 +63,26 @@ def parse_args(argv=None):
     parser.add_argument("-c", "--config", default=str(REPO / "config.json"),
                         help="the config whose training step is compared (a GraphVAE with the "
                              "Bernoulli likelihood and the MLP decoder)")
-    parser.add_argument("--rounds", type=int, default=40, help="timed rounds of each step")
-    parser.add_argument("--steps", type=int, default=10, help="training steps per round")
-    parser.add_argument("--warmup", type=int, default=20,
-                        help="training steps of each before timing (not timed)")
+    parser.add_argument("--rounds", type=integer(), default=40, help="timed rounds of each step")
+    parser.add_argument("--steps", type=integer(), default=10, help="training steps per round")
+    parser.add_argument("--warmup", type=integer(2), default=20,
+                        help="training steps of each before timing (not timed; the first "
+                             "steps compile)")
     parser.add_argument("--threads", type=at_most_cpus, default=None,
                         help="torch.set_num_threads (default: torch's, one per core)")
     add_overrides(parser, help="override config keys, e.g. --set trainer.compile=false")
     parser.add_argument("--json", help="also write the figures to this file")
-
-    def error(message):
-        raise FlagError(f"{message} (see python -m bench.versus_pythae --help)")
-
-    parser.error = error
-    args = parser.parse_args(argv)
-    for flag in ("rounds", "steps", "threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            error(f"--{flag} must be at least 1, got {value}")
-    if args.warmup < 2:
-        error(f"--warmup must be at least 2 (the first steps compile), got {args.warmup}")
-    return args
+    return parser.parse_args(argv)
 
 
 def vae_shapes(config):
     """The layer sizes of the config's GraphVAE that a one-node VAE shares with it."""
     if config["arch"]["type"] != "GraphVAE":
-        raise FlagError(f"the comparison needs a GraphVAE config, not {config['arch']['type']}")
+        raise ConfigError(f"the comparison needs a GraphVAE config, not {config['arch']['type']}")
     args = {name: p.default for name, p in inspect.signature(GraphVAE).parameters.items()}
     args.update(config["arch"]["args"])
     if args["likelihood"] != "bernoulli" or args["decoder"] != "mlp":
-        raise FlagError("pythae's VAE is compared with a GraphVAE of likelihood 'bernoulli' "
+        raise ConfigError("pythae's VAE is compared with a GraphVAE of likelihood 'bernoulli' "
                         "and decoder 'mlp' (binary images)")
     latent = args["n_nodes"] * split_latent_dims(args["latent_dim"], args["n_nodes"],
                                                  args["node_dim"])

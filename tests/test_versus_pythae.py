@@ -10,9 +10,9 @@ from utils.errors import run_cli
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
-    (["--warmup", "1"], "--warmup must be at least 2"),
-    (["--steps", "many"], "argument --steps: invalid int value: 'many'"),
+    (["--rounds", "0"], "argument --rounds: must be an integer >= 1, got 0"),
+    (["--warmup", "1"], "argument --warmup: must be an integer >= 2, got 1"),
+    (["--steps", "many"], "argument --steps: must be an integer, got 'many'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--set", "arch.type=RecurrentGraphVAE", "--rounds", "1"], "needs a GraphVAE config"),
     (["--set", "arch.args.likelihood=gaussian"], "likelihood 'bernoulli'"),
