@@ -60,3 +60,14 @@ def test_the_diagnosis_trains_its_runs_with_the_checkpoints_it_reads(tmp_path, m
     done = runs.results_path(results, "paper", "n3_21-10", 0).read_bytes()
     diagnosis.train_diagnosed("paper", "n3_21-10", 0, out, results)  # complete: nothing redone
     assert runs.results_path(results, "paper", "n3_21-10", 0).read_bytes() == done
+
+
+def test_the_tables_of_a_dags_subset_are_of_those_dags_only(tmp_path, capsys):
+    """A check on chosen DAGs (--dags) is complete when those DAGs are, not partial against
+    every shape of the benchmark."""
+    from bench.structure_family.__main__ import main
+    main(["--tables-only", "--dags", "n4_32", "n4_empty", "--seeds", "0", "1",
+          "--results", str(tmp_path)])
+    table = capsys.readouterr().out
+    assert "2 DAG shapes on 4 ordered factors (--dags)" in table
+    assert "0 of the 4 (DAG, seed) runs" in table and "seed 1: 0 of 2" in table

@@ -63,6 +63,8 @@ def main(argv=None):
             from utils.errors import ConfigError
             raise ConfigError(f"--dags: no DAG {unknown[0]} on {args.factors} factors")
         todo = [(name, edges) for name, edges in todo if name in args.dags]
+        family = [dag for dag in family if dag in todo]  # the tables are of these DAGs
+        extra = [dag for dag in extra if dag in todo]
     dag_settings = {"mechanism": args.mechanism} if args.mechanism != "linear" else None
     if not args.tables_only:
         for arm in args.arms:
@@ -76,7 +78,8 @@ def main(argv=None):
                                             redo=args.retrain)
     description = (f"{args.random} random DAGs on {args.factors} ordered factors (each candidate "
                    f"edge with probability {args.density})" if args.random else
-                   f"Every DAG shape on {args.factors} ordered factors") + \
+                   f"{len(family)} DAG shapes on {args.factors} ordered factors (--dags)"
+                   if args.dags else f"Every DAG shape on {args.factors} ordered factors") + \
         (f", {args.mechanism} mechanism" if args.mechanism != "linear" else "")
     print(tables.write_tables(args.results, family, args.seeds, extra, description))
 
