@@ -9,7 +9,7 @@ from pathlib import Path
 from bench.structure_family import scores
 from bench.structure_family.shapes import kind_of
 from reproduction.report import markdown_table
-from reproduction.statistics import joint_graph, recovery
+from reproduction.statistics import fmt, joint_graph, recovery
 
 # The methods of the table: (label, arm whose runs it reads, graph from the search or not).
 METHODS = [("joint, λ = 0 (paper)", "paper", False),
@@ -132,9 +132,9 @@ def edge_value_text(results, dags, seeds, coverage_text=""):
                 (true_toggled if true else false_toggled).append(toggled)
                 rows.append({"DAG": dag_label(edges), "seed": seed, "edge": edge,
                              "true": "yes" if true else "",
-                             "information (nats)": scores.fmt(run["information"].get(edge)),
+                             "information (nats)": fmt(run["information"].get(edge)),
                              "σ(α)": f"{run['edge_probs'][edge]:.2f}",
-                             "toggled value": scores.fmt(toggled, digits=3),
+                             "toggled value": fmt(toggled, digits=3),
                              "refitted value": f"{value:.3f} ± {found['refitted_se'][edge]:.3f}",
                              "kept by the search": "yes" if edge in found["kept"] else ""})
     spread = lambda v: (f"min {min(v):.3f}, median {statistics.median(v):.3f}, max {max(v):.3f}"  # noqa: E731
